@@ -1,0 +1,376 @@
+"""Market data feeds: where closed candles come from.
+
+Every feed answers one question, :meth:`Feed.fetch_closed_candles`: "which candles of SYMBOL/TIMEFRAME newer
+than ``since`` are closed at ``now``?" -- oldest first, at most ``limit``, never a still-open candle
+(``open_time + timeframe <= now``). With ``since=None`` it returns the most recent ``limit`` closed candles.
+``now`` is always passed in, never read from a clock here, so the caller owns time.
+
+* :class:`ReplayFeed` serves a CSV of recorded candles (the bundled ``chalicelib/data/BTCUSDT_1h.csv.gz`` by
+  default). Replay has no wall clock: :meth:`ReplayFeed.replay_now` turns "reveal the next N candles after
+  the session's cursor" into a ``now``, so 500 ticks at once or 100 ticks five times reveal the same candles.
+* :class:`CcxtFeed` asks an exchange through ccxt (imported lazily on first use, so importing this module
+  stays cheap on the API path). Network trouble is retried with backoff and ends as a one-line
+  :class:`FeedError`, never a traceback.
+
+Feeds do not validate candles; pass what they return through ``candles.validate_candles``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Protocol
+
+from chalicelib.trading.candles import (
+    Candle,
+    from_epoch_ms,
+    timeframe_to_timedelta,
+    to_epoch_ms,
+)
+
+#: The recorded market data shipped with the package (Binance spot BTC/USDT, 1h, 2023-01-01 .. 2025-01-20).
+BUNDLED_CSV = Path(__file__).resolve().parent.parent / "data" / "BTCUSDT_1h.csv.gz"
+#: Exchanges known to work by configuration alone (any other ccxt id is tried as-is).
+KNOWN_EXCHANGES: tuple[str, ...] = ("binance", "binanceus", "kraken", "coinbase")
+#: Quote assets recognised when splitting an exchange-style symbol such as ``BTCUSDT``; longest match wins.
+_QUOTES: tuple[str, ...] = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "GBP", "BTC", "ETH", "BNB")
+_CSV_COLUMNS = ("timestamp_ms", "open", "high", "low", "close", "volume")
+
+
+class FeedError(RuntimeError):
+    """Market data could not be had; ``str(err)`` is one line fit for a log or a terminal."""
+
+
+class Feed(Protocol):
+    """A source of closed candles."""
+
+    def fetch_closed_candles(
+        self, symbol: str, timeframe: str, since: datetime | None, limit: int, now: datetime
+    ) -> list[Candle]:
+        """Closed candles (``open_time + timeframe <= now``) with ``open_time > since``, oldest first.
+
+        At most ``limit`` of them: the oldest ones after ``since``, or the newest ones when ``since`` is None.
+        """
+        ...
+
+
+def to_ccxt_symbol(symbol: str) -> str:
+    """``"BTCUSDT"`` -> ``"BTC/USDT"``; ``"BTC/USDT"`` passes through; ``"btc-usdt"`` -> ``"BTC/USDT"``."""
+    text = symbol.strip().upper().replace("-", "/").replace("_", "/")
+    if "/" in text:
+        base, _, quote = text.partition("/")
+        if base and quote:
+            return f"{base}/{quote}"
+        raise FeedError(f"cannot read symbol {symbol!r}: expected BASE/QUOTE such as BTC/USDT")
+    for quote in sorted(_QUOTES, key=len, reverse=True):
+        if text.endswith(quote) and len(text) > len(quote):
+            return f"{text[: -len(quote)]}/{quote}"
+    raise FeedError(f"cannot read symbol {symbol!r}: write it as BASE/QUOTE, e.g. BTC/USDT")
+
+
+def to_plain_symbol(symbol: str) -> str:
+    """``"BTC/USDT"`` or ``"BTCUSDT"`` -> ``"BTCUSDT"`` (how sessions store symbols)."""
+    return to_ccxt_symbol(symbol).replace("/", "")
+
+
+def _select(
+    candles: Sequence[Candle], timeframe: str, since: datetime | None, limit: int, now: datetime
+) -> list[Candle]:
+    """The shared rule of every feed: closed at ``now``, newer than ``since``, at most ``limit``."""
+    if limit <= 0:
+        return []
+    step = timeframe_to_timedelta(timeframe)
+    closed = [c for c in candles if c.open_time + step <= now and (since is None or c.open_time > since)]
+    return closed[:limit] if since is not None else closed[-limit:]
+
+
+# --------------------------------------------------------------------------------------------------- replay
+
+
+@dataclass(frozen=True, slots=True)
+class _Dataset:
+    symbol: str
+    timeframe: str
+    candles: tuple[Candle, ...]
+    open_times: tuple[datetime, ...]
+    #: non-decreasing times allow bisection; a scrambled file is served as-is, for validation to refuse
+    ordered: bool
+
+    def newer_than(self, after: datetime | None) -> int:
+        """Index of the first candle opened after ``after`` (0 if the recording is not in order)."""
+        if after is None or not self.ordered:
+            return 0
+        return bisect_right(self.open_times, after)
+
+    def closed_end(self, now: datetime, timeframe: str) -> int:
+        """Index just past the last candle closed at ``now``."""
+        if not self.ordered:
+            return len(self.candles)
+        return bisect_right(self.open_times, now - timeframe_to_timedelta(timeframe))
+
+
+def _parse_decimal(text: str, column: str, line: int, path: Path) -> Decimal:
+    try:
+        return Decimal(text.strip())
+    except InvalidOperation:
+        raise FeedError(f"{path.name} line {line}: {column} is not a number: {text!r}") from None
+
+
+def read_candles_csv(path: Path) -> list[Candle]:
+    """Read ``timestamp_ms,open,high,low,close,volume`` rows (gzip or plain); numbers parsed from the text."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FeedError(f"cannot read candle file {path}: {exc.strerror or exc}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise FeedError(f"cannot decompress candle file {path}: {exc}") from None
+    reader = csv.reader(io.StringIO(raw.decode("utf-8")))
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != _CSV_COLUMNS:
+        raise FeedError(f"{path.name}: expected header {','.join(_CSV_COLUMNS)}, got {header}")
+    candles: list[Candle] = []
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != len(_CSV_COLUMNS):
+            raise FeedError(f"{path.name} line {line}: expected {len(_CSV_COLUMNS)} columns, got {len(row)}")
+        try:
+            timestamp_ms = int(row[0])
+        except ValueError:
+            raise FeedError(f"{path.name} line {line}: timestamp_ms is not an integer: {row[0]!r}") from None
+        o, h, lo, c, v = (_parse_decimal(row[i], _CSV_COLUMNS[i], line, path) for i in range(1, 6))
+        candles.append(Candle(from_epoch_ms(timestamp_ms), o, h, lo, c, v))
+    return candles
+
+
+def _infer_symbol_timeframe(path: Path) -> tuple[str | None, str | None]:
+    """``BTCUSDT_1h.csv.gz`` -> ``("BTCUSDT", "1h")``; unknown parts are None."""
+    stem = path.name.split(".")[0]
+    symbol, _, timeframe = stem.partition("_")
+    try:
+        timeframe_to_timedelta(timeframe)
+    except ValueError:
+        return (symbol or None), None
+    return (symbol or None), timeframe
+
+
+class ReplayFeed:
+    """Closed candles from a recorded CSV; the caller's ``now`` decides how much of it has "happened".
+
+    ``csv_path`` defaults to the bundled BTCUSDT 1h data. The symbol and timeframe are read from a file name
+    like ``BTCUSDT_1h.csv.gz`` or given explicitly; asking for another symbol or timeframe is a FeedError.
+    The file is read once, on first use.
+    """
+
+    def __init__(
+        self, csv_path: str | Path | None = None, *, symbol: str | None = None, timeframe: str | None = None
+    ) -> None:
+        self.path = Path(csv_path) if csv_path is not None else BUNDLED_CSV
+        inferred_symbol, inferred_timeframe = _infer_symbol_timeframe(self.path)
+        self.symbol = to_plain_symbol(symbol or inferred_symbol or "BTCUSDT")
+        self.timeframe = timeframe or inferred_timeframe or "1h"
+        timeframe_to_timedelta(self.timeframe)
+        self._data: _Dataset | None = None
+
+    def _dataset(self, symbol: str, timeframe: str) -> _Dataset:
+        if to_plain_symbol(symbol) != self.symbol or timeframe != self.timeframe:
+            raise FeedError(
+                f"replay data {self.path.name} holds {self.symbol} {self.timeframe}, not {symbol} {timeframe}"
+            )
+        if self._data is None:
+            candles = tuple(read_candles_csv(self.path))
+            open_times = tuple(c.open_time for c in candles)
+            ordered = all(a <= b for a, b in pairwise(open_times))
+            self._data = _Dataset(self.symbol, self.timeframe, candles, open_times, ordered)
+        return self._data
+
+    def all_candles(self, symbol: str, timeframe: str) -> tuple[Candle, ...]:
+        """Every recorded candle, oldest first (for backtests and tests)."""
+        return self._dataset(symbol, timeframe).candles
+
+    def fetch_closed_candles(
+        self, symbol: str, timeframe: str, since: datetime | None, limit: int, now: datetime
+    ) -> list[Candle]:
+        """See :class:`Feed`."""
+        data = self._dataset(symbol, timeframe)
+        window = data.candles[data.newer_than(since) : data.closed_end(now, timeframe)]
+        return _select(window, timeframe, since, limit, now)
+
+    def reveal_next(
+        self, symbol: str, timeframe: str, after: datetime | None, count: int = 1
+    ) -> list[Candle]:
+        """The next ``count`` recorded candles after the cursor ``after`` (from the start when None)."""
+        if count <= 0:
+            return []
+        data = self._dataset(symbol, timeframe)
+        start = data.newer_than(after)
+        if not data.ordered:
+            return [c for c in data.candles if after is None or c.open_time > after][:count]
+        return list(data.candles[start : start + count])
+
+    def replay_now(
+        self, symbol: str, timeframe: str, after: datetime | None, count: int = 1
+    ) -> datetime | None:
+        """The replay "now" at which exactly the next ``count`` candles after ``after`` have closed.
+
+        Feed it to :meth:`fetch_closed_candles` (or to the engine's tick) as ``now``. None when the recording
+        has nothing after ``after`` (the replay is over). Because "now" is derived from the session's
+        cursor and not from a clock, ticks are idempotent: a repeated tick reveals the same candles again.
+        """
+        revealed = self.reveal_next(symbol, timeframe, after, count)
+        if not revealed:
+            return None
+        return revealed[-1].close_time(timeframe)
+
+
+# ----------------------------------------------------------------------------------------------------- ccxt
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+def _network_reason(exc: BaseException) -> str:
+    """ccxt says which request failed; the innermost cause says why (e.g. "Name or service not known")."""
+    root: BaseException = exc
+    seen = {id(exc)}
+    while True:
+        nxt = root.__cause__ or root.__context__
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        root = nxt
+    head = _one_line(exc)
+    if root is exc:
+        return head
+    detail = root.strerror if isinstance(root, OSError) and root.strerror else _one_line(root)
+    return f"{head} ({detail})"
+
+
+class CcxtFeed:
+    """Closed candles from a live exchange through ccxt's public OHLCV endpoint (no API keys needed).
+
+    ``exchange_id`` is any ccxt id; ``binance``, ``binanceus``, ``kraken`` and ``coinbase`` are the ones this
+    project relies on (Binance refuses some regions). ``timeout_ms`` bounds each HTTP request; ``retries`` is
+    how many attempts a network failure gets in total (at least one), with exponential backoff from
+    ``backoff_s``. ccxt is imported on the first fetch, not when this module is imported.
+    """
+
+    #: most candles asked for in one request (Binance allows 1000, Kraken returns at most 720)
+    page_size = 500
+
+    def __init__(
+        self,
+        exchange_id: str = "binance",
+        timeout_ms: int = 10_000,
+        retries: int = 3,
+        *,
+        backoff_s: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.exchange_id = exchange_id.strip().lower()
+        self.timeout_ms = timeout_ms
+        self.retries = max(1, retries)
+        self.backoff_s = backoff_s
+        self._sleep = sleep
+        self._exchange: Any = None
+
+    @property
+    def exchange(self) -> Any:
+        """The ccxt exchange object, created on first use and reused (markets are loaded once)."""
+        if self._exchange is None:
+            try:
+                import ccxt
+            except ImportError:  # pragma: no cover - ccxt is a runtime dependency
+                raise FeedError("the exchange feed needs ccxt, which is not installed") from None
+            exchange_class = getattr(ccxt, self.exchange_id, None)
+            if exchange_class is None or not isinstance(exchange_class, type):
+                known = ", ".join(KNOWN_EXCHANGES)
+                raise FeedError(f"unknown exchange {self.exchange_id!r} (try one of {known})")
+            config: dict[str, Any] = {"timeout": self.timeout_ms, "enableRateLimit": True}
+            if self.exchange_id.startswith("binance"):
+                # Spot only: skip the futures market lists (fewer requests, fewer ways to fail).
+                config["options"] = {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}}
+            self._exchange = exchange_class(config)
+        return self._exchange
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run one ccxt call with retries on network errors; every failure ends as one-line FeedError."""
+        import ccxt
+
+        delay = self.backoff_s
+        for attempt in range(1, self.retries + 1):
+            try:
+                return fn()
+            except ccxt.NetworkError as exc:  # timeouts, DNS, refused connections, 5xx, rate limits
+                if attempt >= self.retries:
+                    raise FeedError(f"cannot reach {self.exchange_id}: {_network_reason(exc)}") from None
+                self._sleep(delay)
+                delay *= 2
+            except ccxt.BaseError as exc:  # bad symbol, unsupported timeframe, exchange-side refusal
+                raise FeedError(f"{self.exchange_id} refused {what}: {_one_line(exc)}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch_page(self, market: str, timeframe: str, since_ms: int | None, limit: int) -> list[list[Any]]:
+        exchange = self.exchange
+        self._call("loading markets", exchange.load_markets)
+        if not exchange.has.get("fetchOHLCV"):
+            raise FeedError(f"{self.exchange_id} does not serve OHLCV candles")
+        if timeframe not in (exchange.timeframes or {}):
+            raise FeedError(f"{self.exchange_id} has no {timeframe} candles")
+        result = self._call(
+            f"candles for {market} {timeframe}",
+            lambda: exchange.fetch_ohlcv(market, timeframe, since=since_ms, limit=limit),
+        )
+        if not isinstance(result, list):
+            raise FeedError(f"{self.exchange_id} answered candles with {type(result).__name__}, not a list")
+        return result
+
+    def fetch_closed_candles(
+        self, symbol: str, timeframe: str, since: datetime | None, limit: int, now: datetime
+    ) -> list[Candle]:
+        """See :class:`Feed`. The newest kline an exchange returns is usually still open; it is dropped."""
+        if limit <= 0:
+            return []
+        market = to_ccxt_symbol(symbol)
+        step = timeframe_to_timedelta(timeframe)
+        if since is None:
+            # One request for the newest candles; one extra because the last is probably still open.
+            rows = self._fetch_page(market, timeframe, None, min(limit + 1, self.page_size + 1))
+            return _select(list(self._to_candles(rows)), timeframe, None, limit, now)
+        collected: list[Candle] = []
+        cursor = since
+        while len(collected) < limit:
+            page = min(limit - len(collected) + 1, self.page_size)
+            rows = self._fetch_page(market, timeframe, to_epoch_ms(cursor) + 1, page)
+            fresh = _select(list(self._to_candles(rows)), timeframe, cursor, page, now)
+            if not fresh:
+                break
+            collected.extend(fresh)
+            cursor = fresh[-1].open_time
+            if cursor + step + step > now:  # the next candle is not closed yet
+                break
+        return collected[:limit]
+
+    def _to_candles(self, rows: list[list[Any]]) -> Iterator[Candle]:
+        for row in rows:
+            try:
+                timestamp_ms = int(row[0])
+                o, h, lo, c, v = (Decimal(str(x)) if x is not None else Decimal(0) for x in row[1:6])
+            except (TypeError, ValueError, IndexError, InvalidOperation):
+                raise FeedError(f"{self.exchange_id} sent an unreadable candle: {row!r}"[:240]) from None
+            yield Candle(from_epoch_ms(timestamp_ms), o, h, lo, c, v)
