@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from chalicelib.money import quantize_money
+
 
 @dataclass(frozen=True, slots=True)
 class PositionView:
@@ -20,5 +22,5 @@ class PositionView:
 
     @property
     def cost(self) -> Decimal:
-        """Cash tied up in the position (entry notional, fees excluded)."""
-        return self.entry_price * self.quantity
+        """Cash tied up in the position: entry notional, fees excluded (what the ledger reserves)."""
+        return quantize_money(self.entry_price * self.quantity)
