@@ -1,0 +1,380 @@
+"""``atb``: the command line of the bot. Thin: parse and check arguments, call one use case, print.
+
+Exit codes: 0 success, 1 a check failed (``atb db verify``) or the operation was refused, 2 bad input (one line
+on stderr, nothing changed).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from decimal import Decimal
+from functools import wraps
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from chalicelib.money import MoneyError, format_usd, parse_money
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_REFUSED = 1
+EXIT_BAD_INPUT = 2
+AMOUNT_ARG = {"ignore_unknown_options": True}  # so "-5" reaches our parser and gets a clear error
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def domain_errors(func: F) -> F:
+    """Turn the domain's refusals into one-line errors with the right exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from chalicelib.ledger import InsufficientFunds, LedgerError
+        from chalicelib.settings import ConfigurationError
+
+        try:
+            return func(*args, **kwargs)
+        except InsufficientFunds as exc:
+            fail(str(exc), EXIT_REFUSED)
+        except LedgerError as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
+        except ConfigurationError as exc:
+            fail(str(exc), EXIT_REFUSED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def amount_arg(value: str, what: str = "amount") -> Decimal:
+    try:
+        amount = parse_money(value, field=what)
+    except MoneyError as exc:
+        fail(str(exc))
+    return amount
+
+
+def reason_arg(value: str | None) -> str:
+    from chalicelib.ledger import MAX_REASON_LENGTH
+
+    if value is None or not value.strip():
+        fail("--reason must not be empty: say why the balance changes")
+    if len(value.strip()) > MAX_REASON_LENGTH:
+        fail(f"--reason is longer than {MAX_REASON_LENGTH} characters")
+    return value.strip()
+
+
+def print_json(obj: Any) -> None:
+    from chalicelib.jsonutil import dumps
+
+    click.echo(dumps(obj, indent=2))
+
+
+def operator_name() -> str:
+    import getpass
+    import os
+
+    return os.environ.get("ATB_OPERATOR") or f"cli:{getpass.getuser()}"
+
+
+@click.group()
+@click.version_option(package_name="atb")
+def main() -> None:
+    """atb — a paper-trading bot whose money you can trust."""
+
+
+# --- db ------------------------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Schema migrations and integrity checks."""
+
+
+@db.command("migrate")
+@domain_errors
+def db_migrate() -> None:
+    """Upgrade the database schema to the newest revision."""
+    from chalicelib.db.engine import get_engine
+    from chalicelib.db.migrate import schema_status, upgrade
+
+    engine = get_engine()
+    before = schema_status(engine).current
+    status = upgrade(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if before == status.current:
+        click.echo(f"Database {where} already at {status.current} (head).")
+    else:
+        click.echo(f"Migrated {where} from {before or 'empty'} to {status.current} (head).")
+
+
+@db.command("status")
+@domain_errors
+def db_status() -> None:
+    """Show the current schema revision and the newest one."""
+    from chalicelib.db.migrate import schema_status
+
+    status = schema_status()
+    state = "up to date" if status.at_head else "behind: run `atb db migrate`"
+    click.echo(f"current: {status.current or 'none (empty database)'}\nhead:    {status.head}\n{state}")
+    if not status.at_head:
+        sys.exit(EXIT_REFUSED)
+
+
+@db.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@domain_errors
+def db_verify(as_json: bool) -> None:
+    """Check the schema is at head and every session's ledger adds up; exit 1 on any violation."""
+    from chalicelib.verify import verify
+
+    report = verify()
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "schema": {"current": report.schema.current, "head": report.schema.head},
+                "sessions": [
+                    {"session_id": s.session_id, "label": s.label, "entries": s.entries,
+                     "total_balance": s.total, "ok": s.ok, "problems": s.problems}
+                    for s in report.sessions
+                ],
+            }
+        )
+    else:
+        schema = report.schema
+        mark = "ok" if schema.at_head else "BEHIND (run `atb db migrate`)"
+        click.echo(f"schema: {schema.current or 'none'} (head {schema.head}) {mark}")
+        for s in report.sessions:
+            if s.ok:
+                click.echo(f"session #{s.session_id} {s.label}: ok — {s.entries} ledger rows, "
+                           f"balance {format_usd(s.total)}")
+            else:
+                click.echo(f"session #{s.session_id} {s.label}: FAILED")
+                for problem in s.problems:
+                    click.echo(f"  - {problem}")
+        if not report.sessions and schema.at_head:
+            click.echo("no sessions yet")
+        click.echo("verify: ok" if report.ok else "verify: FAILED")
+    if not report.ok:
+        sys.exit(EXIT_REFUSED)
+
+
+# --- balance ---------------------------------------------------------------------------------------------------
+
+session_option = click.option("--session", "session_id", type=int, default=None,
+                              help="Session id (needed when several sessions are active).")
+
+
+@main.group()
+def balance() -> None:
+    """Read and change the trading capital."""
+
+
+@balance.command("show")
+@session_option
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def balance_show(session_id: int | None, as_json: bool) -> None:
+    """The current balance, its 24-hour change and the last changes."""
+    from chalicelib.balances import read_summary
+    from chalicelib.views import summary_view
+
+    summary = read_summary(session_id)
+    if as_json:
+        print_json(summary_view(summary))
+        return
+    s = summary.session
+    change = summary.change_24h_percent
+    click.echo(f"Session #{s.id} {s.strategy} {s.symbol} {s.timeframe} ({s.mode})")
+    click.echo(f"  balance:   {format_usd(s.total_balance)} {s.base_currency}"
+               + (f"  ({change:+}% in 24h)" if change is not None else ""))
+    click.echo(f"  available: {format_usd(s.available_balance)}   reserved: {format_usd(s.reserved_balance)}"
+               f"   peak: {format_usd(s.peak_balance)}")
+    if summary.latest is not None:
+        click.echo(f"  last change: {summary.latest.update_reason} ({summary.latest.updated_by}, "
+                   f"{summary.latest.last_updated:%Y-%m-%d %H:%M} UTC)")
+
+
+def _change(op: str, amount: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
+    from chalicelib.balances import change_balance
+    from chalicelib.ledger import Actor
+    from chalicelib.views import entry_view, session_view
+
+    value = amount_arg(amount, "balance" if op == "set" else "amount")
+    if op == "set" and value < 0:
+        fail("balance must not be negative")
+    if op != "set" and value <= 0:
+        fail("amount must be greater than zero")
+    why = reason_arg(reason)
+    result = change_balance(op, value, reason=why, actor=Actor(operator_name()), session_id=session_id)  # type: ignore[arg-type]
+    if as_json:
+        print_json({"session": session_view(result.session), "entry": entry_view(result.entry)})
+        return
+    e = result.entry
+    click.echo(f"Session #{result.session.id}: {e.kind} {format_usd(e.delta)} → balance "
+               f"{format_usd(e.total_balance)} (ledger row {e.id}, by {e.updated_by}: {e.update_reason})")
+
+
+@balance.command("set", context_settings=AMOUNT_ARG)
+@click.argument("amount")
+@click.option("--reason", required=False, help="Why (required).")
+@session_option
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def balance_set(amount: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
+    """Set the total balance to AMOUNT (the ledger records the difference)."""
+    _change("set", amount, reason, session_id, as_json)
+
+
+@balance.command("deposit", context_settings=AMOUNT_ARG)
+@click.argument("amount")
+@click.option("--reason", required=False, help="Why (required).")
+@session_option
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def balance_deposit(amount: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
+    """Add AMOUNT to the trading capital."""
+    _change("deposit", amount, reason, session_id, as_json)
+
+
+@balance.command("withdraw", context_settings=AMOUNT_ARG)
+@click.argument("amount")
+@click.option("--reason", required=False, help="Why (required).")
+@session_option
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def balance_withdraw(amount: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
+    """Take AMOUNT out of the trading capital (never more than is available)."""
+    _change("withdraw", amount, reason, session_id, as_json)
+
+
+@balance.command("history")
+@session_option
+@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--before", type=int, default=None, help="Show entries older than this ledger id.")
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def balance_history(session_id: int | None, limit: int, before: int | None, as_json: bool) -> None:
+    """The ledger, newest first."""
+    from chalicelib.balances import history_page, select_session
+    from chalicelib.db.uow import read_transaction
+    from chalicelib.views import entry_view
+
+    with read_transaction() as dbs:
+        session = select_session(dbs, session_id)
+        rows, next_cursor = history_page(dbs, session.id, limit=limit, before=before)
+    if as_json:
+        print_json({"session_id": session.id, "entries": [entry_view(r) for r in rows],
+                    "next_cursor": next_cursor})
+        return
+    click.echo(f"Session #{session.id} — {len(rows)} entries, newest first")
+    for r in rows:
+        who = r.updated_by + (f" ({r.updated_by_label})" if r.updated_by_label else "")
+        click.echo(f"{r.id:>8}  {r.last_updated:%Y-%m-%d %H:%M:%S}  {r.kind:<22} {format_usd(r.delta):>14}  "
+                   f"→ {format_usd(r.total_balance):>14}  {who}: {r.update_reason}")
+    if next_cursor:
+        click.echo(f"more: atb balance history --before {next_cursor}")
+
+
+# --- sessions --------------------------------------------------------------------------------------------------
+
+
+@main.group()
+def sessions() -> None:
+    """Trading sessions (one per strategy, symbol, timeframe and mode)."""
+
+
+@sessions.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "show_all", is_flag=True, help="Include ended sessions.")
+@domain_errors
+def sessions_list(as_json: bool, show_all: bool) -> None:
+    """List sessions."""
+    from sqlalchemy import select
+
+    from chalicelib.db.models import TradingSession
+    from chalicelib.db.uow import read_transaction
+    from chalicelib.views import session_view
+
+    with read_transaction() as dbs:
+        stmt = select(TradingSession).order_by(TradingSession.id)
+        if not show_all:
+            stmt = stmt.where(TradingSession.status == "active")
+        rows = list(dbs.execute(stmt).scalars())
+    if as_json:
+        print_json([session_view(s) for s in rows])
+        return
+    if not rows:
+        click.echo("no sessions" if show_all else "no active sessions (use --all to see ended ones)")
+    for s in rows:
+        click.echo(f"#{s.id:<5} {s.status:<7} {s.strategy:<14} {s.symbol:<10} {s.timeframe:<4} {s.mode:<6} "
+                   f"{format_usd(s.total_balance):>14}  cursor {s.candle_cursor or '-'}")
+
+
+@sessions.command("start", context_settings=AMOUNT_ARG)
+@click.argument("strategy")
+@click.option("--symbol", required=True)
+@click.option("--timeframe", default="1h", show_default=True)
+@click.option("--exchange", default="binance", show_default=True)
+@click.option("--initial-balance", default="1000", show_default=True)
+@click.option("--paper-trading/--live-trading", default=True, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, initial_balance: str,
+                   paper_trading: bool, as_json: bool) -> None:
+    """Start a session and record its initial capital in the ledger."""
+    from sqlalchemy.exc import IntegrityError
+
+    from chalicelib import ledger
+    from chalicelib.db.uow import write_transaction
+    from chalicelib.ledger import Actor
+    from chalicelib.views import session_view
+
+    if not paper_trading:
+        fail("live trading is disabled: this bot only paper-trades")
+    amount = amount_arg(initial_balance, "initial balance")
+    if amount < 0:
+        fail("initial balance must not be negative")
+    if not symbol.strip() or not strategy.strip():
+        fail("strategy and symbol must not be empty")
+    try:
+        with write_transaction() as dbs:
+            session = ledger.start_session(
+                dbs, strategy=strategy, symbol=symbol.upper(), timeframe=timeframe, exchange=exchange,
+                mode="paper", initial_balance=amount, actor=Actor(operator_name()),
+            )
+    except IntegrityError:
+        fail(f"a {strategy} {symbol.upper()} {timeframe} paper session is already active "
+             "(stop it first: atb sessions stop)", EXIT_REFUSED)
+    if as_json:
+        print_json(session_view(session))
+    else:
+        click.echo(f"Started session #{session.id}: {strategy} {session.symbol} {timeframe} paper, "
+                   f"initial balance {format_usd(amount)}")
+
+
+@sessions.command("stop")
+@session_option
+@domain_errors
+def sessions_stop(session_id: int | None) -> None:
+    """End a session. Its balance, positions and history stay readable."""
+    from chalicelib import ledger
+    from chalicelib.balances import select_session
+    from chalicelib.db.types import utcnow
+    from chalicelib.db.uow import write_transaction
+
+    with write_transaction() as dbs:
+        target = select_session(dbs, session_id)
+        session = ledger.lock_session(dbs, target.id)
+        assert session is not None
+        if session.status != "active":
+            fail(f"session #{session.id} has already ended", EXIT_REFUSED)
+        session.status = "ended"
+        session.ended_at = utcnow()
+    click.echo(f"Stopped session #{session.id} at balance {format_usd(session.total_balance)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,101 @@
+"""One engine per database URL per process, made on first use and reused while a Lambda stays warm.
+
+No connection is opened at import time. Postgres connections are checked before use (``pool_pre_ping``), so a
+database restart or an RDS failover costs one reconnect, not an error. SQLite gets the settings an embedded
+database needs to behave: foreign keys on, WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for write transactions so
+that two writers serialise instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from chalicelib import settings
+
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+#: Execution option that marks a transaction as a writer (SQLite: BEGIN IMMEDIATE).
+WRITE_OPTION = "atb_write"
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The process-wide engine for ``url`` (default: the configured database)."""
+    url = url or settings.database_url()
+    engine = _engines.get(url)
+    if engine is None:
+        with _lock:
+            engine = _engines.get(url)
+            if engine is None:
+                engine = _create(url)
+                _engines[url] = engine
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests, and after a fork)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _create(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 60},
+            pool_pre_ping=False,
+        )
+        _configure_sqlite(engine)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
+        connect_args["timeout"] = 10
+        ssl_context = _ssl_context(settings.database_sslmode())
+        if ssl_context is not None:
+            connect_args["ssl_context"] = ssl_context
+    return create_engine(
+        url,
+        connect_args=connect_args,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=20,
+        pool_recycle=300,
+    )
+
+
+def _ssl_context(mode: str) -> ssl.SSLContext | None:
+    if mode == "disable":
+        return None
+    context = ssl.create_default_context()
+    if mode == "require":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")

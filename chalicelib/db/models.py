@@ -1,0 +1,217 @@
+"""The data model. Alembic owns the schema (``migrations/``); these mappings must agree with it (tested).
+
+Money columns are exact (``Money``/``Quantity``), timestamps aware UTC. The database itself refuses values that
+can never be valid (negative available balance, non-positive prices and quantities) and a second active session
+for the same bot.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from chalicelib.db.types import Money, Quantity, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: 64-bit ids on Postgres; SQLite's rowid alias must be spelled INTEGER to autoincrement.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+LEDGER_KINDS = (
+    "initial",
+    "trade_pnl",
+    "fee",
+    "manual_set",
+    "deposit",
+    "withdrawal",
+    "reset",
+    "recovered_from_trades",
+    "resumed",
+)
+
+
+def _num(column: str) -> str:
+    """A comparison that is numeric on Postgres (NUMERIC) and on SQLite (exact decimal text)."""
+    return f"CAST({column} AS NUMERIC)"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TradingSession(Base):
+    """One bot (strategy × symbol × timeframe × mode) trading over time; caches its current balance."""
+
+    __tablename__ = "trading_sessions"
+    __table_args__ = (
+        CheckConstraint("mode IN ('paper', 'live')", name="mode"),
+        CheckConstraint("status IN ('active', 'ended')", name="status"),
+        CheckConstraint(f"{_num('initial_balance')} >= 0", name="initial_balance_not_negative"),
+        CheckConstraint(f"{_num('available_balance')} >= 0", name="available_not_negative"),
+        CheckConstraint(f"{_num('reserved_balance')} >= 0", name="reserved_not_negative"),
+        Index(
+            "uq_trading_sessions_one_active",
+            "strategy",
+            "symbol",
+            "timeframe",
+            "mode",
+            unique=True,
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(64))
+    symbol: Mapped[str] = mapped_column(String(32))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    exchange: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16))
+    initial_balance: Mapped[Decimal] = mapped_column(Money())
+    base_currency: Mapped[str] = mapped_column(String(8), server_default="USD")
+    total_balance: Mapped[Decimal] = mapped_column(Money(), server_default="0")
+    available_balance: Mapped[Decimal] = mapped_column(Money(), server_default="0")
+    reserved_balance: Mapped[Decimal] = mapped_column(Money(), server_default="0")
+    peak_balance: Mapped[Decimal] = mapped_column(Money(), server_default="0")
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
+    candle_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resumed_from_id: Mapped[int | None] = mapped_column(ForeignKey("trading_sessions.id"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def __repr__(self) -> str:
+        return f"<TradingSession #{self.id} {self.strategy} {self.symbol} {self.timeframe} {self.status}>"
+
+
+class AccountBalance(Base):
+    """The append-only ledger: one row per balance change, with the balance after it and why and who."""
+
+    __tablename__ = "account_balances"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN (" + ", ".join(f"'{k}'" for k in LEDGER_KINDS) + ")",
+            name="kind",
+        ),
+        CheckConstraint(f"{_num('available_balance')} >= 0", name="available_not_negative"),
+        CheckConstraint(f"{_num('reserved_balance')} >= 0", name="reserved_not_negative"),
+        # One ledger row per (session, kind, reference): a trade or a request is never counted twice.
+        UniqueConstraint("session_id", "kind", "reference"),
+        Index("ix_account_balances_session_id_id", "session_id", "id"),
+        Index("ix_account_balances_session_id_last_updated", "session_id", "last_updated"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("trading_sessions.id"))
+    base_currency: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(32))
+    delta: Mapped[Decimal] = mapped_column(Money())
+    total_balance: Mapped[Decimal] = mapped_column(Money())
+    available_balance: Mapped[Decimal] = mapped_column(Money())
+    reserved_balance: Mapped[Decimal] = mapped_column(Money())
+    asset_balances: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reference: Mapped[str | None] = mapped_column(String(128))
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(100))
+    updated_by_label: Mapped[str | None] = mapped_column(String(100))
+    update_reason: Mapped[str] = mapped_column(String(200))
+
+
+class Position(Base):
+    """A position, open or closed. Its cost is what the ledger holds as reserved while it is open."""
+
+    __tablename__ = "positions"
+    __table_args__ = (
+        CheckConstraint("side IN ('long', 'short')", name="side"),
+        CheckConstraint("status IN ('open', 'closed')", name="status"),
+        CheckConstraint(f"{_num('entry_price')} > 0", name="entry_price_positive"),
+        CheckConstraint(f"{_num('quantity')} > 0", name="quantity_positive"),
+        CheckConstraint(f"{_num('cost')} > 0", name="cost_positive"),
+        CheckConstraint(f"exit_price IS NULL OR {_num('exit_price')} > 0", name="exit_price_positive"),
+        CheckConstraint(f"{_num('fees')} >= 0", name="fees_not_negative"),
+        Index("ix_positions_session_id_status", "session_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("trading_sessions.id"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(8))
+    entry_price: Mapped[Decimal] = mapped_column(Money())
+    quantity: Mapped[Decimal] = mapped_column(Quantity())
+    cost: Mapped[Decimal] = mapped_column(Money())
+    stop_loss: Mapped[Decimal | None] = mapped_column(Money())
+    take_profit: Mapped[Decimal | None] = mapped_column(Money())
+    entry_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    exit_price: Mapped[Decimal | None] = mapped_column(Money())
+    exit_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    exit_reason: Mapped[str | None] = mapped_column(String(32))
+    realized_pnl: Mapped[Decimal | None] = mapped_column(Money())
+    fees: Mapped[Decimal] = mapped_column(Money(), server_default="0")
+
+
+class Trade(Base):
+    """A closed round trip. One per position (unique): a close is never recorded twice."""
+
+    __tablename__ = "trades"
+    __table_args__ = (
+        CheckConstraint("side IN ('long', 'short')", name="side"),
+        CheckConstraint(f"{_num('entry_price')} > 0", name="entry_price_positive"),
+        CheckConstraint(f"{_num('exit_price')} > 0", name="exit_price_positive"),
+        CheckConstraint(f"{_num('quantity')} > 0", name="quantity_positive"),
+        CheckConstraint(f"{_num('fees')} >= 0", name="fees_not_negative"),
+        UniqueConstraint("position_id"),
+        Index("ix_trades_session_id_id", "session_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("trading_sessions.id"))
+    position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id"))
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(8))
+    entry_price: Mapped[Decimal] = mapped_column(Money())
+    exit_price: Mapped[Decimal] = mapped_column(Money())
+    quantity: Mapped[Decimal] = mapped_column(Quantity())
+    entry_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    exit_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    realized_pnl: Mapped[Decimal] = mapped_column(Money())
+    fees: Mapped[Decimal] = mapped_column(Money())
+    exit_reason: Mapped[str] = mapped_column(String(32))
+
+
+class TickLog(Base):
+    """One row per (session, candle) applied: the database guarantees a candle is processed once."""
+
+    __tablename__ = "tick_log"
+    __table_args__ = (UniqueConstraint("session_id", "candle_time"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("trading_sessions.id"))
+    candle_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    close_price: Mapped[Decimal] = mapped_column(Money())
+    decision: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,88 @@
+"""Column types that keep money exact and time in UTC on every database we run on.
+
+PostgreSQL stores money in ``NUMERIC``. SQLite has no exact decimal type (its NUMERIC affinity turns text into a
+15-digit REAL), so there the same columns hold the canonical decimal text: exact, and read back as ``Decimal``.
+Timestamps are timezone-aware UTC everywhere; SQLite keeps them as naive UTC text and we re-attach UTC on read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect, Numeric, String
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from chalicelib.money import MONEY_SCALE, QUANTITY_SCALE
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """``NUMERIC(precision, scale)`` on Postgres; exact decimal text on SQLite."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int = 28, scale: int = MONEY_SCALE) -> None:
+        super().__init__(precision=precision, scale=scale, asdecimal=True)
+        self.precision = precision
+        self.scale = scale
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(self.precision + 2))
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, float):
+            raise TypeError("money and quantities are Decimal, never float")
+        dec = Decimal(value)
+        quantum = Decimal(1).scaleb(-self.scale)
+        if dec != dec.quantize(quantum):
+            raise ValueError(f"{dec} has more than {self.scale} decimal places")
+        if dialect.name == "sqlite":
+            return format(dec.quantize(quantum), "f")
+        return dec
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(str(value)).quantize(Decimal(1).scaleb(-self.scale))
+
+
+def Money() -> ExactDecimal:
+    return ExactDecimal(28, MONEY_SCALE)
+
+
+def Quantity() -> ExactDecimal:
+    return ExactDecimal(28, QUANTITY_SCALE)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``timestamptz`` on Postgres; naive-UTC text on SQLite. Always aware UTC in Python."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"timestamps must be timezone-aware, got {value!r}")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,326 @@
+"""The ledger service: the only code that changes a session's money.
+
+Every change is one append-only ``account_balances`` row (delta, balance after, kind, reason, who, reference)
+written in the same transaction as the session's cached balance. Each call first takes the session row lock
+(``SELECT … FOR UPDATE`` on Postgres; SQLite write transactions hold the database lock from ``BEGIN
+IMMEDIATE``), then reads the balance, so two writers in any interleaving give the result of one after the other.
+
+Bookkeeping: ``total = cash + cost of open positions``, ``reserved = cost of open positions``,
+``available = total − reserved`` (the cash), never negative. The peak balance, from which drawdown is measured,
+follows trading results; capital flows (deposits, withdrawals, manual sets, resets) move it by the same amount so
+that adding or removing capital is not mistaken for a trading gain or loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from chalicelib.db.models import LEDGER_KINDS, AccountBalance, Position, TradingSession
+from chalicelib.db.types import utcnow
+from chalicelib.money import ZERO, money_text, quantize_money
+
+#: Kinds that move capital in or out (they shift the peak instead of setting a new one).
+CAPITAL_FLOW_KINDS = frozenset({"initial", "manual_set", "deposit", "withdrawal", "reset", "resumed"})
+MAX_REASON_LENGTH = 200
+MAX_ACTOR_LENGTH = 100
+
+
+class LedgerError(Exception):
+    """A change the ledger refuses; nothing was written."""
+
+    code = "ledger_error"
+
+
+class SessionNotFound(LedgerError):
+    code = "session_not_found"
+
+
+class InsufficientFunds(LedgerError):
+    """The change would leave available balance below zero."""
+
+    code = "insufficient_funds"
+
+
+class InvalidChange(LedgerError):
+    code = "invalid_change"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change: the authenticated name, and optionally a free-text label they typed."""
+
+    name: str
+    label: str | None = None
+
+
+SYSTEM = Actor("system")
+
+
+def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> TradingSession | None:
+    """Lock and load a session row. With ``skip_locked`` returns None when another transaction holds it."""
+    stmt = select(TradingSession).where(TradingSession.id == session_id)
+    stmt = stmt.with_for_update(skip_locked=skip_locked)
+    session = db.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
+    if session is None and not skip_locked:
+        raise SessionNotFound(f"no trading session #{session_id}")
+    return session
+
+
+def base_asset(symbol: str) -> str:
+    """``BTCUSDT`` → ``BTC``; ``BTC/USDT`` → ``BTC``."""
+    if "/" in symbol:
+        return symbol.split("/", 1)[0].upper()
+    for quote in ("USDT", "USDC", "BUSD", "FDUSD", "USD", "EUR"):
+        if symbol.upper().endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)].upper()
+    return symbol.upper()
+
+
+def open_quantities(db: Session, session_id: int) -> dict[str, Decimal]:
+    """Quantity held per base asset in open positions (for ``asset_balances``)."""
+    rows = db.execute(
+        select(Position.symbol, Position.quantity).where(
+            Position.session_id == session_id, Position.status == "open"
+        )
+    ).all()
+    held: dict[str, Decimal] = {}
+    for symbol, quantity in rows:
+        asset = base_asset(symbol)
+        held[asset] = held.get(asset, ZERO) + quantity
+    return held
+
+
+def _check_text(value: str, what: str, limit: int) -> str:
+    cleaned = value.strip()
+    if not cleaned:
+        raise InvalidChange(f"{what} must not be empty")
+    if len(cleaned) > limit:
+        raise InvalidChange(f"{what} is longer than {limit} characters")
+    return cleaned
+
+
+def post(
+    db: Session,
+    session: TradingSession,
+    *,
+    kind: str,
+    delta: Decimal,
+    reason: str,
+    actor: Actor = SYSTEM,
+    reserved_delta: Decimal = ZERO,
+    reference: str | None = None,
+    held: Mapping[str, Decimal] | None = None,
+    now: datetime | None = None,
+) -> AccountBalance:
+    """Append one ledger row and update the session's cached balance. The caller holds the session lock.
+
+    ``held`` is the base-asset quantity per asset after the change (default: read from open positions).
+    """
+    if kind not in LEDGER_KINDS:
+        raise InvalidChange(f"unknown ledger kind {kind!r}")
+    if delta != quantize_money(delta) or reserved_delta != quantize_money(reserved_delta):
+        raise InvalidChange("amounts carry at most 8 decimal places")
+    reason = _check_text(reason, "reason", MAX_REASON_LENGTH)
+    name = _check_text(actor.name, "updated_by", MAX_ACTOR_LENGTH)
+    label = actor.label.strip()[:MAX_ACTOR_LENGTH] if actor.label and actor.label.strip() else None
+
+    total = session.total_balance + delta
+    reserved = session.reserved_balance + reserved_delta
+    available = total - reserved
+    if reserved < 0:
+        raise InvalidChange(f"reserved balance would be negative ({money_text(reserved)})")
+    if available < 0:
+        raise InsufficientFunds(
+            f"available balance would be {money_text(available)} {session.base_currency} "
+            f"(total {money_text(total)}, of which {money_text(reserved)} is held by open positions)"
+        )
+
+    when = now or utcnow()
+    if held is None:
+        held = open_quantities(db, session.id) if reserved > 0 or reserved_delta != 0 else {}
+    assets = {session.base_currency: money_text(available)}
+    assets.update({asset: format(qty.normalize(), "f") for asset, qty in sorted(held.items()) if qty})
+
+    if kind in CAPITAL_FLOW_KINDS:
+        peak = max(session.peak_balance + delta, total)
+    else:
+        peak = max(session.peak_balance, total)
+    if kind in ("initial", "reset", "resumed"):
+        peak = total
+
+    row = AccountBalance(
+        session_id=session.id,
+        base_currency=session.base_currency,
+        kind=kind,
+        delta=delta,
+        total_balance=total,
+        available_balance=available,
+        reserved_balance=reserved,
+        asset_balances=assets,
+        reference=reference,
+        last_updated=when,
+        updated_by=name,
+        updated_by_label=label,
+        update_reason=reason,
+    )
+    db.add(row)
+    session.total_balance = total
+    session.reserved_balance = reserved
+    session.available_balance = available
+    session.peak_balance = peak
+    session.version = session.version + 1
+    db.flush()
+    return row
+
+
+# --- the named operations --------------------------------------------------------------------------------------
+
+
+def start_session(
+    db: Session,
+    *,
+    strategy: str,
+    symbol: str,
+    timeframe: str,
+    exchange: str,
+    mode: str,
+    initial_balance: Decimal,
+    actor: Actor = SYSTEM,
+    reason: str = "Initial capital",
+    now: datetime | None = None,
+    resumed_from: TradingSession | None = None,
+) -> TradingSession:
+    """Create an active session and record its starting capital as the first ledger row."""
+    if mode not in ("paper", "live"):
+        raise InvalidChange(f"mode must be paper or live, not {mode!r}")
+    if initial_balance < 0:
+        raise InvalidChange("initial balance must not be negative")
+    when = now or utcnow()
+    session = TradingSession(
+        strategy=strategy,
+        symbol=symbol,
+        timeframe=timeframe,
+        exchange=exchange,
+        mode=mode,
+        status="active",
+        initial_balance=initial_balance,
+        base_currency="USD",
+        total_balance=ZERO,
+        available_balance=ZERO,
+        reserved_balance=ZERO,
+        peak_balance=ZERO,
+        version=0,
+        started_at=when,
+        resumed_from_id=resumed_from.id if resumed_from else None,
+    )
+    db.add(session)
+    db.flush()
+    post(
+        db,
+        session,
+        kind="resumed" if resumed_from else "initial",
+        delta=initial_balance,
+        reason=reason,
+        actor=actor,
+        held={},
+        now=when,
+    )
+    return session
+
+
+def record_manual_set(
+    db: Session, session: TradingSession, new_total: Decimal, *, reason: str, actor: Actor,
+    reference: str | None = None, now: datetime | None = None,
+) -> AccountBalance:
+    """Set the total balance to an absolute amount; the row records the difference."""
+    if new_total < 0:
+        raise InvalidChange("balance must not be negative")
+    return post(db, session, kind="manual_set", delta=new_total - session.total_balance, reason=reason,
+                actor=actor, reference=reference, now=now)
+
+
+def record_deposit(
+    db: Session, session: TradingSession, amount: Decimal, *, reason: str, actor: Actor,
+    reference: str | None = None, now: datetime | None = None,
+) -> AccountBalance:
+    if amount <= 0:
+        raise InvalidChange("a deposit must be greater than zero")
+    return post(db, session, kind="deposit", delta=amount, reason=reason, actor=actor, reference=reference,
+                now=now)
+
+
+def record_withdrawal(
+    db: Session, session: TradingSession, amount: Decimal, *, reason: str, actor: Actor,
+    reference: str | None = None, now: datetime | None = None,
+) -> AccountBalance:
+    if amount <= 0:
+        raise InvalidChange("a withdrawal must be greater than zero")
+    return post(db, session, kind="withdrawal", delta=-amount, reason=reason, actor=actor,
+                reference=reference, now=now)
+
+
+def record_reset(
+    db: Session, session: TradingSession, new_total: Decimal, *, reason: str, actor: Actor,
+    now: datetime | None = None,
+) -> AccountBalance:
+    """Start over at ``new_total``. Refused while positions are open (close them first)."""
+    if session.reserved_balance != 0:
+        raise InsufficientFunds("cannot reset while positions are open; close them first")
+    if new_total < 0:
+        raise InvalidChange("balance must not be negative")
+    return post(db, session, kind="reset", delta=new_total - session.total_balance, reason=reason,
+                actor=actor, now=now)
+
+
+def record_position_opened(
+    db: Session, session: TradingSession, *, cost: Decimal, fee: Decimal, reference: str,
+    held: Mapping[str, Decimal] | None = None, now: datetime | None = None,
+) -> AccountBalance:
+    """Reserve a new position's cost and charge its entry fee (one ``fee`` row)."""
+    return post(db, session, kind="fee", delta=-fee, reserved_delta=cost, reason="Entry fee", held=held,
+                reference=reference, now=now)
+
+
+def record_trade_pnl(
+    db: Session, session: TradingSession, *, pnl: Decimal, released_cost: Decimal, reference: str,
+    held: Mapping[str, Decimal] | None = None, now: datetime | None = None,
+) -> AccountBalance:
+    """Release a closed position's cost and book its gross realised P&L."""
+    return post(db, session, kind="trade_pnl", delta=pnl, reserved_delta=-released_cost,
+                reason="Realised P&L", reference=reference, held=held, now=now)
+
+
+def record_fee(
+    db: Session, session: TradingSession, fee: Decimal, *, reason: str, reference: str,
+    held: Mapping[str, Decimal] | None = None, now: datetime | None = None,
+) -> AccountBalance:
+    return post(db, session, kind="fee", delta=-fee, reason=reason, reference=reference, held=held, now=now)
+
+
+def latest_entry(db: Session, session_id: int) -> AccountBalance | None:
+    return db.execute(
+        select(AccountBalance)
+        .where(AccountBalance.session_id == session_id)
+        .order_by(AccountBalance.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def entry_by_reference(db: Session, session_id: int, reference: str) -> AccountBalance | None:
+    return db.execute(
+        select(AccountBalance).where(
+            AccountBalance.session_id == session_id, AccountBalance.reference == reference
+        ).limit(1)
+    ).scalar_one_or_none()
+
+
+def count_entries(db: Session, session_id: int) -> int:
+    return int(
+        db.execute(select(func.count()).where(AccountBalance.session_id == session_id)).scalar_one()
+    )
