@@ -110,9 +110,7 @@ def _fill(side: Literal["buy", "sell"], price: Decimal, quantity: Decimal, confi
     if quantity <= 0:
         raise ValueError(f"cannot fill a {side} of quantity {quantity}")
     notional = quantize_money(price * quantity)
-    return Fill(
-        side=side, price=price, quantity=quantity, notional=notional, fee=fee_for(notional, config.fee_rate)
-    )
+    return Fill(side=side, price=price, quantity=quantity, notional=notional, fee=fee_for(notional, config.fee_rate))
 
 
 def market_buy(candle: Candle, quantity: Decimal, config: BrokerConfig | None = None) -> Fill:

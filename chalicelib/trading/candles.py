@@ -168,9 +168,7 @@ def check_candle(candle: Candle) -> None:
         raise BadCandleError(t, f"low {candle.low} is above min(open {candle.open}, close {candle.close})")
 
 
-def validate_candles(
-    candles: Sequence[Candle], timeframe: str, after: datetime | None = None
-) -> ValidatedCandles:
+def validate_candles(candles: Sequence[Candle], timeframe: str, after: datetime | None = None) -> ValidatedCandles:
     """Check a batch (oldest first) before anything is traded on it.
 
     ``after`` is the session's cursor (open time of the last candle already applied): every candle must be

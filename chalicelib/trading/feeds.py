@@ -208,9 +208,7 @@ class ReplayFeed:
         window = data.candles[data.newer_than(since) : data.closed_end(now, timeframe)]
         return _select(window, timeframe, since, limit, now)
 
-    def reveal_next(
-        self, symbol: str, timeframe: str, after: datetime | None, count: int = 1
-    ) -> list[Candle]:
+    def reveal_next(self, symbol: str, timeframe: str, after: datetime | None, count: int = 1) -> list[Candle]:
         """The next ``count`` recorded candles after the cursor ``after`` (from the start when None)."""
         if count <= 0:
             return []
@@ -220,9 +218,7 @@ class ReplayFeed:
             return [c for c in data.candles if after is None or c.open_time > after][:count]
         return list(data.candles[start : start + count])
 
-    def replay_now(
-        self, symbol: str, timeframe: str, after: datetime | None, count: int = 1
-    ) -> datetime | None:
+    def replay_now(self, symbol: str, timeframe: str, after: datetime | None, count: int = 1) -> datetime | None:
         """The replay "now" at which exactly the next ``count`` candles after ``after`` have closed.
 
         Feed it to :meth:`fetch_closed_candles` (or to the engine's tick) as ``now``. None when the recording

@@ -61,9 +61,15 @@ class StrategyError(RuntimeError):
 class Strategy(Protocol):
     """Anything with a name, a warm-up length and a pure ``decide``."""
 
-    name: str
-    #: how many candles (the deciding one included) ``decide`` needs before it can say anything but hold
-    warmup: int
+    @property
+    def name(self) -> str:
+        """The registry name, used in logs and errors."""
+        ...
+
+    @property
+    def warmup(self) -> int:
+        """How many candles (the deciding one included) ``decide`` needs before it can do more than hold."""
+        ...
 
     def decide(self, candles: Sequence[Candle], position: PositionView | None) -> Decision:
         """Decide on the newest candle, ``candles[-1]``; older ones are history."""
@@ -108,8 +114,6 @@ def decide_safely(strategy: Strategy, candles: Sequence[Candle], position: Posit
                 strategy.name, f"stop_loss {decision.stop_loss} must be positive and below the close {close}"
             )
         if decision.take_profit <= close:
-            raise StrategyError(
-                strategy.name, f"take_profit {decision.take_profit} must be above the close {close}"
-            )
+            raise StrategyError(strategy.name, f"take_profit {decision.take_profit} must be above the close {close}")
         return decision
     raise StrategyError(strategy.name, f"returned {type(decision).__name__}, not a Decision")
