@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the project with its test tools and run every check: ruff, mypy, infra validation, pytest
+# (each persistence test on SQLite and on real PostgreSQL — found or started by the test harness itself).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check 'pip<26.3'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+
+echo "== ruff"; .venv/bin/ruff check .
+echo "== mypy"; .venv/bin/mypy
+if compgen -G "infra/*.yaml" > /dev/null; then
+  echo "== cfn-lint"; .venv/bin/cfn-lint infra/*.yaml
+fi
+echo "== pytest"
+exec .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"

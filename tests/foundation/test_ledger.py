@@ -1,0 +1,179 @@
+"""The ledger service: every change is one row, the cache follows it, and impossible results are refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from chalicelib import ledger
+from chalicelib.balances import change_balance, history_page, read_summary
+from chalicelib.db.models import AccountBalance, Position, TradingSession
+from chalicelib.db.uow import read_transaction, write_transaction
+from chalicelib.ledger import Actor
+from chalicelib.verify import verify
+
+OWNER = Actor("owner")
+
+
+def start(engine: Engine, amount: str = "1000", **kw: str) -> int:
+    params = {"strategy": "ml_basic", "symbol": "BTCUSDT", "timeframe": "1h"} | kw
+    with write_transaction(engine) as db:
+        s = ledger.start_session(db, exchange="binance", mode="paper", initial_balance=Decimal(amount), **params)
+        return s.id
+
+
+def ledger_rows(engine: Engine, session_id: int) -> list[AccountBalance]:
+    with read_transaction(engine) as db:
+        return list(db.execute(select(AccountBalance).where(AccountBalance.session_id == session_id)
+                               .order_by(AccountBalance.id)).scalars())
+
+
+def test_starting_a_session_records_the_initial_capital_as_the_first_ledger_row(engine: Engine) -> None:
+    sid = start(engine, "1250.50")
+    rows = ledger_rows(engine, sid)
+    assert [(r.kind, r.delta, r.total_balance) for r in rows] == [
+        ("initial", Decimal("1250.50"), Decimal("1250.50"))
+    ]
+    summary = read_summary(sid, engine=engine)
+    assert summary.session.total_balance == Decimal("1250.50")
+    assert summary.session.available_balance == Decimal("1250.50")
+    assert summary.session.peak_balance == Decimal("1250.50")
+    assert verify(engine).ok
+
+
+def test_set_deposit_and_withdraw_each_write_one_row_with_the_exact_delta(engine: Engine) -> None:
+    sid = start(engine, "1000")
+    change_balance("deposit", Decimal("0.10"), reason="dime", actor=OWNER, engine=engine)
+    change_balance("deposit", Decimal("0.20"), reason="two dimes", actor=OWNER, engine=engine)
+    change_balance("set", Decimal("5000.12345678"), reason="Capital increase", actor=OWNER, engine=engine)
+    change_balance("withdraw", Decimal("0.00000001"), reason="one satoshi of a dollar", actor=OWNER, engine=engine)
+    rows = ledger_rows(engine, sid)
+    assert [r.kind for r in rows] == ["initial", "deposit", "deposit", "manual_set", "withdrawal"]
+    assert [r.delta for r in rows] == [
+        Decimal("1000"), Decimal("0.10"), Decimal("0.20"), Decimal("3999.82345678"), Decimal("-0.00000001")
+    ]
+    assert rows[-1].total_balance == Decimal("5000.12345677")
+    assert sum(r.delta for r in rows) == rows[-1].total_balance
+    assert rows[3].updated_by == "owner" and rows[3].update_reason == "Capital increase"
+    assert verify(engine).ok
+
+
+def test_a_withdrawal_beyond_the_available_balance_is_refused_and_writes_nothing(engine: Engine) -> None:
+    sid = start(engine, "100")
+    with pytest.raises(ledger.InsufficientFunds, match="available balance would be -0.01"):
+        change_balance("withdraw", Decimal("100.01"), reason="too much", actor=OWNER, engine=engine)
+    assert len(ledger_rows(engine, sid)) == 1
+    assert read_summary(sid, engine=engine).session.total_balance == Decimal("100")
+
+
+def test_setting_the_total_below_what_open_positions_hold_is_refused(engine: Engine) -> None:
+    sid = start(engine, "1000")
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    with write_transaction(engine) as db:
+        session = ledger.lock_session(db, sid)
+        assert session is not None
+        pos = Position(session_id=sid, symbol="BTCUSDT", side="long", status="open", entry_price=Decimal("40000"),
+                       quantity=Decimal("0.01"), cost=Decimal("400"), entry_time=now, fees=Decimal("0.4"))
+        db.add(pos)
+        db.flush()
+        ledger.record_position_opened(db, session, cost=Decimal("400"), fee=Decimal("0.4"),
+                                      reference=f"position:{pos.id}:open", now=now)
+    summary = read_summary(sid, engine=engine)
+    assert summary.session.reserved_balance == Decimal("400")
+    assert summary.session.available_balance == Decimal("599.6")
+    assert summary.latest is not None and summary.latest.asset_balances["BTC"] == "0.01"
+    with pytest.raises(ledger.InsufficientFunds, match="held by open positions"):
+        change_balance("set", Decimal("300"), reason="shrink", actor=OWNER, engine=engine)
+    with pytest.raises(ledger.InsufficientFunds):
+        with write_transaction(engine) as db:
+            session = ledger.lock_session(db, sid)
+            assert session is not None
+            ledger.record_reset(db, session, Decimal("1000"), reason="start over", actor=OWNER)
+    assert verify(engine).ok
+
+
+def test_an_idempotency_key_makes_a_retried_request_change_nothing(engine: Engine) -> None:
+    sid = start(engine, "1000")
+    first = change_balance("deposit", Decimal("50"), reason="once", actor=OWNER, idempotency_key="abc", engine=engine)
+    again = change_balance("deposit", Decimal("50"), reason="once", actor=OWNER, idempotency_key="abc", engine=engine)
+    assert not first.replayed and again.replayed
+    assert again.entry.id == first.entry.id
+    assert read_summary(sid, engine=engine).session.total_balance == Decimal("1050")
+
+
+def test_the_database_refuses_a_second_active_session_for_the_same_bot(engine: Engine) -> None:
+    start(engine)
+    with pytest.raises(IntegrityError):
+        start(engine)
+    start(engine, symbol="ETHUSDT")  # another bot is fine
+
+
+def test_the_database_refuses_negative_available_balance_and_non_positive_prices(engine: Engine) -> None:
+    sid = start(engine)
+    # pg8000 reports a CHECK violation as ProgrammingError, sqlite3 as IntegrityError: match the constraint name.
+    with pytest.raises(DBAPIError, match="ck_trading_sessions_available_not_negative"), write_transaction(engine) as db:
+        db.get(TradingSession, sid).available_balance = Decimal("-1")  # type: ignore[union-attr]
+    with pytest.raises(DBAPIError, match="ck_positions_entry_price_positive"), write_transaction(engine) as db:
+        db.add(Position(session_id=sid, symbol="BTCUSDT", side="long", status="open", entry_price=Decimal("0"),
+                        quantity=Decimal("1"), cost=Decimal("1"), entry_time=datetime.now(UTC)))
+    with pytest.raises(DBAPIError, match="ck_positions_quantity_positive"), write_transaction(engine) as db:
+        db.add(Position(session_id=sid, symbol="BTCUSDT", side="long", status="open", entry_price=Decimal("1"),
+                        quantity=Decimal("-1"), cost=Decimal("1"), entry_time=datetime.now(UTC)))
+
+
+def test_money_survives_the_database_exactly_beyond_float_precision(engine: Engine) -> None:
+    amount = "123456789012.12345678"  # 20 significant digits: a float keeps ~16
+    sid = start(engine, amount)
+    assert read_summary(sid, engine=engine).session.total_balance == Decimal(amount)
+
+
+def test_history_pages_newest_first_without_gaps_or_repeats(engine: Engine) -> None:
+    sid = start(engine)
+    for i in range(23):
+        change_balance("deposit", Decimal(i + 1), reason=f"d{i}", actor=OWNER, engine=engine)
+    seen: list[int] = []
+    cursor = None
+    with read_transaction(engine) as db:
+        while True:
+            rows, cursor = history_page(db, sid, limit=5, before=cursor)
+            seen.extend(r.id for r in rows)
+            if cursor is None:
+                break
+    assert len(seen) == 24 and seen == sorted(seen, reverse=True) and len(set(seen)) == 24
+
+
+def test_peak_follows_trading_results_and_moves_with_capital_flows(engine: Engine) -> None:
+    sid = start(engine, "1000")
+    with write_transaction(engine) as db:
+        s = ledger.lock_session(db, sid)
+        assert s is not None
+        ledger.post(db, s, kind="trade_pnl", delta=Decimal("100"), reason="win", reference="t1")
+        ledger.post(db, s, kind="trade_pnl", delta=Decimal("-50"), reason="loss", reference="t2")
+        assert s.peak_balance == Decimal("1100")  # a new high from trading
+        ledger.record_withdrawal(db, s, Decimal("500"), reason="take profit home", actor=OWNER)
+        # capital left, so the peak moves down with it: drawdown is still 50 / 1100-ish, not 550
+        assert s.total_balance == Decimal("550") and s.peak_balance == Decimal("600")
+
+
+def test_balance_change_24h_compares_with_the_balance_in_force_24_hours_ago(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    with write_transaction(engine) as db:
+        s = ledger.start_session(db, strategy="x", symbol="BTCUSDT", timeframe="1h", exchange="binance",
+                                 mode="paper", initial_balance=Decimal("1000"), now=now - timedelta(days=3))
+        ledger.record_deposit(db, s, Decimal("1000"), reason="two days ago", actor=OWNER, now=now - timedelta(days=2))
+        ledger.record_deposit(db, s, Decimal("500"), reason="an hour ago", actor=OWNER, now=now - timedelta(hours=1))
+        sid = s.id
+    summary = read_summary(sid, engine=engine)
+    assert summary.balance_24h_ago == Decimal("2000")
+    assert summary.change_24h_percent == Decimal("25.00")
+
+
+def test_rows_count_matches_changes(engine: Engine) -> None:
+    sid = start(engine)
+    with read_transaction(engine) as db:
+        assert db.execute(select(func.count()).select_from(AccountBalance)).scalar_one() == 1
+        assert ledger.count_entries(db, sid) == 1

@@ -1,0 +1,138 @@
+"""Alembic owns the schema: the chain upgrades, downgrades and upgrades again, and recovers balances exactly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine
+
+from chalicelib.db.engine import get_engine
+from chalicelib.db.migrate import downgrade, schema_status, upgrade
+from chalicelib.db.models import Base
+from chalicelib.db.types import Money, Quantity, UTCDateTime
+from chalicelib.verify import verify
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+sessions_v1 = sa.table(
+    "trading_sessions",
+    sa.column("id", sa.Integer()), sa.column("strategy", sa.String()), sa.column("symbol", sa.String()),
+    sa.column("timeframe", sa.String()), sa.column("exchange", sa.String()), sa.column("mode", sa.String()),
+    sa.column("status", sa.String()), sa.column("initial_balance", Money()), sa.column("started_at", UTCDateTime()),
+)
+trades_v1 = sa.table(
+    "trades",
+    sa.column("session_id", sa.Integer()), sa.column("symbol", sa.String()), sa.column("side", sa.String()),
+    sa.column("entry_price", Money()), sa.column("exit_price", Money()), sa.column("quantity", Quantity()),
+    sa.column("entry_time", UTCDateTime()), sa.column("exit_time", UTCDateTime()),
+    sa.column("realized_pnl", Money()), sa.column("fees", Money()), sa.column("exit_reason", sa.String()),
+)
+positions_v1 = sa.table(
+    "positions",
+    sa.column("session_id", sa.Integer()), sa.column("symbol", sa.String()), sa.column("side", sa.String()),
+    sa.column("status", sa.String()), sa.column("entry_price", Money()), sa.column("quantity", Quantity()),
+    sa.column("cost", Money()), sa.column("entry_time", UTCDateTime()), sa.column("fees", Money()),
+)
+
+# (initial, [(pnl, fees), …], open position (cost, fees) or None) → expected total, reserved, peak
+HISTORIES = {
+    1: ("1000", [("125.50", "1.10"), ("-40.25", "0.90"), ("10.00000001", "0.00000001")], None),
+    2: ("250.00", [], None),
+    3: ("5000", [("-100", "5"), ("300.12345678", "5")], ("400", "0.4")),
+}
+EXPECTED = {
+    1: (Decimal("1093.25"), Decimal("0"), Decimal("1124.40")),
+    2: (Decimal("250"), Decimal("0"), Decimal("250")),
+    3: (Decimal("5189.72345678"), Decimal("400"), Decimal("5190.12345678")),
+}
+
+
+def _seed_first_revision(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for sid, (initial, trades, open_pos) in HISTORIES.items():
+            conn.execute(sessions_v1.insert().values(
+                id=sid, strategy="ml_basic", symbol=f"SYM{sid}USDT", timeframe="1h", exchange="binance",
+                mode="paper", status="ended" if sid == 1 else "active", initial_balance=Decimal(initial),
+                started_at=T0))
+            for i, (pnl, fees) in enumerate(trades):
+                conn.execute(trades_v1.insert().values(
+                    session_id=sid, symbol=f"SYM{sid}USDT", side="long", entry_price=Decimal("100"),
+                    exit_price=Decimal("101"), quantity=Decimal("1"), entry_time=T0 + timedelta(hours=i),
+                    exit_time=T0 + timedelta(hours=i, minutes=30), realized_pnl=Decimal(pnl), fees=Decimal(fees),
+                    exit_reason="signal"))
+            if open_pos:
+                conn.execute(positions_v1.insert().values(
+                    session_id=sid, symbol=f"SYM{sid}USDT", side="long", status="open", entry_price=Decimal("100"),
+                    quantity=Decimal("4"), cost=Decimal(open_pos[0]), entry_time=T0, fees=Decimal(open_pos[1])))
+
+
+def _balances(engine: Engine) -> dict[int, tuple[Decimal, Decimal, Decimal]]:
+    t = sa.table("trading_sessions", sa.column("id", sa.Integer()), sa.column("total_balance", Money()),
+                 sa.column("reserved_balance", Money()), sa.column("peak_balance", Money()))
+    with engine.connect() as conn:
+        return {r.id: (r.total_balance, r.reserved_balance, r.peak_balance) for r in conn.execute(sa.select(t))}
+
+
+def _trade_rows(engine: Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.select(trades_v1).order_by(sa.text("session_id"), sa.text("entry_time")))]
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgres"])
+def test_upgrading_a_first_revision_database_recovers_each_balance_exactly_from_its_trades(
+    empty_database_url: str, db_kind: str
+) -> None:
+    engine = get_engine(empty_database_url)
+    assert upgrade(engine, "0001").current == "0001"
+    _seed_first_revision(engine)
+    trades_before = _trade_rows(engine)
+
+    assert upgrade(engine).at_head
+    assert _balances(engine) == EXPECTED
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT session_id, kind, updated_by FROM account_balances ORDER BY session_id")).all()
+    assert [tuple(r) for r in rows] == [(sid, "recovered_from_trades", "migration") for sid in (1, 2, 3)]
+    report = verify(engine)
+    assert report.ok, [s.problems for s in report.sessions]
+
+    # Down to the schema without balances and up again: trades untouched, balances recovered the same.
+    assert downgrade(engine, "0001").current == "0001"
+    assert _trade_rows(engine) == trades_before
+    assert upgrade(engine).at_head
+    assert _trade_rows(engine) == trades_before
+    assert _balances(engine) == EXPECTED
+    assert verify(engine).ok
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgres"])
+def test_the_models_and_the_migrations_agree(empty_database_url: str, db_kind: str) -> None:
+    engine = get_engine(empty_database_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgres"])
+def test_a_model_change_without_a_migration_is_detected(empty_database_url: str, db_kind: str) -> None:
+    engine = get_engine(empty_database_url)
+    upgrade(engine)
+    metadata = sa.MetaData()
+    for table in Base.metadata.tables.values():
+        table.to_metadata(metadata)
+    sa.Table("trading_sessions", metadata, sa.Column("nickname", sa.String(20)), extend_existing=True)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert any(d[0] == "add_column" and d[3].name == "nickname" for d in diff)
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgres"])
+def test_status_reports_an_empty_database_as_behind(empty_database_url: str, db_kind: str) -> None:
+    status = schema_status(get_engine(empty_database_url))
+    assert status.current is None and not status.at_head
