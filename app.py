@@ -4,11 +4,55 @@
 
 from __future__ import annotations
 
-from chalice import Chalice
+from chalice import Chalice, Response
+
+from chalicelib.api import handlers as api
 
 app = Chalice(app_name="atb")
 
 # --- HTTP API (issue 4) ----------------------------------------------------------------------------------------
+# Auth, validation and error shapes live in chalicelib/api; every /api/* route but health needs a bearer token.
+
+
+@app.route("/api/balance", methods=["GET"], **api.route_kwargs())
+def get_balance() -> Response:
+    return api.get_balance(app.current_request)
+
+
+@app.route("/api/balance", methods=["POST"], **api.route_kwargs())
+def change_balance() -> Response:
+    return api.post_balance(app.current_request)
+
+
+@app.route("/api/balance/history", methods=["GET"], **api.route_kwargs())
+def balance_history() -> Response:
+    return api.get_history(app.current_request)
+
+
+@app.route("/api/positions", methods=["GET"], **api.route_kwargs())
+def positions() -> Response:
+    return api.get_positions(app.current_request)
+
+
+@app.route("/api/trades", methods=["GET"], **api.route_kwargs())
+def trades() -> Response:
+    return api.get_trades(app.current_request)
+
+
+@app.route("/api/sessions", methods=["GET"], **api.route_kwargs())
+def sessions() -> Response:
+    return api.get_sessions(app.current_request)
+
+
+@app.route("/api/health", methods=["GET"], **api.route_kwargs())
+def health() -> Response:
+    return api.get_health(app.current_request)
+
+
+@app.route("/api/openapi.json", methods=["GET"], **api.route_kwargs())
+def openapi() -> Response:
+    return api.get_openapi(app.current_request)
+
 
 # --- Scheduled tick (issue 3) ----------------------------------------------------------------------------------
 

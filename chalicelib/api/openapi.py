@@ -1,0 +1,131 @@
+"""The OpenAPI 3.1 document, generated from the pydantic models in ``schemas`` (built once per process).
+
+Served at ``GET /api/openapi.json`` behind a read token like every other ``/api/*`` route but health: it holds
+no secrets, but the API is a single owner's and nothing about it needs to be public (promise 8).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+
+def _ok(model: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"description": description,
+                            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}}
+    if headers:
+        body["headers"] = headers
+    return body
+
+
+def _param(name: str, description: str, schema: dict[str, Any], where: str = "query") -> dict[str, Any]:
+    return {"name": name, "in": where, "required": False, "description": description, "schema": schema}
+
+
+SESSION_ID = _param("session_id", "Session to use; default: the only active session (400 lists the choices "
+                                  "when several are active).", {"type": "integer", "minimum": 1})
+LIMIT = _param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})
+BEFORE = _param("before", "Cursor from the previous page's next_cursor (entries older than it).",
+                {"type": "string", "pattern": "^[0-9]+$"})
+AUTH_ERRORS = {"401": _error("Missing or invalid bearer token"),
+               "403": _error("Token lacks the scope this operation needs")}
+SESSION_ERRORS = {"400": _error("Bad parameter, or several active sessions (details list the choices)"),
+                  "404": _error("No such session, or no active session")}
+
+
+@functools.lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    from pydantic import BaseModel
+    from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+    from chalicelib.api import schemas
+
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+        (schemas.BalanceChangeRequest, "validation"),
+        *((m, "serialization") for m in (
+            schemas.ErrorResponse, schemas.BalanceResponse, schemas.BalanceChangeResponse, schemas.HistoryPage,
+            schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse, schemas.HealthResponse)),
+    ]
+    _, top = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    components = top.get("$defs", {})
+    read: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "atb paper-trading bot API", "version": "1",
+                 "description": "Balance, manual capital changes, history, positions and trades of a paper-"
+                                "trading bot. Money is exact: JSON numbers written from decimal text. Every "
+                                "error is {\"error\": {\"code\", \"message\", \"details\"}}."},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
+                                               "description": "Tokens have scope read or write (write implies "
+                                                              "read)."}},
+        },
+        "security": read,
+        "paths": {
+            "/api/balance": {
+                "get": {"operationId": "getBalance", "summary": "Current balance, 24h change and recent entries",
+                        "parameters": [SESSION_ID],
+                        "responses": {"200": _ok("BalanceResponse", "The balance"), **AUTH_ERRORS,
+                                      **SESSION_ERRORS}},
+                "post": {
+                    "operationId": "changeBalance",
+                    "summary": "Set the total (balance) or deposit/withdraw (amount); needs a write token",
+                    "parameters": [SESSION_ID, _param(
+                        "Idempotency-Key", "Retrying with the same key returns the first result and changes "
+                                           "nothing.", {"type": "string", "minLength": 1, "maxLength": 100},
+                        "header")],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/BalanceChangeRequest"}}}},
+                    "responses": {
+                        "201": _ok("BalanceChangeResponse", "The change was recorded (or replayed)", {
+                            "Idempotent-Replayed": {"description": "true when this is the stored result of an "
+                                                                   "earlier request with the same key",
+                                                    "schema": {"type": "string", "enum": ["true"]}}}),
+                        "400": _error("Invalid JSON, bad parameter or header, or ambiguous session"),
+                        **AUTH_ERRORS,
+                        "404": _error("No such session, or no active session"),
+                        "409": _error("The change would leave the available balance below zero"),
+                        "413": _error("Body too large"),
+                        "415": _error("Content-Type is not application/json"),
+                        "422": _error("The body is not a valid change (details per field), or the "
+                                      "Idempotency-Key was used for a different change"),
+                    },
+                },
+            },
+            "/api/balance/history": {"get": {
+                "operationId": "getBalanceHistory", "summary": "Ledger entries, newest first (keyset pages)",
+                "parameters": [SESSION_ID, LIMIT, BEFORE],
+                "responses": {"200": _ok("HistoryPage", "One page"), **AUTH_ERRORS, **SESSION_ERRORS}}},
+            "/api/positions": {"get": {
+                "operationId": "getPositions", "summary": "Open positions with unrealised P&L at the last close",
+                "parameters": [SESSION_ID],
+                "responses": {"200": _ok("PositionsResponse", "Open positions"), **AUTH_ERRORS,
+                              **SESSION_ERRORS}}},
+            "/api/trades": {"get": {
+                "operationId": "getTrades", "summary": "Closed trades, newest first (keyset pages)",
+                "parameters": [SESSION_ID, LIMIT, BEFORE],
+                "responses": {"200": _ok("TradesPage", "One page"), **AUTH_ERRORS, **SESSION_ERRORS}}},
+            "/api/sessions": {"get": {
+                "operationId": "getSessions", "summary": "All trading sessions",
+                "parameters": [_param("status", "Only sessions with this status.",
+                                      {"type": "string", "enum": ["active", "ended"]})],
+                "responses": {"200": _ok("SessionsResponse", "Sessions"), "400": _error("Bad parameter"),
+                              **AUTH_ERRORS}}},
+            "/api/health": {"get": {
+                "operationId": "getHealth", "summary": "Database reachable, schema at head, age of the last tick",
+                "security": [],
+                "responses": {"200": _ok("HealthResponse", "Healthy"),
+                              "503": _ok("HealthResponse", "Database unreachable or schema not at head")}}},
+            "/api/openapi.json": {"get": {
+                "operationId": "getOpenApi", "summary": "This document",
+                "responses": {"200": {"description": "The OpenAPI document",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                              **AUTH_ERRORS}}},
+        },
+    }

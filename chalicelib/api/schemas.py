@@ -1,0 +1,287 @@
+"""Request and response models. Requests are parsed from the raw body so money never passes through ``float``.
+
+pydantic's own JSON parser (``model_validate_json``) turns a JSON number into a float before a ``Decimal`` field
+sees it (``999999999999.12345678`` arrives as ``999999999999.1234`` with pydantic 2.14), so bodies are decoded by
+the standard library with ``parse_float=Decimal`` and then validated with ``model_validate``. Response models
+describe what the views write; they feed the OpenAPI document and the tests check every response against them.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+
+from chalicelib.money import MAX_AMOUNT, MONEY_SCALE, parse_money
+
+#: Largest request body accepted (bytes). A balance change is a few hundred bytes.
+MAX_BODY_BYTES = 16 * 1024
+MAX_REASON_LENGTH = 200
+MAX_LABEL_LENGTH = 100
+
+_MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]{1,8})?$"
+
+
+class InvalidJson(ValueError):
+    """The body is not one JSON document (syntax, encoding, NaN/Infinity literals, duplicate keys, nesting)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidJson(f"{name} is not a JSON number")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidJson(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def load_json_exact(raw: bytes | str) -> Any:
+    """Decode a request body: numbers become ``Decimal`` (exact), NaN/Infinity and duplicate keys are refused."""
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant,
+                          object_pairs_hook=_no_duplicate_keys)
+    except InvalidJson:
+        raise
+    except RecursionError:
+        raise InvalidJson("the body is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise InvalidJson("the body is not UTF-8 text") from None
+    except ValueError as exc:  # json.JSONDecodeError
+        raise InvalidJson(str(exc)) from None
+
+
+def _amount(value: Decimal) -> Decimal:
+    """Finite, at most 8 decimals, at most a trillion (``chalicelib.money.parse_money``'s rules)."""
+    return parse_money(value, field="value")
+
+
+def _clean_text(value: str) -> str:
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") for ch in value):
+        raise ValueError("must not contain control, private-use, unassigned or surrogate characters")
+    return value
+
+
+#: A money amount in a request: a JSON number (or a decimal string), exact.
+MoneyIn = Annotated[
+    Decimal,
+    AfterValidator(_amount),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": _MONEY_PATTERN}],
+                    "description": f"exact decimal amount, at most {MONEY_SCALE} decimal places, "
+                                   f"absolute value at most {MAX_AMOUNT}"}),
+]
+#: A money amount in a response: a JSON number written from the decimal text (never via float).
+Money = Annotated[Decimal, WithJsonSchema({"type": "number", "description": "exact decimal amount"})]
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON_LENGTH, strict=True),
+    AfterValidator(_clean_text),
+]
+Label = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_LENGTH, strict=True),
+    AfterValidator(_clean_text),
+]
+
+
+class BalanceChangeRequest(BaseModel):
+    """``{"balance": 5000, "reason": …}`` sets the total; ``{"amount": ±500, "reason": …}`` deposits/withdraws."""
+
+    model_config = ConfigDict(extra="forbid", title="BalanceChangeRequest")
+
+    balance: MoneyIn | None = Field(default=None, description="New total balance (≥ 0); the ledger records "
+                                                              "the difference as kind manual_set.")
+    amount: MoneyIn | None = Field(default=None, description="Deposit (> 0) or withdrawal (< 0); never 0.")
+    reason: Reason = Field(description="Why the change is made (1–200 characters).")
+    updated_by: Label | None = Field(default=None, description="Free-text label kept beside the "
+                                                               "authenticated token name; not the attribution.")
+
+    @model_validator(mode="after")
+    def _exactly_one_of_balance_and_amount(self) -> BalanceChangeRequest:
+        if (self.balance is None) == (self.amount is None):
+            raise ValueError("give exactly one of balance (set the total) and amount (deposit or withdraw)")
+        if self.balance is not None and self.balance < 0:
+            raise ValueError("balance must not be negative")
+        if self.amount is not None and self.amount == 0:
+            raise ValueError("amount must not be zero (positive deposits, negative withdraws)")
+        return self
+
+    @property
+    def operation(self) -> tuple[Literal["set", "deposit", "withdraw"], Decimal]:
+        if self.balance is not None:
+            return "set", self.balance
+        assert self.amount is not None
+        return ("deposit", self.amount) if self.amount > 0 else ("withdraw", -self.amount)
+
+
+def parse_balance_change(raw: bytes | str) -> BalanceChangeRequest:
+    """Validate a ``POST /api/balance`` body (raises ``InvalidJson`` or pydantic's ``ValidationError``)."""
+    return BalanceChangeRequest.model_validate(load_json_exact(raw))
+
+
+# --- responses (documentation and test contracts) --------------------------------------------------------------
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Out):
+    field: str | None = Field(default=None, description="Dotted path of the offending field, if any.")
+    message: str
+    type: str | None = None
+    choices: list[dict[str, Any]] | None = None
+
+
+class ErrorInfo(_Out):
+    code: str = Field(description="Stable machine-readable code, e.g. validation_failed, insufficient_funds.")
+    message: str
+    details: list[dict[str, Any]]
+
+
+class ErrorResponse(_Out):
+    error: ErrorInfo
+
+
+class LedgerEntry(_Out):
+    id: int
+    session_id: int
+    kind: str
+    amount: Money
+    balance_after: Money
+    available_after: Money
+    reserved_after: Money
+    asset_balances: dict[str, Money]
+    reason: str
+    updated_by: str = Field(description="Name of the authenticated token (or 'system') that made the change.")
+    updated_by_label: str | None
+    reference: str | None
+    timestamp: datetime
+
+
+class BalanceResponse(_Out):
+    session_id: int
+    base_currency: str
+    current_balance: Money
+    available_balance: Money
+    reserved_balance: Money
+    peak_balance: Money
+    equity: Money = Field(description="Total balance plus unrealised P&L of open positions at the last close.")
+    unrealized_pnl: Money
+    asset_balances: dict[str, Money]
+    balance_24h_ago: Money | None
+    balance_change_24h: Money | None = Field(
+        description="Percent change against the balance in force 24 hours ago; when the session is younger "
+                    "than 24 hours, against its first ledger row (change since start). Null when the base is 0.")
+    last_updated: datetime | None
+    last_update_reason: str | None
+    recent_history: list[LedgerEntry]
+
+
+class BalanceChangeResponse(_Out):
+    session_id: int
+    base_currency: str
+    current_balance: Money = Field(description="Total balance right after this change.")
+    available_balance: Money
+    reserved_balance: Money
+    entry: LedgerEntry
+
+
+class HistoryPage(_Out):
+    session_id: int
+    limit: int
+    entries: list[LedgerEntry]
+    next_cursor: str | None = Field(description="Pass as ?before= for the next (older) page; null at the end.")
+
+
+class PositionOut(_Out):
+    id: int
+    session_id: int
+    symbol: str
+    side: str
+    status: str
+    entry_price: Money
+    quantity: Money
+    cost: Money
+    stop_loss: Money | None
+    take_profit: Money | None
+    entry_time: datetime
+    exit_price: Money | None
+    exit_time: datetime | None
+    exit_reason: str | None
+    realized_pnl: Money | None
+    fees: Money
+    last_close: Money | None
+    unrealized_pnl: Money | None = Field(description="(last close − entry) × quantity for longs, the opposite "
+                                                     "for shorts; fees excluded. Null before the first tick.")
+
+
+class PositionsResponse(_Out):
+    session_id: int
+    last_close: Money | None
+    last_close_at: datetime | None
+    positions: list[PositionOut]
+
+
+class TradeOut(_Out):
+    id: int
+    session_id: int
+    position_id: int | None
+    symbol: str
+    side: str
+    entry_price: Money
+    exit_price: Money
+    quantity: Money
+    entry_time: datetime
+    exit_time: datetime
+    realized_pnl: Money
+    fees: Money
+    exit_reason: str
+
+
+class TradesPage(_Out):
+    session_id: int
+    limit: int
+    trades: list[TradeOut]
+    next_cursor: str | None
+
+
+class SessionOut(_Out):
+    session_id: int
+    strategy: str
+    symbol: str
+    timeframe: str
+    exchange: str
+    mode: str
+    status: str
+    base_currency: str
+    initial_balance: Money
+    total_balance: Money
+    available_balance: Money
+    reserved_balance: Money
+    peak_balance: Money
+    version: int
+    candle_cursor: datetime | None
+    last_tick_at: datetime | None
+    started_at: datetime
+    ended_at: datetime | None
+
+
+class SessionsResponse(_Out):
+    sessions: list[SessionOut]
+
+
+class HealthResponse(_Out):
+    status: Literal["ok", "degraded", "unavailable"]
+    database: Literal["reachable", "unreachable"]
+    schema_at_head: bool | None
+    last_tick_at: datetime | None
+    last_tick_age_seconds: int | None
+    checked_at: datetime
