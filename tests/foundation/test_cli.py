@@ -89,7 +89,7 @@ def test_bad_input_gets_a_one_line_error_exit_2_and_changes_nothing(
 ) -> None:
     assert run("sessions", "start", "ml_basic", "--symbol", "BTCUSDT", "--initial-balance", "1000")[0] == 0
     before = ledger_snapshot(database_url)
-    code, out, err = run(*args)
+    code, _, err = run(*args)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and err.startswith("error: ")
     assert ledger_snapshot(database_url) == before

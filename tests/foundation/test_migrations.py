@@ -80,7 +80,8 @@ def _balances(engine: Engine) -> dict[int, tuple[Decimal, Decimal, Decimal]]:
 
 def _trade_rows(engine: Engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.select(trades_v1).order_by(sa.text("session_id"), sa.text("entry_time")))]
+        query = sa.select(trades_v1).order_by(sa.text("session_id"), sa.text("entry_time"))
+        return [tuple(r) for r in conn.execute(query)]
 
 
 @pytest.mark.parametrize("db_kind", ["sqlite", "postgres"])

@@ -11,8 +11,8 @@ NOT_BUNDLED = {"chalice", "boto3"}  # chalice adds its own runtime; the Lambda r
 
 def _pins(lines: list[str]) -> dict[str, str]:
     pins = {}
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
+    for raw in lines:
+        line = raw.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
             assert version, f"{line!r} is not pinned with =="

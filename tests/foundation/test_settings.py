@@ -77,7 +77,7 @@ def test_a_secret_without_a_host_is_a_clear_configuration_error(aws: None, monke
 def test_a_missing_secret_names_the_secret(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("DATABASE_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:gone")
-    with pytest.raises(settings.ConfigurationError, match="cannot read secret .*gone"):
+    with pytest.raises(settings.ConfigurationError, match=r"cannot read secret .*gone"):
         settings.database_url()
 
 
