@@ -195,8 +195,14 @@ def start_session(
     reason: str = "Initial capital",
     now: datetime | None = None,
     resumed_from: TradingSession | None = None,
+    carried_cost: Decimal = ZERO,
+    held: Mapping[str, Decimal] | None = None,
 ) -> TradingSession:
-    """Create an active session and record its starting capital as the first ledger row."""
+    """Create an active session and record its starting capital as the first ledger row.
+
+    A resumed session may carry open positions over: ``carried_cost`` (their cost, part of ``initial_balance``)
+    is reserved in that same first row and ``held`` names the base-asset quantities they hold.
+    """
     if mode not in ("paper", "live"):
         raise InvalidChange(f"mode must be paper or live, not {mode!r}")
     if initial_balance < 0:
@@ -228,7 +234,8 @@ def start_session(
         delta=initial_balance,
         reason=reason,
         actor=actor,
-        held={},
+        reserved_delta=carried_cost,
+        held=held or {},
         now=when,
     )
     return session

@@ -1,0 +1,61 @@
+"""Logs and metrics of the tick: powertools JSON in Lambda, plain readable lines in the CLI.
+
+One powertools ``Logger`` for the service (``atb``). Every tick line carries ``session_id``, ``strategy``,
+``symbol`` and ``candle_time`` (appended keys). Metrics (CloudWatch EMF) are created only by the scheduled
+function; the CLI never emits them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "atb")
+TICK_KEYS = ("session_id", "strategy", "symbol", "timeframe", "candle_time")
+
+logger = Logger(service=SERVICE)
+
+
+@contextmanager
+def tick_log_keys(**keys: Any) -> Iterator[None]:
+    """Append the tick's keys to every log line inside the block, and remove them afterwards."""
+    logger.append_keys(**{k: _plain(v) for k, v in keys.items()})
+    try:
+        yield
+    finally:
+        logger.remove_keys(list(TICK_KEYS))
+
+
+def set_candle_time(candle_time: datetime | None) -> None:
+    logger.append_keys(candle_time=_plain(candle_time))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        from chalicelib.trading.candles import format_time
+
+        return format_time(value)
+    return value
+
+
+def use_plain_logs(level: int = logging.WARNING) -> None:
+    """Human logs for the terminal: ``warning: …`` lines on stderr instead of JSON on stdout."""
+    handler = logger.registered_handler
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
+    logger.setLevel(level)
+
+
+def make_metrics() -> Any:
+    """EMF metrics for the scheduled tick (namespace from POWERTOOLS_METRICS_NAMESPACE, default ATB)."""
+    from aws_lambda_powertools import Metrics
+
+    return Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ATB"), service=SERVICE)

@@ -1,0 +1,107 @@
+"""The scheduled tick in Lambda: every bot named in ``ATB_BOTS`` gets its session opened (or recovered) and one
+tick against its exchange. One failing bot is logged and counted (``TickErrors``) and does not stop the others.
+
+"Now" is the schedule event's ``time`` — when the schedule fired — so a retried or duplicated event asks for
+exactly the same closed candles and changes nothing; a manual invocation without a time uses the clock.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from chalicelib.db.engine import get_engine
+from chalicelib.db.types import utcnow
+from chalicelib.engine.observability import logger, make_metrics
+from chalicelib.engine.sessions import BotSpec, SessionError, open_session, parse_bots
+from chalicelib.engine.tick import DEFAULT_MAX_CANDLES_PER_TICK, TickSettings, fixed_clock, tick_session
+from chalicelib.money import MoneyError, parse_money
+from chalicelib.trading.feeds import CcxtFeed, Feed
+
+
+@lru_cache(maxsize=16)
+def exchange_feed(exchange_id: str) -> Feed:
+    """One ccxt feed per exchange, reused while the Lambda stays warm (markets load once)."""
+    return CcxtFeed(exchange_id, timeout_ms=int(os.environ.get("ATB_EXCHANGE_TIMEOUT_MS", "10000")), retries=3)
+
+
+#: How a bot's exchange becomes a feed; tests replace it with a fake exchange.
+make_feed: Callable[[str], Feed] = exchange_feed
+
+
+def event_now(event_time: str | None) -> datetime:
+    if event_time:
+        try:
+            parsed = datetime.fromisoformat(event_time.replace("Z", "+00:00"))
+        except ValueError:
+            logger.warning(f"Unreadable schedule event time {event_time!r}; using the clock")
+        else:
+            if parsed.tzinfo is not None:
+                return parsed.astimezone(UTC)
+    return utcnow()
+
+
+def _initial_balance() -> Decimal:
+    try:
+        return parse_money(os.environ.get("ATB_INITIAL_BALANCE", "1000"), field="ATB_INITIAL_BALANCE")
+    except MoneyError as exc:
+        raise SessionError(str(exc)) from None
+
+
+def run_scheduled_tick(event_time: str | None = None, request_id: str | None = None) -> dict[str, Any]:
+    """Tick every configured bot once. Returns a small summary (the Lambda's response)."""
+    logger.remove_keys(["session_id", "strategy", "symbol", "timeframe", "candle_time", "request_id"])
+    if request_id:
+        logger.append_keys(request_id=request_id)
+    now = event_now(event_time)
+    try:
+        bots = parse_bots(os.environ.get("ATB_BOTS", ""))
+        initial = _initial_balance()
+        max_candles = int(os.environ.get("ATB_MAX_CANDLES_PER_TICK", str(DEFAULT_MAX_CANDLES_PER_TICK)))
+        settings = TickSettings(max_candles_per_tick=max_candles)
+    except (SessionError, ValueError) as exc:
+        logger.error(f"Tick configuration is invalid: {exc}")
+        return {"ok": False, "error": str(exc), "bots": []}
+    if not bots:
+        logger.warning("ATB_BOTS is empty: no bot to tick")
+    engine = get_engine()
+    summaries = [_tick_bot(engine, bot, now, initial, settings) for bot in bots]
+    return {"ok": all(s["status"] not in ("error",) for s in summaries), "now": now.isoformat(), "bots": summaries}
+
+
+def _tick_bot(engine: Any, bot: BotSpec, now: datetime, initial: Decimal, settings: TickSettings) -> dict[str, Any]:
+    metrics = make_metrics()
+    metrics.add_dimension(name="Bot", value=f"{bot.strategy}:{bot.symbol}:{bot.timeframe}")
+    summary: dict[str, Any] = {"bot": f"{bot.strategy}:{bot.symbol}:{bot.timeframe}:{bot.exchange}"}
+    try:
+        opening = open_session(engine, bot, initial_balance=initial, resume=True)
+        result = tick_session(engine, opening.session_id, make_feed(bot.exchange), clock=fixed_clock(now),
+                              settings=settings)
+    except Exception as exc:  # one failing bot must not stop the others
+        logger.exception(f"Tick failed for {bot.label}: {exc}")
+        metrics.add_metric(name="TickErrors", unit="Count", value=1)
+        metrics.flush_metrics()
+        summary.update(status="error", error=str(exc)[:300])
+        return summary
+    failed = result.status in ("feed_error", "bad_candles")
+    metrics.add_metric(name="TickDuration", unit="Milliseconds", value=result.duration_ms)
+    metrics.add_metric(name="CandlesApplied", unit="Count", value=result.candles_applied)
+    metrics.add_metric(name="TradesOpened", unit="Count", value=result.trades_opened)
+    metrics.add_metric(name="TradesClosed", unit="Count", value=result.trades_closed)
+    metrics.add_metric(name="TickErrors", unit="Count", value=1 if failed else 0)
+    if result.balance is not None:
+        metrics.add_metric(name="Balance", unit="None", value=float(result.balance))
+    if result.equity is not None:
+        metrics.add_metric(name="Equity", unit="None", value=float(result.equity))
+    metrics.flush_metrics()
+    summary.update(
+        session_id=result.session_id, status=result.status, message=result.message,
+        candles_applied=result.candles_applied, trades_opened=result.trades_opened,
+        trades_closed=result.trades_closed, cursor=result.cursor.isoformat() if result.cursor else None,
+        balance=str(result.balance) if result.balance is not None else None,
+    )
+    return summary
