@@ -1,13 +1,15 @@
 """One engine per database URL per process, made on first use and reused while a Lambda stays warm.
 
 No connection is opened at import time. Postgres connections are checked before use (``pool_pre_ping``), so a
-database restart or an RDS failover costs one reconnect, not an error. SQLite gets the settings an embedded
+database restart, an RDS failover or a session the server closed while idle (Aurora's ``idle_session_timeout``)
+costs one reconnect, not an error. SQLite gets the settings an embedded
 database needs to behave: foreign keys on, WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for write transactions so
 that two writers serialise instead of failing half-way.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 from typing import Any
@@ -57,7 +59,7 @@ def _create(url: str) -> Engine:
         return engine
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
-        connect_args["timeout"] = 10
+        connect_args["timeout"] = connect_timeout()
         ssl_context = _ssl_context(settings.database_sslmode())
         if ssl_context is not None:
             connect_args["ssl_context"] = ssl_context
@@ -69,6 +71,20 @@ def _create(url: str) -> Engine:
         max_overflow=20,
         pool_recycle=300,
     )
+
+
+def connect_timeout() -> float:
+    """Seconds to wait for a connection (``DATABASE_CONNECT_TIMEOUT``, default 30). An Aurora Serverless v2
+    database that paused at 0 ACU takes about 15 s (up to ~30 s after a long pause) to accept the first one.
+    pg8000 applies it to every socket read too, so it also bounds how long one statement may wait."""
+    raw = os.environ.get("DATABASE_CONNECT_TIMEOUT", "").strip() or "30"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise settings.ConfigurationError(f"DATABASE_CONNECT_TIMEOUT must be seconds, not {raw!r}") from None
+    if value <= 0:
+        raise settings.ConfigurationError("DATABASE_CONNECT_TIMEOUT must be positive")
+    return value
 
 
 def _ssl_context(mode: str) -> ssl.SSLContext | None:
