@@ -55,5 +55,18 @@ def openapi() -> Response:
 
 
 # --- Scheduled tick (issue 3) ----------------------------------------------------------------------------------
+# One minute past every hour, just after the hourly candle closes. The engine (and ccxt) load only here.
+from chalice import Cron  # noqa: E402  (kept in this section so the API section's imports stay its own)
+
+
+@app.schedule(Cron("1", "*", "*", "*", "?", "*"), name="tick")
+def tick(event: object) -> dict[str, object]:
+    """Apply every newly closed candle to each bot in ATB_BOTS, once, in one transaction per session."""
+    from chalicelib.engine.scheduled import run_scheduled_tick
+
+    context = getattr(event, "context", None)
+    return run_scheduled_tick(event_time=getattr(event, "time", None),
+                              request_id=getattr(context, "aws_request_id", None))
+
 
 # --- Migrations on deploy (issue 5) ----------------------------------------------------------------------------

@@ -376,5 +376,275 @@ def sessions_stop(session_id: int | None) -> None:
     click.echo(f"Stopped session #{session.id} at balance {format_usd(session.total_balance)}")
 
 
+# --- trading: live, backtest, switch-strategy (issue 3) -------------------------------------------------------
+
+
+def _strategy_arg(name: str) -> str:
+    from chalicelib.trading.strategies import UnknownStrategyError, get_strategy
+
+    try:
+        get_strategy(name)
+    except UnknownStrategyError as exc:
+        fail(str(exc))
+    return name
+
+
+def _timeframe_arg(timeframe: str) -> str:
+    from chalicelib.trading.candles import UnsupportedTimeframeError, timeframe_to_timedelta
+
+    try:
+        timeframe_to_timedelta(timeframe)
+    except UnsupportedTimeframeError as exc:
+        fail(str(exc))
+    return timeframe
+
+
+def _symbol_arg(symbol: str) -> str:
+    from chalicelib.trading.feeds import FeedError, to_plain_symbol
+
+    try:
+        return to_plain_symbol(symbol)
+    except FeedError as exc:
+        fail(str(exc))
+
+
+def _print_tick(result: Any, verbose: bool) -> None:
+    from chalicelib.trading.candles import format_time
+
+    if result.status == "applied":
+        for gap in result.gaps:
+            click.echo(f"  gap in market data, skipped over: {gap}")
+        for o in result.outcomes:
+            if not verbose and not o.fills and o is not result.outcomes[-1] and o.decision == "hold":
+                continue
+            line = (f"{format_time(o.candle_time)}  close {format_usd(o.close):>12}  {o.decision:<10}  "
+                    f"balance {format_usd(o.balance)}  equity {format_usd(o.equity)}")
+            click.echo(line + (f"  ({o.detail})" if verbose and o.detail else ""))
+            for fill in o.fills:
+                click.echo(f"    {fill}")
+        if result.candles_applied > 1:
+            click.echo(f"  applied {result.candles_applied} candles in this tick"
+                       + ("; more are waiting for the next tick" if result.behind else ""))
+    elif result.status == "up_to_date":
+        click.echo("up to date: no new closed candle yet")
+    elif result.status == "locked":
+        click.echo("another tick holds this session right now; skipped")
+    elif result.status == "replay_finished":
+        click.echo("replay finished: no more recorded candles")
+    else:
+        click.echo(f"tick {result.status}: {result.message}", err=True)
+
+
+@main.command("live", context_settings=AMOUNT_ARG)
+@click.argument("strategy")
+@click.option("--symbol", required=True, help="Market, e.g. BTCUSDT or BTC/USDT.")
+@click.option("--paper-trading", is_flag=True, help="Trade on paper (required: live trading is not implemented).")
+@click.option("--timeframe", default="1h", show_default=True)
+@click.option("--initial-balance", default="1000", show_default=True, help="Capital of a new session.")
+@click.option("--exchange", "exchange_id", default="binance", show_default=True,
+              help="ccxt exchange id for --feed exchange (binance, binanceus, kraken, coinbase, …).")
+@click.option("--feed", "feed_kind", type=click.Choice(["replay", "exchange"]), default="replay", show_default=True,
+              help="replay: recorded candles, one per tick, no waiting; exchange: live candles on the clock.")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="CSV of candles for --feed replay (default: the bundled BTCUSDT 1h data).")
+@click.option("--ticks", type=click.IntRange(min=1), default=None, help="Stop after this many ticks.")
+@click.option("--fresh", is_flag=True, help="Do not recover: end the active session and start anew.")
+@click.option("--confirm", is_flag=True, help="Confirm --fresh.")
+@click.option("--max-candles-per-tick", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("-v", "--verbose", is_flag=True, help="Print every candle with the strategy's reason, and info logs.")
+@domain_errors
+def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initial_balance: str, exchange_id: str,
+         feed_kind: str, data_path: str | None, ticks: int | None, fresh: bool, confirm: bool,
+         max_candles_per_tick: int, verbose: bool) -> None:
+    """Paper-trade STRATEGY on SYMBOL: recover the session (balance, open positions), then tick.
+
+    Without DATABASE_URL the session lives in ./atb.sqlite3 (created on first run). Ctrl-C finishes the current
+    tick, then exits; run the same command again to carry on where it stopped.
+    """
+    import logging
+    import signal
+    import threading
+    from pathlib import Path
+
+    if not paper_trading:
+        fail("pass --paper-trading: live trading is not implemented, this bot only paper-trades")
+    if fresh and not confirm:
+        fail("--fresh ends the active session and starts over from the initial balance (its history stays "
+             "readable); add --confirm to do that")
+    if data_path is not None and feed_kind != "replay":
+        fail("--data only applies to --feed replay")
+    _strategy_arg(strategy)
+    timeframe = _timeframe_arg(timeframe)
+    symbol = _symbol_arg(symbol)
+    capital = amount_arg(initial_balance, "initial balance")
+    if capital < 0:
+        fail("initial balance must not be negative")
+
+    from chalicelib.db.engine import get_engine
+    from chalicelib.db.types import utcnow
+    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.engine.runner import LiveTradingEngine, SchemaNotReady, prepare_database
+    from chalicelib.engine.sessions import SessionError
+    from chalicelib.engine.tick import TickSettings
+    from chalicelib.ledger import Actor
+    from chalicelib.trading.feeds import CcxtFeed, Feed, FeedError, ReplayFeed
+
+    use_plain_logs(logging.INFO if verbose else logging.WARNING)
+    # Market data first: with no data (no network, wrong file) nothing is created or changed.
+    feed: Feed
+    try:
+        if feed_kind == "replay":
+            replay = ReplayFeed(Path(data_path), symbol=symbol, timeframe=timeframe) if data_path else ReplayFeed()
+            if not replay.reveal_next(symbol, timeframe, None, 1):
+                fail(f"no candles in {replay.path}")
+            feed = replay
+        else:
+            exchange_feed = CcxtFeed(exchange_id)
+            exchange_feed.fetch_closed_candles(symbol, timeframe, None, 1, utcnow())
+            feed = exchange_feed
+    except FeedError as exc:
+        fail(str(exc), EXIT_REFUSED)
+
+    engine = get_engine()
+    try:
+        created = prepare_database(engine)
+        if created:
+            click.echo(created)
+        bot = LiveTradingEngine(
+            strategy, feed, initial_balance=capital, symbol=symbol, timeframe=timeframe,
+            exchange=exchange_id if feed_kind == "exchange" else "replay", fresh=fresh, engine=engine,
+            settings=TickSettings(max_candles_per_tick=max_candles_per_tick), actor=Actor(operator_name()),
+        )
+        opening = bot.start()
+    except (SchemaNotReady, SessionError) as exc:
+        fail(str(exc), EXIT_REFUSED)
+    for line in opening.lines():
+        click.echo(line)
+
+    stop = threading.Event()
+
+    def on_interrupt(_signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("\nStopping after the current tick (Ctrl-C again to abort it; nothing half-done is kept)…",
+                   err=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    done = 0
+    try:
+        for result in bot.results(ticks, stop):
+            done += 1
+            _print_tick(result, verbose)
+    except KeyboardInterrupt:
+        click.echo("Aborted: the tick in progress was rolled back.", err=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _print_session_end(bot.session_id, done)
+
+
+def _print_session_end(session_id: int, ticks: int) -> None:
+    from chalicelib.db.models import TradingSession
+    from chalicelib.db.uow import read_transaction
+    from chalicelib.engine.sessions import open_positions
+
+    with read_transaction() as dbs:
+        session = dbs.get(TradingSession, session_id)
+        assert session is not None
+        held = open_positions(dbs, session_id)
+    cursor = session.candle_cursor.strftime("%Y-%m-%dT%H:%MZ") if session.candle_cursor else "none"
+    click.echo(f"Stopped after {ticks} tick(s): session #{session_id} balance {format_usd(session.total_balance)} "
+               f"(available {format_usd(session.available_balance)}), {len(held)} open position(s), "
+               f"last candle {cursor}")
+
+
+@main.command("backtest", context_settings=AMOUNT_ARG)
+@click.argument("strategy")
+@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--timeframe", default="1h", show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Test on the last N days of the data.")
+@click.option("--initial-balance", default="1000", show_default=True)
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="CSV of candles (default: the bundled BTCUSDT 1h data).")
+@domain_errors
+def backtest(strategy: str, symbol: str, timeframe: str, days: int, initial_balance: str,
+             data_path: str | None) -> None:
+    """Run STRATEGY through the real engine over recorded candles, in a throwaway database; print a summary."""
+    import logging
+    from pathlib import Path
+
+    from chalicelib.engine.backtest import BacktestError, run_backtest
+    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.trading.candles import format_time
+    from chalicelib.trading.feeds import FeedError
+
+    _strategy_arg(strategy)
+    timeframe = _timeframe_arg(timeframe)
+    symbol = _symbol_arg(symbol)
+    capital = amount_arg(initial_balance, "initial balance")
+    if capital <= 0:
+        fail("initial balance must be greater than zero")
+    use_plain_logs(logging.ERROR)
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=total, label="Backtesting", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        summary = run_backtest(strategy, symbol, timeframe, days=days, initial_balance=capital,
+                               data=Path(data_path) if data_path else None, progress=progress)
+    except (BacktestError, FeedError) as exc:
+        fail(str(exc))
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    s = summary
+    click.echo(f"{s.strategy} on {s.symbol} {s.timeframe}: {s.candles} candles, {format_time(s.first_candle)} → "
+               f"{format_time(s.last_candle)}")
+    click.echo(f"  initial balance  {format_usd(s.initial_balance)}")
+    click.echo(f"  final balance    {format_usd(s.final_balance)}   equity {format_usd(s.final_equity)}")
+    click.echo(f"  return           {s.return_pct:+.2f}%   (buy and hold {s.buy_and_hold_pct:+.2f}%)")
+    click.echo(f"  max drawdown     {s.max_drawdown_pct:.2f}%")
+    click.echo(f"  trades           {s.trades} ({s.winning_trades} winning)")
+    click.echo(f"  fees             {format_usd(s.fees)}")
+    click.echo(f"  ledger verified  {'ok' if s.verified else 'FAILED'}")
+    if not s.verified:
+        sys.exit(EXIT_REFUSED)
+
+
+@main.command("switch-strategy")
+@click.argument("strategy")
+@session_option
+@domain_errors
+def switch_strategy_command(strategy: str, session_id: int | None) -> None:
+    """Trade an active session with STRATEGY from now on: balance, open positions and cursor carry over, and
+    both sessions' ledgers record the change."""
+    from chalicelib.balances import select_session
+    from chalicelib.db.uow import read_transaction
+    from chalicelib.engine.sessions import SessionError, switch_strategy
+
+    _strategy_arg(strategy)
+    with read_transaction() as dbs:
+        target = select_session(dbs, session_id)
+    try:
+        opening = switch_strategy(None, target.id, strategy, actor=_actor())
+    except SessionError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    click.echo(f"Session #{target.id} ({target.strategy}) switched to {strategy}: now session #{opening.session_id}")
+    for line in opening.lines()[1:]:
+        click.echo(line)
+
+
+def _actor() -> Any:
+    from chalicelib.ledger import Actor
+
+    return Actor(operator_name())
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

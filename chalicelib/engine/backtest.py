@@ -62,9 +62,9 @@ def run_backtest(
     initial_balance: Decimal,
     data: Path | None = None,
     settings: TickSettings | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestSummary:
-    """Replay the last ``days`` of recorded candles through the engine; ``progress(n)`` after each n candles."""
+    """Replay the last ``days`` of recorded candles through the engine; ``progress(done, total)`` after each tick."""
     strategy_obj = get_strategy(strategy)
     feed = ReplayFeed(data, symbol=symbol, timeframe=timeframe)
     candles = feed.all_candles(symbol, timeframe)
@@ -88,6 +88,7 @@ def run_backtest(
                                    start_cursor=candles[start - 1].open_time)
             peak_equity, max_dd = initial_balance, ZERO
             equity = initial_balance
+            done = 0
             while True:
                 result = tick_session(engine, opening.session_id, feed, clock=clock, strategy=strategy_obj,
                                       settings=settings)
@@ -100,8 +101,9 @@ def run_backtest(
                     peak_equity = max(peak_equity, equity)
                     if peak_equity > 0:
                         max_dd = max(max_dd, (peak_equity - equity) / peak_equity)
+                done += result.candles_applied
                 if progress is not None:
-                    progress(result.candles_applied)
+                    progress(done, len(tested))
             with read_transaction(engine) as db:
                 session = db.get(TradingSession, opening.session_id)
                 assert session is not None

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "atb")
 TICK_KEYS = ("session_id", "strategy", "symbol", "timeframe", "candle_time")
@@ -45,10 +46,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class PlainFormatter(LambdaPowertoolsFormatter):
+    """Keeps powertools' keys (so ``append_keys`` works) but prints ``level: message`` for people."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 def use_plain_logs(level: int = logging.WARNING) -> None:
     """Human logs for the terminal: ``warning: …`` lines on stderr instead of JSON on stdout."""
     handler = logger.registered_handler
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.setFormatter(PlainFormatter())
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(sys.stderr)
     logger.setLevel(level)
