@@ -1,0 +1,63 @@
+"""A separate process that replays candles through the engine in random-sized ticks until the data ends.
+
+Used by the crash tests: with ``ATB_TEST_KILL_AT_STATEMENT=k`` it SIGKILLs itself just before sending its k-th
+SQL statement (so possibly between two writes of an open tick transaction), after writing that statement to
+``ATB_TEST_KILL_NOTE``. Usage: ``replay_worker.py DATABASE_URL CSV STRATEGY SEED``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from chalicelib.db.engine import get_engine
+from chalicelib.engine.runner import replay_clock
+from chalicelib.engine.sessions import BotSpec, open_session
+from chalicelib.engine.tick import TickSettings, tick_session
+from chalicelib.trading.feeds import ReplayFeed
+
+
+def main() -> None:
+    url, csv, strategy, seed = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    engine = get_engine(url)
+    kill_at = int(os.environ.get("ATB_TEST_KILL_AT_STATEMENT", "0"))
+    note = os.environ.get("ATB_TEST_KILL_NOTE")
+    if kill_at:
+        count = 0
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _maybe_die(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            nonlocal count
+            count += 1
+            if count >= kill_at:
+                if note:
+                    Path(note).write_text(" ".join(statement.split())[:80])
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    rng = random.Random(seed)
+    feed = ReplayFeed(csv)
+    spec = BotSpec(strategy=strategy, symbol="BTCUSDT", timeframe="1h", exchange="replay")
+    session_id = open_session(engine, spec).session_id
+    settings = TickSettings(max_candles_per_tick=int(os.environ.get("ATB_TEST_MAX_PER_TICK", "500")))
+    while True:
+        step = rng.choice([1, 1, 2, 3, 5])
+        result = tick_session(engine, session_id, feed, clock=replay_clock(feed, "BTCUSDT", "1h", step),
+                              settings=settings)
+        if result.status == "replay_finished":
+            break
+        if result.status == "locked":  # the killed process's transaction is still being torn down
+            time.sleep(0.05)
+        elif result.status not in ("applied", "up_to_date"):
+            raise SystemExit(f"unexpected tick status {result.status}: {result.message}")
+    print("finished", session_id)
+
+
+if __name__ == "__main__":
+    main()
