@@ -1,0 +1,620 @@
+// atb dashboard: vanilla JS, no dependencies. Reads /api/* with the token kept in session storage.
+//
+// Money: every JSON number is kept as its exact source text (JSON.parse reviver with context.source) and is
+// formatted from that text; the page never does money arithmetic in floats. Floats are used only to place
+// points on the chart. The change form sends the typed decimal text verbatim as a JSON number token.
+'use strict';
+
+(() => {
+  const TOKEN_KEY = 'atb.token';
+  const SESSION_KEY = 'atb.session';
+  const RANGE_KEY = 'atb.range';
+  const HISTORY_PAGE = 20;
+  const CHART_PAGE = 500;
+  const CHART_MAX_PAGES = 40; // 20,000 ledger rows at most per chart
+  const REFRESH_MS = 60_000;
+  const RANGES = { '24h': 86_400_000, '7d': 7 * 86_400_000, '30d': 30 * 86_400_000, all: null };
+
+  const $ = (selector) => document.querySelector(selector);
+
+  const state = {
+    token: null,
+    scope: null,
+    sessions: [],
+    sessionId: null,
+    session: null,
+    currency: '',
+    range: '7d',
+    historyCursors: [null], // stack: cursor of each page shown so far (null = newest)
+    historyNext: null,
+    pending: null, // {body, key} of a change whose response never arrived (retried with the same key)
+    refreshes: 0,
+    timer: null,
+  };
+
+  // --- exact decimals ------------------------------------------------------------------------------------------
+
+  function parseJson(text) {
+    return JSON.parse(text, function revive(_key, value, context) {
+      if (typeof value === 'number') {
+        return context && typeof context.source === 'string' ? context.source : String(value);
+      }
+      return value;
+    });
+  }
+
+  const isZero = (text) => /^[-+]?0*\.?0*$/.test(String(text));
+  const signOf = (text) => (isZero(text) ? 0 : String(text).trim().startsWith('-') ? -1 : 1);
+
+  // Round a decimal string half-up to `places` digits, by string arithmetic.
+  function roundText(text, places) {
+    let s = String(text).trim();
+    const negative = s.startsWith('-');
+    if (negative || s.startsWith('+')) s = s.slice(1);
+    let [whole, frac = ''] = s.split('.');
+    whole = whole.replace(/^0+(?=\d)/, '') || '0';
+    if (frac.length > places) {
+      const up = frac.charCodeAt(places) >= 53; // digit >= 5
+      let digits = (whole + frac.slice(0, places)).split('');
+      if (up) {
+        let i = digits.length - 1;
+        while (i >= 0 && digits[i] === '9') { digits[i] = '0'; i -= 1; }
+        if (i < 0) digits.unshift('1'); else digits[i] = String(Number(digits[i]) + 1);
+      }
+      digits = digits.join('');
+      whole = digits.slice(0, digits.length - places) || '0';
+      frac = digits.slice(digits.length - places);
+    } else {
+      frac = frac.padEnd(places, '0');
+    }
+    const zero = /^0*$/.test(whole + frac);
+    return { negative: negative && !zero, whole, frac };
+  }
+
+  const group = (whole) => whole.replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+
+  function fmtMoney(text, { places = 2, signed = false } = {}) {
+    if (text === null || text === undefined || text === '') return '—';
+    const r = roundText(text, places);
+    const sign = r.negative ? '-' : signed && !isZero(r.whole + r.frac) ? '+' : '';
+    return sign + group(r.whole) + (places ? `.${r.frac}` : '');
+  }
+
+  const fmtQty = (text) => (text === null || text === undefined ? '—' : String(text).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, ''));
+
+  // --- time ----------------------------------------------------------------------------------------------------
+
+  function fmtTime(iso) {
+    if (!iso) return '—';
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? iso : d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  }
+
+  function fmtAge(seconds) {
+    const s = Math.max(0, Number(seconds));
+    if (s < 90) return `${Math.round(s)} s`;
+    if (s < 5400) return `${Math.round(s / 60)} min`;
+    if (s < 172_800) return `${(s / 3600).toFixed(s < 36_000 ? 1 : 0)} h`;
+    return `${Math.round(s / 86_400)} d`;
+  }
+
+  function timeframeSeconds(timeframe) {
+    const m = /^(\d+)([smhdw])$/.exec(String(timeframe || '').trim());
+    if (!m) return null;
+    return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 }[m[2]];
+  }
+
+  // --- DOM helpers ---------------------------------------------------------------------------------------------
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'class') node.className = v;
+      else if (k === 'text') node.textContent = v;
+      else node.setAttribute(k, v);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function show(node, visible) { node.hidden = !visible; }
+
+  function setMoney(node, text, opts) {
+    node.textContent = fmtMoney(text, opts);
+    node.dataset.value = text ?? '';
+  }
+
+  function toneClass(text) {
+    const s = signOf(text ?? '0');
+    return s > 0 ? 'up' : s < 0 ? 'down' : 'flat';
+  }
+
+  // Each cell carries its column's header as data-label, for the stacked table layout on phones.
+  function labelCells(table) {
+    const labels = [...table.querySelectorAll('thead th')].map((th) => th.textContent);
+    for (const row of table.querySelectorAll('tbody tr:not(.empty)')) {
+      [...row.children].forEach((cell, i) => cell.setAttribute('data-label', labels[i] || ''));
+    }
+  }
+
+  function emptyRow(tbody, columns, message) {
+    tbody.replaceChildren(el('tr', { class: 'empty' }, el('td', { colspan: String(columns), text: message })));
+  }
+
+  // --- API -----------------------------------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, body, fallback) {
+      const err = body && body.error;
+      super(err && err.message ? err.message : fallback);
+      this.status = status;
+      this.code = err ? err.code : null;
+      this.details = err && Array.isArray(err.details) ? err.details : [];
+    }
+  }
+
+  function url(path, params = {}) {
+    const query = new URLSearchParams();
+    if (state.sessionId !== null) query.set('session_id', state.sessionId);
+    for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined) query.set(k, v);
+    const qs = query.toString();
+    return qs ? `${path}?${qs}` : path;
+  }
+
+  async function api(path, { method = 'GET', headers = {}, body, auth = true } = {}) {
+    const h = { Accept: 'application/json', ...headers };
+    if (auth) h.Authorization = `Bearer ${state.token}`;
+    const response = await fetch(path, { method, headers: h, body, cache: 'no-store', credentials: 'omit' });
+    const text = await response.text();
+    let data = null;
+    try { data = text ? parseJson(text) : null; } catch { data = null; }
+    if (!response.ok) {
+      if (response.status === 401 && auth) signOut('The token was not accepted; sign in again.');
+      throw new ApiError(response.status, data, `the server answered ${response.status}`);
+    }
+    return data;
+  }
+
+  function describe(error) {
+    const parts = [error.message || String(error)];
+    for (const d of error.details || []) {
+      if (d && d.message) parts.push(d.field ? `${d.field}: ${d.message}` : d.message);
+    }
+    return parts.join(' — ');
+  }
+
+  // --- sign-in -------------------------------------------------------------------------------------------------
+
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.token = null;
+    state.scope = null;
+    if (state.timer) { clearInterval(state.timer); state.timer = null; }
+    show($('#dashboard'), false);
+    show($('#logout'), false);
+    show($('#who'), false);
+    show($('#tick-status'), false);
+    show($('#session-picker-label'), false);
+    show($('#login'), true);
+    const error = $('#login-error');
+    error.textContent = message || '';
+    show(error, Boolean(message));
+    $('#token-input').value = '';
+    document.body.dataset.state = 'signed-out';
+    $('#token-input').focus();
+  }
+
+  async function signIn(token) {
+    state.token = token;
+    document.body.dataset.state = 'loading';
+    let me;
+    try {
+      me = await api('api/me');
+    } catch (error) {
+      if (error.status !== 401) signOut(`Could not reach the API: ${describe(error)}`);
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    state.scope = me.scope;
+    $('#who').textContent = `${me.name} · ${me.scope}`;
+    show($('#who'), true);
+    show($('#logout'), true);
+    show($('#login'), false);
+    show($('#change'), me.scope === 'write');
+    show($('#dashboard'), true);
+    await loadSessions();
+    await refreshAll();
+    if (!state.timer) {
+      state.timer = setInterval(() => { if (!document.hidden) refreshAll(); }, REFRESH_MS);
+    }
+  }
+
+  // --- sessions ------------------------------------------------------------------------------------------------
+
+  async function loadSessions() {
+    const data = await api('api/sessions?status=active');
+    state.sessions = data.sessions || [];
+    const stored = sessionStorage.getItem(SESSION_KEY);
+    const chosen = state.sessions.find((s) => s.session_id === stored) || state.sessions[0] || null;
+    state.session = chosen;
+    state.sessionId = chosen ? chosen.session_id : null;
+    const picker = $('#session-picker');
+    picker.replaceChildren(...state.sessions.map((s) => el('option', {
+      value: s.session_id,
+      text: `#${s.session_id} ${s.strategy} · ${s.symbol} ${s.timeframe}`,
+    })));
+    if (chosen) picker.value = chosen.session_id;
+    show($('#session-picker-label'), state.sessions.length > 1);
+    $('#session-label').textContent = chosen ? `· #${chosen.session_id} ${chosen.symbol} ${chosen.timeframe}` : '';
+  }
+
+  function chooseSession(id) {
+    sessionStorage.setItem(SESSION_KEY, id);
+    state.session = state.sessions.find((s) => s.session_id === id) || null;
+    state.sessionId = id;
+    state.historyCursors = [null];
+    const s = state.session;
+    $('#session-label').textContent = s ? `· #${s.session_id} ${s.symbol} ${s.timeframe}` : '';
+    refreshAll();
+  }
+
+  // --- loaders -------------------------------------------------------------------------------------------------
+
+  async function refreshAll() {
+    document.body.dataset.state = 'loading';
+    const results = await Promise.allSettled([
+      loadBalance(), loadChart(), loadHistory(), loadPositions(), loadTrades(), loadHealth(),
+    ]);
+    const failed = results.filter((r) => r.status === 'rejected').map((r) => describe(r.reason));
+    const banner = $('#global-error');
+    banner.textContent = failed.length ? [...new Set(failed)].join(' · ') : '';
+    show(banner, failed.length > 0);
+    state.refreshes += 1;
+    document.body.dataset.refreshes = String(state.refreshes);
+    $('#refreshed-at').textContent = new Date().toLocaleTimeString();
+    document.body.dataset.state = state.token ? 'ready' : 'signed-out';
+  }
+
+  async function loadBalance() {
+    const b = await api(url('api/balance'));
+    state.currency = b.base_currency || '';
+    for (const node of document.querySelectorAll('.currency')) node.textContent = state.currency;
+    setMoney($('#balance-value'), b.current_balance);
+    const change = $('#change-24h');
+    change.dataset.value = b.balance_change_24h ?? '';
+    change.className = `change ${toneClass(b.balance_change_24h)}`;
+    if (b.balance_change_24h === null || b.balance_change_24h === undefined) {
+      change.textContent = 'n/a';
+    } else {
+      const arrow = signOf(b.balance_change_24h) > 0 ? '▲ ' : signOf(b.balance_change_24h) < 0 ? '▼ ' : '';
+      change.textContent = `${arrow}${fmtMoney(b.balance_change_24h, { signed: true })}%`;
+    }
+    change.title = b.balance_24h_ago ? `from ${fmtMoney(b.balance_24h_ago)} ${state.currency} 24 hours ago` : '';
+    const reason = b.last_update_reason ? ` · ${b.last_update_reason}` : '';
+    $('#last-update').textContent = b.last_updated ? `Updated ${fmtTime(b.last_updated)}${reason}` : '';
+
+    const cur = (text) => `${fmtMoney(text)} ${state.currency}`;
+    for (const [id, value] of [['#available-value', b.available_balance], ['#reserved-value', b.reserved_balance],
+      ['#equity-value', b.equity ?? b.current_balance], ['#peak-value', b.peak_balance]]) {
+      const node = $(id);
+      node.textContent = value === null || value === undefined ? '—' : cur(value);
+      node.dataset.value = value ?? '';
+    }
+    const unrealized = $('#unrealized');
+    unrealized.textContent = b.unrealized_pnl !== undefined && b.unrealized_pnl !== null
+      ? `incl. ${fmtMoney(b.unrealized_pnl, { signed: true })} unrealised` : '';
+    unrealized.className = `small ${toneClass(b.unrealized_pnl)}`;
+    const peak = Number(b.peak_balance);
+    const total = Number(b.current_balance);
+    $('#drawdown').textContent = peak > 0 && total < peak
+      ? `${(((peak - total) / peak) * 100).toFixed(2)}% below peak` : 'at peak';
+
+    const assets = Object.entries(b.asset_balances || {});
+    $('#assets').replaceChildren(...(assets.length ? assets.map(([asset, qty]) => el('li', {},
+      el('span', { class: 'asset', text: asset }),
+      el('span', { class: 'num', text: asset === state.currency ? fmtMoney(qty) : fmtQty(qty) }))) : [el('li', { class: 'muted', text: 'none' })]));
+  }
+
+  async function loadHealth() {
+    const node = $('#tick-status');
+    let report = null;
+    try {
+      const response = await fetch('api/health', { cache: 'no-store', credentials: 'omit' });
+      report = parseJson(await response.text());
+    } catch {
+      report = null;
+    }
+    show(node, true);
+    if (!report) {
+      node.textContent = 'health unknown';
+      node.className = 'badge stale';
+      return;
+    }
+    const age = report.last_tick_age_seconds;
+    const frame = timeframeSeconds(state.session && state.session.timeframe);
+    if (age === null || age === undefined) {
+      node.textContent = 'no tick yet';
+      node.className = 'badge stale';
+      node.title = 'The scheduled tick has not run yet.';
+      return;
+    }
+    const stale = frame !== null && Number(age) > 2 * frame;
+    node.textContent = stale ? `stale: last tick ${fmtAge(age)} ago` : `last tick ${fmtAge(age)} ago`;
+    node.className = `badge ${stale ? 'stale' : 'fresh'}`;
+    node.dataset.stale = String(stale);
+    node.title = `Last tick ${fmtTime(report.last_tick_at)}; stale when older than twice the timeframe`
+      + (state.session ? ` (${state.session.timeframe})` : '') + `. Database ${report.database}.`;
+  }
+
+  async function loadHistory() {
+    const cursor = state.historyCursors[state.historyCursors.length - 1];
+    const data = await api(url('api/balance/history', { limit: HISTORY_PAGE, before: cursor }));
+    state.historyNext = data.next_cursor;
+    const tbody = $('#history tbody');
+    const rows = data.entries || [];
+    if (!rows.length) emptyRow(tbody, 6, 'No ledger entries.');
+    else {
+      tbody.replaceChildren(...rows.map((e) => el('tr', { 'data-id': e.id },
+        el('td', { class: 'nowrap', text: fmtTime(e.timestamp) }),
+        el('td', {}, el('span', { class: `kind kind-${e.kind}`, text: e.kind.replace(/_/g, ' ') })),
+        el('td', { class: `num ${toneClass(e.amount)}`, 'data-value': e.amount, text: fmtMoney(e.amount, { signed: true }) }),
+        el('td', { class: 'num', 'data-value': e.balance_after, text: fmtMoney(e.balance_after) }),
+        el('td', { class: 'reason', text: e.reason || '' }),
+        el('td', { text: e.updated_by + (e.updated_by_label ? ` (${e.updated_by_label})` : '') }))));
+    }
+    labelCells($('#history'));
+    $('#history-newer').disabled = state.historyCursors.length <= 1;
+    $('#history-older').disabled = !state.historyNext;
+  }
+
+  async function loadPositions() {
+    const data = await api(url('api/positions'));
+    const tbody = $('#positions tbody');
+    const rows = data.positions || [];
+    $('#last-close').textContent = data.last_close ? `· last close ${fmtMoney(data.last_close)} (${fmtTime(data.last_close_at)})` : '';
+    if (!rows.length) { emptyRow(tbody, 7, 'No open positions.'); return; }
+    tbody.replaceChildren(...rows.map((p) => el('tr', { 'data-id': p.id },
+      el('td', { text: p.symbol }),
+      el('td', { class: `side side-${p.side}`, text: p.side }),
+      el('td', { class: 'num', text: fmtQty(p.quantity) }),
+      el('td', { class: 'num', text: fmtMoney(p.entry_price) }),
+      el('td', { class: 'num', text: fmtMoney(p.stop_loss) }),
+      el('td', { class: 'num', text: fmtMoney(p.take_profit) }),
+      el('td', { class: `num ${toneClass(p.unrealized_pnl)}`, 'data-value': p.unrealized_pnl ?? '', text: fmtMoney(p.unrealized_pnl, { signed: true }) }))));
+    labelCells($('#positions'));
+  }
+
+  async function loadTrades() {
+    const data = await api(url('api/trades', { limit: 10 }));
+    const tbody = $('#trades tbody');
+    const rows = data.trades || [];
+    if (!rows.length) { emptyRow(tbody, 8, 'No closed trades yet.'); return; }
+    tbody.replaceChildren(...rows.map((t) => el('tr', { 'data-id': t.id },
+      el('td', { class: 'nowrap', text: fmtTime(t.exit_time) }),
+      el('td', { text: t.symbol }),
+      el('td', { class: `side side-${t.side}`, text: t.side }),
+      el('td', { class: 'num', text: fmtQty(t.quantity) }),
+      el('td', { class: 'num', text: fmtMoney(t.entry_price) }),
+      el('td', { class: 'num', text: fmtMoney(t.exit_price) }),
+      el('td', { class: `num ${toneClass(t.realized_pnl)}`, text: fmtMoney(t.realized_pnl, { signed: true }) }),
+      el('td', { text: (t.exit_reason || '').replace(/_/g, ' ') }))));
+    labelCells($('#trades'));
+  }
+
+  // --- chart ---------------------------------------------------------------------------------------------------
+
+  async function loadChart() {
+    const span = RANGES[state.range];
+    const now = Date.now();
+    const since = span === null ? null : now - span;
+    const entries = [];
+    let cursor = null;
+    let truncated = false;
+    for (let page = 0; ; page += 1) {
+      if (page >= CHART_MAX_PAGES) { truncated = true; break; }
+      const data = await api(url('api/balance/history', { limit: CHART_PAGE, before: cursor }));
+      const rows = data.entries || [];
+      entries.push(...rows);
+      cursor = data.next_cursor;
+      if (!cursor || !rows.length) break;
+      if (since !== null && Date.parse(rows[rows.length - 1].timestamp) <= since) break; // have the row in force at `since`
+    }
+    const points = entries.slice().reverse().map((e) => ({ t: Date.parse(e.timestamp), v: Number(e.balance_after) }));
+    let series = points;
+    if (since !== null) {
+      const before = points.filter((p) => p.t <= since);
+      series = points.filter((p) => p.t > since);
+      if (before.length) series.unshift({ t: since, v: before[before.length - 1].v });
+    }
+    if (series.length) series.push({ t: now, v: series[series.length - 1].v });
+    state.chartSeries = { series, start: since ?? (series.length ? series[0].t : now), end: now };
+    drawChart();
+    const changes = points.filter((p) => since === null || p.t > since).length;
+    $('#chart-note').textContent = (series.length ? `${changes} ledger change${changes === 1 ? '' : 's'} in range` : 'No ledger entries in this range.')
+      + (truncated ? ` · showing the newest ${entries.length} entries only` : '');
+    for (const b of document.querySelectorAll('[data-range]')) b.setAttribute('aria-pressed', String(b.dataset.range === state.range));
+  }
+
+  const SVG = 'http://www.w3.org/2000/svg';
+  function svg(tag, attrs = {}, text) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function niceTicks(min, max, count) {
+    const span = max - min || Math.abs(max) || 1;
+    const step0 = span / count;
+    const mag = 10 ** Math.floor(Math.log10(step0));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= step0) || mag * 10;
+    const ticks = [];
+    for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) ticks.push(v);
+    return { ticks, step };
+  }
+
+  function axisLabel(value, step) {
+    const digits = step >= 1 ? 0 : Math.min(8, Math.ceil(-Math.log10(step)));
+    return value.toLocaleString(undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+
+  function timeLabel(t, span) {
+    const d = new Date(t);
+    if (span <= 2 * 86_400_000) return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+    return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+  }
+
+  function drawChart() {
+    const box = $('#chart');
+    const data = state.chartSeries;
+    if (!data || !data.series.length) { box.replaceChildren(); return; }
+    const width = Math.max(280, box.clientWidth || 600);
+    const height = width < 500 ? 200 : 260;
+    const pad = { l: width < 500 ? 54 : 72, r: 12, t: 12, b: 26 };
+    const { series, start, end } = data;
+    let lo = Math.min(...series.map((p) => p.v));
+    let hi = Math.max(...series.map((p) => p.v));
+    const margin = (hi - lo) * 0.08 || Math.abs(hi) * 0.01 || 1;
+    lo -= margin; hi += margin;
+    const { ticks, step } = niceTicks(lo, hi, 4);
+    const x = (t) => pad.l + ((t - start) / Math.max(1, end - start)) * (width - pad.l - pad.r);
+    const y = (v) => pad.t + (1 - (v - lo) / (hi - lo)) * (height - pad.t - pad.b);
+
+    const root = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'chart-svg', role: 'presentation' });
+    for (const v of ticks) {
+      root.append(svg('line', { x1: pad.l, x2: width - pad.r, y1: y(v), y2: y(v), class: 'grid' }));
+      root.append(svg('text', { x: pad.l - 6, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' }, axisLabel(v, step)));
+    }
+    const xTicks = width < 500 ? 3 : 5;
+    for (let i = 0; i <= xTicks; i += 1) {
+      const t = start + ((end - start) * i) / xTicks;
+      const anchor = i === 0 ? 'start' : i === xTicks ? 'end' : 'middle';
+      root.append(svg('text', { x: x(t), y: height - 6, class: 'axis', 'text-anchor': anchor }, timeLabel(t, end - start)));
+    }
+    // Step line: a balance holds until the next ledger change.
+    let d = `M${x(series[0].t).toFixed(1)},${y(series[0].v).toFixed(1)}`;
+    for (let i = 1; i < series.length; i += 1) {
+      d += `H${x(series[i].t).toFixed(1)}V${y(series[i].v).toFixed(1)}`;
+    }
+    const base = height - pad.b;
+    root.append(svg('path', { d: `${d}V${base}H${x(series[0].t).toFixed(1)}Z`, class: 'area' }));
+    root.append(svg('path', { d, class: 'line' }));
+    const last = series[series.length - 1];
+    root.append(svg('circle', { cx: x(last.t), cy: y(last.v), r: 3.5, class: 'dot' }));
+    box.replaceChildren(root);
+  }
+
+  // --- manual change -------------------------------------------------------------------------------------------
+
+  function newKey() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+    const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  function formMessage(error, ok) {
+    const e = $('#change-error');
+    const o = $('#change-ok');
+    e.textContent = error || '';
+    o.textContent = ok || '';
+    show(e, Boolean(error));
+    show(o, Boolean(ok));
+  }
+
+  async function submitChange(event) {
+    event.preventDefault();
+    const op = $('#change-op').value;
+    const typed = $('#change-amount').value.trim();
+    const reason = $('#change-reason').value.trim();
+    if (!/^\d+(\.\d+)?$/.test(typed)) {
+      const hint = op === 'set' ? 'Enter the new balance as a number, e.g. 5000 or 5000.50.'
+        : `Enter a positive amount, e.g. 250 or 250.50${typed.startsWith('-') ? ` (to take money out, choose ${op === 'deposit' ? 'Withdraw' : 'Deposit'} instead)` : ''}.`;
+      formMessage(`Invalid amount “${typed}”. ${hint}`);
+      $('#change-amount').focus();
+      return;
+    }
+    if (!reason) {
+      formMessage('A reason is required; it is recorded in the ledger.');
+      $('#change-reason').focus();
+      return;
+    }
+    const number = typed.replace(/^0+(?=\d)/, ''); // JSON numbers have no leading zeros; the digits stay as typed
+    const field = op === 'set' ? 'balance' : 'amount';
+    const token = op === 'withdraw' ? `-${number}` : number;
+    const body = `{"${field}": ${token}, "reason": ${JSON.stringify(reason)}}`;
+    const requestUrl = url('api/balance');
+    if (!state.pending || state.pending.body !== body || state.pending.url !== requestUrl) {
+      state.pending = { body, url: requestUrl, key: newKey() };
+    }
+    const button = $('#change-submit');
+    button.disabled = true;
+    formMessage('');
+    try {
+      const result = await api(requestUrl, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'Idempotency-Key': state.pending.key },
+        body,
+      });
+      state.pending = null;
+      const verb = { deposit: 'Deposited', withdraw: 'Withdrew', set: 'Set the balance to' }[op];
+      formMessage('', `${verb} ${fmtMoney(number)} ${state.currency}. Balance now ${fmtMoney(result.current_balance)} ${state.currency}.`);
+      $('#change-amount').value = '';
+      $('#change-reason').value = '';
+      state.historyCursors = [null];
+      await refreshAll();
+    } catch (error) {
+      if (error instanceof ApiError) {
+        state.pending = null; // the server answered: nothing to retry with this key
+        formMessage(`Refused: ${describe(error)}`);
+      } else {
+        formMessage(`No answer from the server (${error.message}). Submit again to retry safely: the retry reuses the same idempotency key.`);
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // --- wiring --------------------------------------------------------------------------------------------------
+
+  function init() {
+    const storedRange = sessionStorage.getItem(RANGE_KEY);
+    if (storedRange && storedRange in RANGES) state.range = storedRange;
+    $('#login-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      const token = $('#token-input').value.trim();
+      if (token) signIn(token);
+    });
+    $('#logout').addEventListener('click', () => signOut(''));
+    $('#session-picker').addEventListener('change', (event) => chooseSession(event.target.value));
+    $('#change-form').addEventListener('submit', submitChange);
+    $('#history-older').addEventListener('click', () => {
+      if (!state.historyNext) return;
+      state.historyCursors.push(state.historyNext);
+      loadHistory().catch((error) => { state.historyCursors.pop(); formMessage(describe(error)); });
+    });
+    $('#history-newer').addEventListener('click', () => {
+      if (state.historyCursors.length <= 1) return;
+      state.historyCursors.pop();
+      loadHistory().catch(() => {});
+    });
+    for (const button of document.querySelectorAll('[data-range]')) {
+      button.addEventListener('click', () => {
+        state.range = button.dataset.range;
+        sessionStorage.setItem(RANGE_KEY, state.range);
+        loadChart().catch(() => {});
+      });
+    }
+    let resizeTimer = null;
+    window.addEventListener('resize', () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(drawChart, 150);
+    });
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) signIn(token); else signOut('');
+  }
+
+  init();
+})();

@@ -1,0 +1,373 @@
+"""The dashboard, end to end: ``chalice local`` on real Postgres with ledger data, driven in headless Chromium.
+
+Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` Python package (its own browser
+download is not used: the test launches /usr/bin/chromium, or the browser named by ATB_CHROMIUM). Without them the
+test fails and says what to install; it is never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from chalicelib import ledger
+from chalicelib.db.engine import get_engine
+from chalicelib.db.models import AccountBalance, Position, TickLog, Trade
+from chalicelib.db.types import utcnow
+from chalicelib.db.uow import read_transaction, write_transaction
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts"
+READ_TOKEN = "dash-read-0123456789abcdef"
+WRITE_TOKEN = "dash-write-fedcba9876543210"
+TOKENS = f"viewer:read:{READ_TOKEN},owner:write:{WRITE_TOKEN}"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# --- the server ------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _chalice_executable() -> str:
+    candidate = Path(sys.executable).with_name("chalice")
+    found = str(candidate) if candidate.exists() else shutil.which("chalice")
+    if not found:
+        pytest.fail("the chalice CLI is not installed in this environment", pytrace=False)
+    return found
+
+
+@pytest.fixture
+def server(pg_database_url: str, tmp_path: Path) -> Iterator[str]:
+    """``chalice local`` (stage local) on a free port against the test database; killed with its group."""
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": pg_database_url, "ATB_API_TOKENS": TOKENS, "LOG_LEVEL": "WARNING"}
+    for name in ("ATB_API_TOKENS_SECRET_ARN", "DATABASE_SECRET_ARN"):
+        env.pop(name, None)
+    log_path = tmp_path / "chalice-local.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [_chalice_executable(), "local", "--stage", "local", "--no-autoreload", "--host", "127.0.0.1",
+             "--port", str(port)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"chalice local exited with {proc.returncode}:\n{log_path.read_text()}", pytrace=False)
+            try:
+                with urllib.request.urlopen(f"{base}/api/health", timeout=2):
+                    break
+            except urllib.error.HTTPError:
+                break  # it answered (503 would still be an answer)
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"chalice local did not answer within 60 s:\n{log_path.read_text()}", pytrace=False)
+                time.sleep(0.2)
+        yield base
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def call(base: str, path: str, token: str | None = WRITE_TOKEN) -> tuple[int, dict[str, str], Any]:
+    """GET from the running server; money parsed as Decimal from the response text."""
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, headers, raw = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        status, headers, raw = exc.code, dict(exc.headers), exc.read()
+    is_json = headers.get("Content-Type", "").startswith("application/json")
+    return status, headers, json.loads(raw, parse_float=Decimal) if is_json else raw.decode()
+
+
+# --- the data --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seeded:
+    main: int
+    other: int
+
+
+def seed(database_url: str) -> Seeded:
+    """Two active sessions; the main one has ten days of ledger history, a closed trade and an open position."""
+    now = utcnow()
+    owner = ledger.Actor("owner", "treasury desk")
+    engine = get_engine(database_url)
+    with write_transaction(engine) as db:
+        s = ledger.start_session(db, strategy="ml_basic", symbol="BTCUSDT", timeframe="1h", exchange="binance",
+                                 mode="paper", initial_balance=Decimal("10000"), now=now - timedelta(days=10))
+        ledger.record_deposit(db, s, Decimal("2500"), reason="Capital increase", actor=owner,
+                              now=now - timedelta(days=8))
+        ledger.record_withdrawal(db, s, Decimal("1000"), reason="Moved profits to savings", actor=owner,
+                                 now=now - timedelta(days=5, hours=3))
+        # a round trip: opened 4 days ago, closed with a profit 3 days ago
+        opened, closed = now - timedelta(days=4), now - timedelta(days=3, hours=2)
+        won = Position(session_id=s.id, symbol="BTCUSDT", side="long", status="open", entry_price=Decimal("58000"),
+                       quantity=Decimal("0.04"), cost=Decimal("2320.00"), stop_loss=Decimal("56500"),
+                       take_profit=Decimal("61000"), entry_time=opened, fees=Decimal("2.32"))
+        db.add(won)
+        db.flush()
+        ledger.record_position_opened(db, s, cost=Decimal("2320.00"), fee=Decimal("2.32"),
+                                      reference=f"position:{won.id}:open", now=opened)
+        won.status, won.exit_price, won.exit_time, won.exit_reason = "closed", Decimal("61000"), closed, "take_profit"
+        won.realized_pnl, won.fees = Decimal("120.00"), Decimal("4.76")
+        db.flush()
+        ledger.record_trade_pnl(db, s, pnl=Decimal("120.00"), released_cost=Decimal("2320.00"), held={},
+                                reference=f"position:{won.id}:close", now=closed)
+        ledger.record_fee(db, s, Decimal("2.44"), reason="Exit fee", reference=f"position:{won.id}:exit-fee",
+                          held={}, now=closed)
+        db.add(Trade(session_id=s.id, position_id=won.id, symbol="BTCUSDT", side="long",
+                     entry_price=Decimal("58000"), exit_price=Decimal("61000"), quantity=Decimal("0.04"),
+                     entry_time=opened, exit_time=closed, realized_pnl=Decimal("120.00"), fees=Decimal("4.76"),
+                     exit_reason="take_profit"))
+        ledger.record_manual_set(db, s, Decimal("12000"), reason="Rebalance to round capital", actor=owner,
+                                 now=now - timedelta(hours=30))
+        # within the last 24 hours: an open position and a top-up
+        entry_at = now - timedelta(hours=6)
+        position = Position(session_id=s.id, symbol="BTCUSDT", side="long", status="open",
+                            entry_price=Decimal("60000"), quantity=Decimal("0.05"), cost=Decimal("3000.00"),
+                            stop_loss=Decimal("58200"), take_profit=Decimal("63600"), entry_time=entry_at,
+                            fees=Decimal("3.00"))
+        db.add(position)
+        db.flush()
+        ledger.record_position_opened(db, s, cost=Decimal("3000.00"), fee=Decimal("3.00"),
+                                      reference=f"position:{position.id}:open", now=entry_at)
+        ledger.record_deposit(db, s, Decimal("500"), reason="Top-up", actor=owner, now=now - timedelta(hours=2))
+        db.add(TickLog(session_id=s.id, candle_time=now - timedelta(hours=1), close_price=Decimal("61250.00"),
+                       decision="hold", processed_at=now - timedelta(minutes=20)))
+        s.last_tick_at = now - timedelta(minutes=20)
+
+        other = ledger.start_session(db, strategy="ma_crossover", symbol="ETHUSDT", timeframe="4h",
+                                     exchange="binance", mode="paper", initial_balance=Decimal("2500"),
+                                     now=now - timedelta(days=3))
+        return Seeded(main=s.id, other=other.id)
+
+
+def ledger_count(database_url: str) -> int:
+    with read_transaction(get_engine(database_url)) as db:
+        return int(db.execute(select(func.count()).select_from(AccountBalance)).scalar_one())
+
+
+# --- the browser -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    executable = os.environ.get("ATB_CHROMIUM", "/usr/bin/chromium")
+    if not Path(executable).exists():
+        pytest.fail(f"headless Chromium is needed at {executable}: run `apt-get install chromium` "
+                    "(or set ATB_CHROMIUM to a Chromium binary)", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the playwright package is needed: `pip install playwright` (no browser download needed; "
+                    "the test uses Debian's chromium)", pytrace=False)
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def money(value: Decimal) -> str:
+    return f"{value:,.2f}"
+
+
+def wait_until(page: Any, expression: str, timeout: float = 15.0) -> None:
+    """Poll a JS expression from the test side (the page's CSP forbids the eval behind wait_for_function)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.05)
+
+
+def wait_ready(page: Any, after: int = 0) -> None:
+    """Wait until the page finished a refresh (the count of refreshes goes above ``after``)."""
+    wait_until(page, "document.body.dataset.state === 'ready' && "
+                     f"Number(document.body.dataset.refreshes || 0) > {after}")
+
+
+def refreshes(page: Any) -> int:
+    return int(page.evaluate("Number(document.body.dataset.refreshes || 0)"))
+
+
+def sign_in(page: Any, token: str) -> None:
+    page.fill("#token-input", token)
+    page.click("#login-form button[type=submit]")
+    wait_ready(page)
+
+
+def submit_change(page: Any, op: str, amount: str, reason: str) -> None:
+    page.select_option("#change-op", op)
+    page.fill("#change-amount", amount)
+    page.fill("#change-reason", reason)
+    page.click("#change-submit")
+
+
+# --- the test --------------------------------------------------------------------------------------------------
+
+
+def test_the_dashboard_shows_the_ledger_takes_a_deposit_refuses_bad_input_and_hides_the_form_from_readers(
+    server: str, pg_database_url: str, browser: Any,
+) -> None:
+    seeded = seed(pg_database_url)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    # the page and its assets are served without auth, with a strict policy
+    status, headers, _ = call(server, "/", token=None)
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in headers["Content-Security-Policy"]
+    status, headers, _ = call(server, "/static/app.js", token=None)
+    assert (status, headers["Content-Type"].split(";")[0]) == (200, "text/javascript")
+    assert call(server, "/static/secret.py", token=None)[0] == 404
+    assert call(server, "/api/me", token=READ_TOKEN)[2] == {"name": "viewer", "scope": "read"}
+    assert call(server, "/api/me", token="wrong")[0] == 401
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="UTC")
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" and "status of 40" not in msg.text else None)
+    page.goto(server + "/")
+
+    # a wrong token is turned away with a message
+    page.fill("#token-input", "not-a-token")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#login-error:not([hidden])")
+    assert "not accepted" in page.inner_text("#login-error")
+    problems.clear()  # the 401 above is logged by the browser as a failed resource load
+
+    sign_in(page, WRITE_TOKEN)
+
+    # several active sessions: the picker lists them, the first is shown
+    assert page.is_visible("#session-picker")
+    options = page.eval_on_selector_all("#session-picker option", "os => os.map(o => o.value)")
+    assert options == [str(seeded.main), str(seeded.other)]
+
+    # the balance and the 24h change on the page are the API's
+    _, _, api_balance = call(server, f"/api/balance?session_id={seeded.main}")
+    balance, change = api_balance["current_balance"], api_balance["balance_change_24h"]
+    assert balance == Decimal("12497.00")  # 12000 set 30 h ago, then a 3.00 entry fee and a 500 top-up
+    assert page.inner_text("#balance-value") == money(balance)
+    assert Decimal(page.get_attribute("#balance-value", "data-value") or "") == balance
+    assert change == Decimal("4.14")
+    assert f"{change:+.2f}%" in page.inner_text("#change-24h")
+    assert "up" in (page.get_attribute("#change-24h", "class") or "")
+    assert page.inner_text("#available-value") == f"{money(api_balance['available_balance'])} USD"
+    assert page.inner_text("#reserved-value") == f"{money(api_balance['reserved_balance'])} USD"
+    assert page.inner_text("#equity-value") == f"{money(api_balance['equity'])} USD"
+    assert page.inner_text("#peak-value") == f"{money(api_balance['peak_balance'])} USD"
+    assert "BTC" in page.inner_text("#assets")
+    # the open position with entry, stop, target and unrealised P&L at the last close (61250)
+    position_row = page.inner_text("#positions tbody tr")
+    for text in ("BTCUSDT", "60,000.00", "58,200.00", "63,600.00", "+62.50"):
+        assert text in position_row
+    assert "take profit" in page.inner_text("#trades tbody")
+    assert page.locator("#history tbody tr").count() == 9  # every ledger row of the main session
+    assert page.get_attribute("#tick-status", "data-stale") == "false"
+    assert page.locator("#chart svg path.line").count() == 1
+
+    # a deposit through the form: new balance, new history row, one more ledger row
+    rows_before = ledger_count(pg_database_url)
+    n = refreshes(page)
+    submit_change(page, "deposit", "250.75", "Browser test deposit")
+    page.wait_for_selector("#change-ok:not([hidden])")
+    wait_ready(page, n)
+    _, _, after = call(server, f"/api/balance?session_id={seeded.main}")
+    assert after["current_balance"] == balance + Decimal("250.75")
+    assert page.inner_text("#balance-value") == money(after["current_balance"])
+    newest = page.locator("#history tbody tr").first
+    assert newest.locator("td.num").first.get_attribute("data-value") == "250.75"
+    assert "Browser test deposit" in newest.inner_text()
+    assert "owner" in newest.inner_text()
+    assert ledger_count(pg_database_url) == rows_before + 1
+
+    # invalid amounts: an error on the page and nothing changed
+    rows_before = ledger_count(pg_database_url)
+    for op, amount in (("deposit", "abc"), ("deposit", "-5")):
+        submit_change(page, op, amount, "should not happen")
+        page.wait_for_selector("#change-error:not([hidden])")
+        assert "Invalid amount" in page.inner_text("#change-error")
+    # the server refuses too much of a withdrawal (409) and the page shows its message
+    submit_change(page, "withdraw", "999999", "far more than there is")
+    wait_until(page, "document.querySelector('#change-error').textContent.includes('Refused')")
+    assert "available balance would be" in page.inner_text("#change-error")
+    assert ledger_count(pg_database_url) == rows_before
+    assert page.inner_text("#balance-value") == money(after["current_balance"])
+
+    # the screenshot for review (and for the README: docs/dashboard.png is a copy of it)
+    page.reload()
+    wait_ready(page)
+    page.click("[data-range='30d']")
+    page.wait_for_selector("[data-range='30d'][aria-pressed='true']")
+    assert page.locator("#chart svg path.line").count() == 1
+    page.click("[data-range='7d']")
+    page.wait_for_selector("[data-range='7d'][aria-pressed='true']")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, locale="en-US",
+                                timezone_id="UTC", is_mobile=True, has_touch=True)
+    phone_page = phone.new_page()
+    phone_page.goto(server + "/")
+    sign_in(phone_page, WRITE_TOKEN)
+    phone_page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    assert phone_page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    phone.close()
+
+    # another session picked: its own balance
+    n = refreshes(page)
+    page.select_option("#session-picker", str(seeded.other))
+    wait_ready(page, n)
+    assert page.inner_text("#balance-value") == "2,500.00"
+
+    # a read token sees the data but no form
+    page.click("#logout")
+    page.wait_for_selector("#login:not([hidden])")
+    sign_in(page, READ_TOKEN)
+    assert page.is_hidden("#change")
+    assert page.is_hidden("#change-form")
+    assert "read" in page.inner_text("#who")
+    assert page.inner_text("#balance-value") == "2,500.00"
+
+    assert problems == []
+    context.close()
