@@ -312,6 +312,10 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
 
     now = utcnow()
     book = _Book(db, session, settings, now)
+    # Advance the cursor now: it rides along with the ledger's session update (fewer statements); the
+    # transaction makes it all-or-nothing either way.
+    session.candle_cursor = fresh[-1].open_time
+    session.last_tick_at = now
     index_of = {c.open_time: i for i, c in enumerate(fetched)}
     warmup = max(1, strategy.warmup)
     outcomes: list[CandleOutcome] = []
@@ -363,8 +367,6 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
         if fills or kind in ("error", "blocked"):
             logger.info(f"Session #{sid} {format_time(candle.open_time)}: {kind}; {detail}")
     db.add_all(logs)
-    session.candle_cursor = fresh[-1].open_time
-    session.last_tick_at = now
     db.flush()
     last = outcomes[-1]
     logger.info(f"Session #{sid}: applied {len(outcomes)} candle(s) up to {format_time(last.candle_time)}; balance "
