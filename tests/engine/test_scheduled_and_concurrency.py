@@ -1,0 +1,207 @@
+"""The scheduled Lambda driven through chalice.test.Client against real PostgreSQL with a fake exchange;
+overlapping ticks; sessions that resume, switch strategy or start fresh."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from chalice.test import Client
+from engine_testing import HOUR, T0, FakeExchange, ReplayExchange, ScriptedStrategy, candle, snapshot
+
+from chalicelib.db import engine as engine_module
+from chalicelib.db.models import Position, TradingSession
+from chalicelib.db.uow import read_transaction, write_transaction
+from chalicelib.engine import scheduled
+from chalicelib.engine.sessions import BotSpec, open_session, switch_strategy
+from chalicelib.engine.tick import fixed_clock, tick_session
+from chalicelib.trading.strategies import EnterLong
+from chalicelib.verify import verify
+
+FIRST = datetime(2023, 1, 1, tzinfo=UTC)  # first bundled candle
+
+
+def _event(client: Client, when: datetime) -> dict:
+    event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                            resources=["arn:aws:events:us-east-1:123456789012:rule/atb-tick"])
+    event["time"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return event
+
+
+def _fresh_app():
+    import app as app_module
+
+    return importlib.reload(app_module).app
+
+
+def test_the_scheduled_tick_creates_trades_recovers_after_a_restart_and_ignores_duplicates(
+    pg_engine, monkeypatch, tmp_path, caplog
+):
+    exchange = ReplayExchange()
+    monkeypatch.setattr(scheduled, "make_feed", lambda exchange_id: exchange)
+    monkeypatch.setenv("ATB_BOTS", "ml_basic:BTCUSDT:1h:fakeex")
+    client = Client(_fresh_app(), project_dir=str(tmp_path))
+
+    start = FIRST + HOUR * 100 + HOUR / 60  # one minute past the hour, as the cron fires
+    first = client.lambda_.invoke("tick", _event(client, start)).payload
+    [bot] = first["bots"]
+    assert bot["status"] == "applied" and bot["candles_applied"] == 1  # a new session starts at the newest candle
+    session_id = bot["session_id"]
+
+    # Ten days later (missed ticks are caught up in order), the bot has traded.
+    later = client.lambda_.invoke("tick", _event(client, start + HOUR * 240)).payload["bots"][0]
+    assert later["candles_applied"] == 240 and later["trades_opened"] >= 1
+    # Find a moment with a position open, so the restart has something to recover.
+    when = start + HOUR * 240
+    for _ in range(200):
+        with read_transaction(pg_engine) as db:
+            if db.query(Position).filter_by(status="open").count():
+                break
+        when += HOUR
+        client.lambda_.invoke("tick", _event(client, when))
+    else:
+        pytest.fail("no position opened in 200 more hours")
+
+    before = snapshot(pg_engine, with_times=True)
+    # A cold start: new app object, new engine, new client; then the same event delivered again.
+    engine_module.dispose_engines()
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="atb")
+    client = Client(_fresh_app(), project_dir=str(tmp_path))
+    duplicate = client.lambda_.invoke("tick", _event(client, when)).payload["bots"][0]
+    assert duplicate["status"] == "up_to_date" and duplicate["session_id"] == session_id
+    assert snapshot(pg_engine, with_times=True) == before
+    logs = caplog.text
+    assert f"Found active session #{session_id}" in logs
+    assert f"Recovered balance for session #{session_id}: $" in logs
+    assert "Recovered position: BTCUSDT long @ $" in logs
+
+    after = client.lambda_.invoke("tick", _event(client, when + HOUR)).payload["bots"][0]
+    assert after["status"] == "applied" and after["candles_applied"] == 1
+    assert verify(pg_engine).ok
+
+
+def test_one_failing_bot_is_reported_and_does_not_stop_the_others(pg_engine, monkeypatch, tmp_path):
+    good = ReplayExchange()
+    broken = FakeExchange([], fail_with=RuntimeError("exchange on fire"))
+    monkeypatch.setattr(scheduled, "make_feed", lambda exchange_id: broken if exchange_id == "broken" else good)
+    monkeypatch.setenv("ATB_BOTS", "ma_crossover:BTCUSDT:1h:broken, ml_basic:BTCUSDT:1h:fakeex")
+    client = Client(_fresh_app(), project_dir=str(tmp_path))
+    payload = client.lambda_.invoke("tick", _event(client, FIRST + HOUR * 80)).payload
+    statuses = {b["bot"]: b["status"] for b in payload["bots"]}
+    assert statuses == {"ma_crossover:BTCUSDT:1h:broken": "error", "ml_basic:BTCUSDT:1h:fakeex": "applied"}
+    assert payload["ok"] is False
+
+
+def test_a_bad_bot_list_is_a_clear_error_not_a_crash(pg_engine, monkeypatch, tmp_path):
+    monkeypatch.setenv("ATB_BOTS", "ml_basic")
+    client = Client(_fresh_app(), project_dir=str(tmp_path))
+    payload = client.lambda_.invoke("tick", _event(client, FIRST + HOUR * 80)).payload
+    assert payload["ok"] is False and "STRATEGY:SYMBOL" in payload["error"]
+
+
+@pytest.mark.parametrize("rounds", [3])
+def test_overlapping_ticks_apply_each_candle_once(database_url, rounds):
+    """Tick A holds the session lock while it decides; tick B, started meanwhile, skips (Postgres SKIP LOCKED)
+    or waits and finds nothing new (SQLite serialises writers). Each candle is applied once."""
+    engine = engine_module.get_engine(database_url)
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+    sid = open_session(engine, spec, start_cursor=T0).session_id
+    feed = FakeExchange([candle(i, str(100 + i)) for i in range(2 + rounds * 2)])
+    entry = {T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))}
+    for r in range(rounds):
+        now = T0 + HOUR * (3 + r * 2)
+        gate = threading.Event()
+        slow = ScriptedStrategy(script=entry, gate=gate)
+        results: dict[str, object] = {}
+
+        def run_a(now=now, slow=slow, results=results) -> None:
+            results["a"] = tick_session(engine, sid, feed, clock=fixed_clock(now), strategy=slow)
+
+        a = threading.Thread(target=run_a)
+        a.start()
+        while not slow.seen:  # A is inside its transaction, holding the lock
+            threading.Event().wait(0.01)
+        if engine.dialect.name == "postgresql":
+            b = tick_session(engine, sid, feed, clock=fixed_clock(now), strategy=ScriptedStrategy(script=entry))
+            assert b.status == "locked"
+            gate.set()
+            a.join()
+        else:
+            def run_b(now=now, results=results) -> None:
+                results["b"] = tick_session(engine, sid, feed, clock=fixed_clock(now),
+                                            strategy=ScriptedStrategy(script=entry))
+
+            bt = threading.Thread(target=run_b)
+            bt.start()
+            gate.set()
+            a.join()
+            bt.join()
+            assert results["b"].status == "up_to_date"  # type: ignore[attr-defined]
+        assert results["a"].status == "applied"  # type: ignore[attr-defined]
+    snap = snapshot(engine)
+    assert [t[1] for t in snap["ticks"]] == [T0 + HOUR * i for i in range(1, 1 + rounds * 2)]
+    assert len(snap["positions"]) == 1
+    assert verify(engine).ok
+
+
+def test_resuming_an_ended_session_carries_balance_positions_and_cursor_into_a_new_one(engine):
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+    old = open_session(engine, spec, start_cursor=T0).session_id
+    feed = FakeExchange([candle(i, "100") for i in range(6)])
+    strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))})
+    tick_session(engine, old, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=strategy)
+    with write_transaction(engine) as db:
+        s = db.get(TradingSession, old)
+        assert s is not None
+        s.status = "ended"
+        balance_before = s.total_balance
+
+    opening = open_session(engine, spec)
+    assert opening.how == "resumed" and opening.previous_session_id == old
+    assert opening.total_balance == balance_before and len(opening.positions) == 1
+    assert opening.candle_cursor == T0 + HOUR * 2
+    lines = opening.lines()
+    assert lines[0].startswith(f"Resumed session #{opening.session_id}") and "Recovered position:" in lines[2]
+    # The next tick continues with the carried position; both sessions' ledgers add up on their own.
+    result = tick_session(engine, opening.session_id, feed, clock=fixed_clock(T0 + HOUR * 6), strategy=strategy)
+    assert [o.candle_time for o in result.outcomes] == [T0 + HOUR * 3, T0 + HOUR * 4, T0 + HOUR * 5]
+    report = verify(engine)
+    assert report.ok, [s.problems for s in report.sessions]
+    snap = snapshot(engine)
+    kinds = [(row[0], row[5]) for row in snap["ledger"]]
+    assert ("withdrawal", f"carried-to:{opening.session_id}") in kinds and ("resumed", None) in kinds
+
+
+def test_switching_strategy_keeps_positions_and_balance_and_is_recorded(engine):
+    spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+    old = open_session(engine, spec, start_cursor=T0).session_id
+    feed = FakeExchange([candle(i, "100") for i in range(4)])
+    scripted = ScriptedStrategy(name="ma_crossover",
+                                script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))})
+    tick_session(engine, old, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=scripted)
+    opening = switch_strategy(engine, old, "ml_basic")
+    assert opening.spec.strategy == "ml_basic" and len(opening.positions) == 1
+    with read_transaction(engine) as db:
+        new = db.get(TradingSession, opening.session_id)
+        assert new is not None and new.strategy == "ml_basic" and new.resumed_from_id == old
+        from chalicelib.db.models import AccountBalance
+
+        first = db.query(AccountBalance).filter_by(session_id=new.id).order_by(AccountBalance.id).first()
+        assert first is not None and "Strategy changed from ma_crossover to ml_basic" in first.update_reason
+        assert first.reserved_balance == opening.reserved_balance > 0
+    assert verify(engine).ok
+
+
+def test_fresh_ends_the_active_session_and_starts_over_with_its_history_kept(engine):
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+    old = open_session(engine, spec, initial_balance=Decimal(500)).session_id
+    opening = open_session(engine, spec, initial_balance=Decimal(2000), fresh=True)
+    assert opening.how == "fresh" and opening.ended_session_id == old and opening.total_balance == 2000
+    with read_transaction(engine) as db:
+        assert db.get(TradingSession, old).status == "ended"  # type: ignore[union-attr]
+    assert verify(engine).ok
