@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import atb_testing
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
+from chalice.test import Client
 from moto import mock_aws
 from sqlalchemy.engine import make_url
 
+import app as app_module
 from chalicelib.db import engine as engine_module
 from chalicelib.engine import scheduled
 from chalicelib.trading.feeds import ReplayFeed
 
+ROOT = Path(__file__).resolve().parents[2]
+
 #: Two tokens in the secret's ``name:scope:token`` format.
-OWNER_TOKEN = "owner-token-0123456789"  # noqa: S105 - test fixture
-READER_TOKEN = "reader-token-0123456789"  # noqa: S105 - test fixture
+OWNER_TOKEN = "owner-token-0123456789"
+READER_TOKEN = "reader-token-0123456789"
 TOKENS = f"owner:write:{OWNER_TOKEN},dashboard:read:{READER_TOKEN}"
 
 
@@ -84,3 +91,36 @@ def replay_exchange(monkeypatch: pytest.MonkeyPatch) -> ReplayExchange:
     monkeypatch.setattr(scheduled, "make_feed", lambda _exchange_id: feed)
     monkeypatch.setenv("ATB_BOTS", "ma_crossover:BTCUSDT:1h:fake")
     return feed
+
+
+def load_fill_chalice_config() -> Any:
+    spec = importlib.util.spec_from_file_location("fill_chalice_config", ROOT / "infra" / "fill_chalice_config.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def client(aws_stage: AwsStage, tmp_path: Path) -> Iterator[Client]:
+    """The prod stage exactly as committed, with the infra stack's outputs filled in by
+    infra/fill_chalice_config.py (docs/deploy.md step 3) — here the moto secrets' ARNs."""
+    fill = load_fill_chalice_config()
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    outputs = {"SubnetIds": "subnet-a,subnet-b", "LambdaSecurityGroupId": "sg-1",
+               "DatabaseSecretArn": aws_stage.database_secret_arn, "ApiTokensSecretArn": aws_stage.tokens_secret_arn}
+    project = tmp_path / "project"
+    (project / ".chalice").mkdir(parents=True)
+    for policy in (ROOT / ".chalice").glob("policy-*.json"):
+        (project / ".chalice" / policy.name).write_text(policy.read_text())
+    (project / ".chalice" / "config.json").write_text(json.dumps(fill.apply_outputs(config, "prod", outputs)))
+    with Client(app_module.app, stage_name="prod", project_dir=str(project)) as c:
+        yield c
+
+
+def schedule_event(client: Client, time: str) -> dict[str, Any]:
+    event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
+                                            resources=["arn:aws:events:us-east-1:123456789012:rule/atb-prod-tick"],
+                                            region="us-east-1")
+    event["time"] = time
+    return event

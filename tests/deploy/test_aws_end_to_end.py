@@ -3,23 +3,18 @@ the scheduled tick and an authenticated API request, through chalice.test.Client
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from aws_lambda_powertools.utilities.parameters.secrets import SecretsProvider
 from chalice.test import Client
-from conftest import OWNER_TOKEN, READER_TOKEN, AwsStage, ReplayExchange
+from conftest import OWNER_TOKEN, READER_TOKEN, AwsStage, ReplayExchange, schedule_event
 
-import app as app_module
 from chalicelib.db.engine import get_engine
 from chalicelib.verify import verify
 
-ROOT = Path(__file__).resolve().parents[2]
 TICK_1 = "2024-06-01T00:01:00Z"
 TICK_2 = "2024-06-01T01:01:00Z"
 
@@ -36,39 +31,6 @@ def secret_fetches(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
     monkeypatch.setattr(SecretsProvider, "_get", counting_get)
     return calls
-
-
-def load_fill_chalice_config() -> Any:
-    spec = importlib.util.spec_from_file_location("fill_chalice_config", ROOT / "infra" / "fill_chalice_config.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def client(aws_stage: AwsStage, tmp_path: Path) -> Iterator[Client]:
-    """The prod stage exactly as committed, with the infra stack's outputs filled in by
-    infra/fill_chalice_config.py (docs/deploy.md step 3) — here the moto secrets' ARNs."""
-    fill = load_fill_chalice_config()
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    outputs = {"SubnetIds": "subnet-a,subnet-b", "LambdaSecurityGroupId": "sg-1",
-               "DatabaseSecretArn": aws_stage.database_secret_arn, "ApiTokensSecretArn": aws_stage.tokens_secret_arn}
-    project = tmp_path / "project"
-    (project / ".chalice").mkdir(parents=True)
-    for policy in (ROOT / ".chalice").glob("policy-*.json"):
-        (project / ".chalice" / policy.name).write_text(policy.read_text())
-    (project / ".chalice" / "config.json").write_text(json.dumps(fill.apply_outputs(config, "prod", outputs)))
-    with Client(app_module.app, stage_name="prod", project_dir=str(project)) as c:
-        yield c
-
-
-def schedule_event(client: Client, time: str) -> dict[str, Any]:
-    event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
-                                            resources=["arn:aws:events:us-east-1:123456789012:rule/atb-prod-tick"],
-                                            region="us-east-1")
-    event["time"] = time
-    return event
 
 
 def get_balance(client: Client, token: str) -> Any:

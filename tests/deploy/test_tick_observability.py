@@ -1,0 +1,83 @@
+"""What operators see of a scheduled tick: JSON log lines carrying the session and the candle, and CloudWatch
+EMF metrics (powertools prints the EMF blob on stdout; Lambda's log agent turns it into metrics)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from chalice.test import Client
+from conftest import AwsStage, ReplayExchange, schedule_event
+
+from chalicelib.engine.observability import logger
+
+#: The metric names the scheduled tick emits (chalicelib/engine/scheduled.py); docs/deploy.md lists them.
+TICK_METRICS = {"TickDuration", "CandlesApplied", "TradesOpened", "TradesClosed", "TickErrors", "Balance", "Equity"}
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """The powertools Logger's output, whatever stream it was created with."""
+    handler: Any = logger.registered_handler
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_a_scheduled_tick_logs_json_with_session_and_candle_time_and_emits_emf_metrics(
+    aws_stage: AwsStage, replay_exchange: ReplayExchange, client: Client, log_lines: io.StringIO,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client.lambda_.invoke("migrate", {})
+    client.lambda_.invoke("tick", schedule_event(client, "2024-06-01T00:01:00Z"))
+    capsys.readouterr()
+    log_lines.seek(0)
+    log_lines.truncate()
+
+    result = client.lambda_.invoke("tick", schedule_event(client, "2024-06-01T03:01:00Z")).payload
+    assert result["ok"] is True, result
+    session_id = result["bots"][0]["session_id"]
+
+    logs = json_lines(log_lines.getvalue())
+    session_lines = [line for line in logs if "session_id" in line]  # recovery report + the tick itself
+    assert all(line["session_id"] == session_id and line["symbol"] == "BTCUSDT" for line in session_lines)
+    # every line written inside the tick (the engine's tick_log_keys block) names the candle it is at
+    tick_lines = [line for line in session_lines if "timeframe" in line]
+    assert tick_lines, logs
+    for line in tick_lines:
+        assert line["candle_time"], line
+        assert {"level", "message", "timestamp", "service", "strategy", "request_id"} <= set(line), line
+    assert any(line["candle_time"] == "2024-06-01T02:00:00Z" for line in tick_lines), tick_lines
+
+    emf = [blob for blob in json_lines(capsys.readouterr().out) if "_aws" in blob]
+    assert emf, "no EMF blob printed"
+    names = {m["Name"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert names == TICK_METRICS
+    blob = emf[-1]
+    directive = blob["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "ATB"
+    assert blob["CandlesApplied"] in (3, [3])
+    assert blob["TickErrors"] in (0, [0])
+    # one dimension set per bot: each metric name is one billed CloudWatch metric per bot
+    assert len(directive["Dimensions"]) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="Chalice(app_name='atb') configures the same 'atb' logger powertools uses, "
+                   "so every line is also printed in plain text; fix: Chalice(..., configure_logs=False) in app.py")
+def test_the_service_logger_writes_each_line_once_as_json() -> None:
+    import logging
+
+    import app  # noqa: F401 - builds the Chalice app (and its logging setup)
+
+    handlers = [h for h in logging.getLogger("atb").handlers if isinstance(h, logging.StreamHandler)]
+    assert handlers == [logger.registered_handler]
