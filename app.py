@@ -70,3 +70,28 @@ def tick(event: object) -> dict[str, object]:
 
 
 # --- Migrations on deploy (issue 5) ----------------------------------------------------------------------------
+
+# --- Dashboard (issue 6) ---------------------------------------------------------------------------------------
+# One static page and its bundled assets (chalicelib/static); no auth here: the page asks for a token and calls
+# /api/* with it. /api/me tells the page the token's scope.
+
+
+@app.route("/", methods=["GET"])
+def dashboard_page() -> Response:
+    from chalicelib import dashboard
+
+    return dashboard.page()
+
+
+@app.route("/static/{name}", methods=["GET"])
+def dashboard_asset(name: str) -> Response:
+    from chalicelib import dashboard
+
+    return dashboard.asset(name)
+
+
+@app.route("/api/me", methods=["GET"], **api.route_kwargs())
+def whoami() -> Response:
+    from chalicelib import dashboard
+
+    return dashboard.whoami(app.current_request)
