@@ -70,6 +70,18 @@ def tick(event: object) -> dict[str, object]:
 
 
 # --- Migrations on deploy (issue 5) ----------------------------------------------------------------------------
+# For pipelines with no network path to the database: `chalice invoke --name migrate` runs Alembic inside the VPC.
+
+
+@app.lambda_function(name="migrate")
+def migrate(event: dict[str, object], context: object) -> dict[str, str | None]:
+    """Bring the schema to head; idempotent. Returns the revision before, after, and the code's head."""
+    from chalicelib.db import migrate as migrations
+
+    before = migrations.schema_status().current
+    after = migrations.upgrade()
+    return {"before": before, "after": after.current, "head": after.head}
+
 
 # --- Dashboard (issue 6) ---------------------------------------------------------------------------------------
 # One static page and its bundled assets (chalicelib/static); no auth here: the page asks for a token and calls
