@@ -140,8 +140,8 @@ class LiveTradingEngine:
             result = self.tick()
             done += 1
             yield result
-            if result.status == "replay_finished":
-                return
+            if result.status in ("replay_finished", "inactive"):
+                return  # the data ended, or the session was ended or switched elsewhere
             if self.is_replay or (ticks is not None and done >= ticks):
                 continue
             if result.behind:
