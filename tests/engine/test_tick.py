@@ -120,8 +120,8 @@ def test_a_strategy_that_raises_is_logged_and_the_session_holds_for_that_candle(
 def test_a_stop_loss_fills_at_the_stop_and_the_ledger_books_it_by_hand(engine):
     """Balance 1,000; enter at close 100 with stop 95, target 120, no slippage, fee 0.1%.
     Sizing: position cap 1000×10%/100 = 1; risk cap 1000×2%/(100−95) = 4; cash cap ≈ 9.99 → qty 1, cost 100,
-    entry fee 0.10. Next candle's low 94 touches the stop: sell 1 @ 95 → P&L −5, exit fee 0.095 → 0.10 (half-even
-    of 0.095 at 8 places is 0.095). Balance 1000 − 0.10 − 5 − 0.095 = 994.805."""
+    entry fee 0.10. Next candle's low 94 touches the stop: sell 1 @ 95 → P&L −5, exit fee 0.095 (money keeps 8
+    places). Balance 1000 − 0.10 − 5 − 0.095 = 994.805."""
     candles = [candle(0, "100"), candle(1, "100"), candle(2, "97", open_="99", high="100", low="94"),
                candle(3, "97")]
     sid = _session(engine)
