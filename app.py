@@ -8,7 +8,8 @@ from chalice import Chalice, Response
 
 from chalicelib.api import handlers as api
 
-app = Chalice(app_name="atb")
+# configure_logs=False: powertools owns the "atb" logger (JSON in Lambda); Chalice would add a second, plain handler.
+app = Chalice(app_name="atb", configure_logs=False)
 
 # --- HTTP API (issue 4) ----------------------------------------------------------------------------------------
 # Auth, validation and error shapes live in chalicelib/api; every /api/* route but health needs a bearer token.

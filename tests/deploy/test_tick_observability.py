@@ -72,8 +72,6 @@ def test_a_scheduled_tick_logs_json_with_session_and_candle_time_and_emits_emf_m
     assert len(directive["Dimensions"]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="Chalice(app_name='atb') configures the same 'atb' logger powertools uses, "
-                   "so every line is also printed in plain text; fix: Chalice(..., configure_logs=False) in app.py")
 def test_the_service_logger_writes_each_line_once_as_json() -> None:
     import logging
 
