@@ -12,8 +12,7 @@ fi
 
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
-if compgen -G "infra/*.yaml" > /dev/null; then
-  echo "== cfn-lint"; .venv/bin/cfn-lint infra/*.yaml
-fi
+echo "== deploy checks (cfn-lint, chalice package dev+prod, cfn-lint on the packaged templates)"
+bash scripts/check_deploy.sh
 echo "== pytest"
 exec .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"
