@@ -3,7 +3,8 @@
 Tokens are ``name:scope:token`` entries, comma-separated. Locally they come from ``ATB_API_TOKENS``; in AWS from
 the Secrets Manager secret named by ``ATB_API_TOKENS_SECRET_ARN`` (fetched through powertools Parameters and
 cached for ``ATB_SECRET_MAX_AGE`` seconds), whose value is either the same string or JSON
-``{"tokens": [{"name": …, "scope": …, "token": …}]}``. The secret wins when both are set.
+``{"tokens": [{"name": …, "scope": …, "token": …}]}``. ``ATB_API_TOKENS`` wins when both are set (as
+``DATABASE_URL`` wins over ``DATABASE_SECRET_ARN``), so ``chalice local`` uses local tokens under any stage.
 
 Presented tokens are compared with every configured token in constant time (``hmac.compare_digest`` over
 SHA-256 digests, so neither the content nor the length of a token leaks through timing). The token's *name* is
@@ -101,10 +102,12 @@ def _secret_text(arn: str) -> str:
 
 
 def configured_tokens() -> tuple[ApiToken, ...]:
+    """``ATB_API_TOKENS`` when set (like ``DATABASE_URL``, the explicit local value wins), else the secret."""
+    local = os.environ.get("ATB_API_TOKENS", "").strip()
+    if local:
+        return parse_tokens(local)
     arn = os.environ.get("ATB_API_TOKENS_SECRET_ARN", "").strip()
-    if arn:
-        return parse_tokens(_secret_text(arn))
-    return parse_tokens(os.environ.get("ATB_API_TOKENS", ""))
+    return parse_tokens(_secret_text(arn)) if arn else ()
 
 
 def authenticate(headers: Mapping[str, str], required: Scope) -> Principal:

@@ -9,12 +9,22 @@ describe what the views write; they feed the OpenAPI document and the tests chec
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 
 from chalicelib.money import MAX_AMOUNT, MONEY_SCALE, parse_money
 
@@ -23,7 +33,7 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_REASON_LENGTH = 200
 MAX_LABEL_LENGTH = 100
 
-_MONEY_PATTERN = r"^-?[0-9]+(\.[0-9]{1,8})?$"
+_MONEY_PATTERN = r"^-?[0-9]{1,30}(\.[0-9]{1,30})?$"
 
 
 class InvalidJson(ValueError):
@@ -58,6 +68,13 @@ def load_json_exact(raw: bytes | str) -> Any:
         raise InvalidJson(str(exc)) from None
 
 
+def _plain_decimal_text(value: Any) -> Any:
+    """A string amount must be plain ASCII decimal text (``Decimal()`` would also take "١٢٣", " 5", "1e5")."""
+    if isinstance(value, str) and not re.fullmatch(_MONEY_PATTERN, value):
+        raise ValueError("a text amount must be plain decimal digits, e.g. \"1250.50\"")
+    return value
+
+
 def _amount(value: Decimal) -> Decimal:
     """Finite, at most 8 decimals, at most a trillion (``chalicelib.money.parse_money``'s rules)."""
     return parse_money(value, field="value")
@@ -72,6 +89,7 @@ def _clean_text(value: str) -> str:
 #: A money amount in a request: a JSON number (or a decimal string), exact.
 MoneyIn = Annotated[
     Decimal,
+    BeforeValidator(_plain_decimal_text),
     AfterValidator(_amount),
     WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": _MONEY_PATTERN}],
                     "description": f"exact decimal amount, at most {MONEY_SCALE} decimal places, "

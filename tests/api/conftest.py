@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
+from api_helpers import TOKENS, StartSession, make_starter
 from chalice.test import Client
-from sqlalchemy import Engine, select
-
-from chalicelib import ledger
-from chalicelib.db.models import AccountBalance, TradingSession
-from chalicelib.db.uow import read_transaction, write_transaction
-
-READ_TOKEN = "read-token-0123456789"
-WRITE_TOKEN = "write-token-9876543210"
-TOKENS = f"dashboard:read:{READ_TOKEN},owner:write:{WRITE_TOKEN}"
-
-
-def auth(token: str = WRITE_TOKEN, **extra: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", **extra}
-
-
-def post_json(token: str = WRITE_TOKEN, **extra: str) -> dict[str, str]:
-    return auth(token, **{"Content-Type": "application/json", **extra})
-
-
-def body(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload).encode()
+from sqlalchemy import Engine
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +24,6 @@ def client() -> Iterator[Client]:
         yield c
 
 
-StartSession = Callable[..., int]
 
 
 @pytest.fixture
@@ -55,24 +31,3 @@ def start_session(engine: Engine) -> StartSession:
     return make_starter(engine)
 
 
-def make_starter(engine: Engine) -> StartSession:
-    counter = iter(range(1, 10_000))
-
-    def start(initial: str = "10000", *, strategy: str | None = None, now: datetime | None = None) -> int:
-        with write_transaction(engine) as db:
-            s = ledger.start_session(db, strategy=strategy or f"ma_crossover_{next(counter)}", symbol="BTCUSDT",
-                                     timeframe="1h", exchange="binance", mode="paper",
-                                     initial_balance=Decimal(initial), now=now)
-            return s.id
-
-    return start
-
-
-def ledger_rows(engine: Engine) -> list[tuple[Any, ...]]:
-    """Every ledger row and every session's cached money: compare before/after to prove nothing changed."""
-    with read_transaction(engine) as db:
-        rows = [(r.id, r.session_id, r.kind, r.delta, r.total_balance, r.reference)
-                for r in db.execute(select(AccountBalance).order_by(AccountBalance.id)).scalars()]
-        sessions = [(s.id, s.total_balance, s.available_balance, s.reserved_balance, s.version)
-                    for s in db.execute(select(TradingSession).order_by(TradingSession.id)).scalars()]
-    return [*rows, *sessions]

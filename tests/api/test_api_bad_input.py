@@ -1,0 +1,229 @@
+"""Bad input changes nothing: malformed or hostile ``POST /api/balance`` requests each get a 4xx JSON error.
+
+A hypothesis suite sends at least 500 generated requests per database; a table of named cases pins the status
+code and error code of each kind of mistake (the ones a person makes by hand, scenario 4).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from api_helpers import READ_TOKEN, WRITE_TOKEN, ledger_rows, post_json
+from chalice.test import Client
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from chalicelib.api.schemas import MAX_BODY_BYTES
+from chalicelib.jsonutil import loads_exact
+
+VALID = {"amount": 5, "reason": "ok"}
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, default=str).encode("utf-8", "surrogatepass")
+
+
+def _assert_refused(response: Any) -> dict:
+    assert 400 <= response.status_code < 500, (response.status_code, response.body)
+    assert response.headers["Content-Type"] == "application/json"
+    error = loads_exact(response.body)["error"]
+    assert set(error) == {"code", "message", "details"} and error["code"] and error["message"]
+    assert isinstance(error["details"], list)
+    return error
+
+
+# --- named cases -----------------------------------------------------------------------------------------------
+
+CASES: list[tuple[str, bytes, dict[str, str], int, str]] = [
+    ("negative balance", b'{"balance": -5, "reason": "x"}', {}, 422, "validation_failed"),
+    ("NaN literal", b'{"balance": NaN, "reason": "x"}', {}, 400, "invalid_json"),
+    ("Infinity literal", b'{"amount": Infinity, "reason": "x"}', {}, 400, "invalid_json"),
+    ("NaN string", b'{"balance": "NaN", "reason": "x"}', {}, 422, "validation_failed"),
+    ("-Infinity string", b'{"amount": "-Infinity", "reason": "x"}', {}, 422, "validation_failed"),
+    ("sNaN string", b'{"amount": "sNaN", "reason": "x"}', {}, 422, "validation_failed"),
+    ("text amount", b'{"balance": "abc", "reason": "x"}', {}, 422, "validation_failed"),
+    ("no reason", b'{"balance": 5}', {}, 422, "validation_failed"),
+    ("empty reason", b'{"balance": 5, "reason": ""}', {}, 422, "validation_failed"),
+    ("blank reason", b'{"balance": 5, "reason": "   "}', {}, 422, "validation_failed"),
+    ("reason too long", _dumps({"balance": 5, "reason": "x" * 201}), {}, 422, "validation_failed"),
+    ("reason not text", b'{"balance": 5, "reason": 42}', {}, 422, "validation_failed"),
+    ("NUL in reason", b'{"balance": 5, "reason": "a\\u0000b"}', {}, 422, "validation_failed"),
+    ("lone surrogate", b'{"balance": 5, "reason": "a\\ud800b"}', {}, 422, "validation_failed"),
+    ("nine decimals", b'{"balance": 5.123456789, "reason": "x"}', {}, 422, "validation_failed"),
+    ("too large", b'{"balance": 1e13, "reason": "x"}', {}, 422, "validation_failed"),
+    ("huge exponent", b'{"balance": 1e999999, "reason": "x"}', {}, 422, "validation_failed"),
+    ("5000 digits", b'{"balance": ' + b"9" * 5000 + b', "reason": "x"}', {}, 422, "validation_failed"),
+    ("amount zero", b'{"amount": 0, "reason": "x"}', {}, 422, "validation_failed"),
+    ("amount zero text", b'{"amount": "0.00", "reason": "x"}', {}, 422, "validation_failed"),
+    ("both", b'{"balance": 5, "amount": 5, "reason": "x"}', {}, 422, "validation_failed"),
+    ("neither", b'{"reason": "x"}', {}, 422, "validation_failed"),
+    ("unknown field", b'{"balance": 5, "reason": "x", "admin": true}', {}, 422, "validation_failed"),
+    ("boolean amount", b'{"amount": true, "reason": "x"}', {}, 422, "validation_failed"),
+    ("nested object", b'{"amount": {"$gt": 0}, "reason": "x"}', {}, 422, "validation_failed"),
+    ("array body", b'[{"amount": 5, "reason": "x"}]', {}, 422, "validation_failed"),
+    ("label not text", b'{"amount": 5, "reason": "x", "updated_by": ["root"]}', {}, 422, "validation_failed"),
+    ("label too long", _dumps({"amount": 5, "reason": "x", "updated_by": "y" * 101}), {}, 422, "validation_failed"),
+    ("duplicate key", b'{"amount": 5, "amount": 7, "reason": "x"}', {}, 400, "invalid_json"),
+    ("invalid JSON", b'{"amount": 5, "reason": "x"', {}, 400, "invalid_json"),
+    ("empty body", b"", {}, 400, "invalid_json"),
+    ("not UTF-8", b'{"amount": 5, "reason": "\xff"}', {}, 400, "invalid_json"),
+    ("deep nesting", b"[" * 5000 + b"]" * 5000, {}, 400, "invalid_json"),
+    ("too large body", _dumps({**VALID, "reason": "x", "pad": "p" * MAX_BODY_BYTES}), {}, 413, "payload_too_large"),
+    ("form content type", b"amount=5&reason=x", {"Content-Type": "application/x-www-form-urlencoded"}, 415,
+     "unsupported_media_type"),
+    ("text content type", _dumps(VALID), {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+    ("no content type", _dumps(VALID), {"Content-Type": ""}, 415, "unsupported_media_type"),
+    ("latin-1 charset", _dumps(VALID), {"Content-Type": "application/json; charset=latin-1"}, 415,
+     "unsupported_media_type"),
+    ("read token", _dumps(VALID), {"Authorization": f"Bearer {READ_TOKEN}"}, 403, "forbidden"),
+    ("no token", _dumps(VALID), {"Authorization": ""}, 401, "unauthorized"),
+    ("bad idempotency key", _dumps(VALID), {"Idempotency-Key": "k" * 101}, 400, "invalid_idempotency_key"),
+    ("bad session id", _dumps(VALID), {"X-Query": "session_id=abc"}, 400, "invalid_parameter"),
+]
+
+
+@pytest.mark.parametrize(("raw", "headers", "status", "code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_each_kind_of_bad_request_gets_its_status_and_changes_nothing(
+        client: Client, start_session, engine: Engine, raw: bytes, headers: dict[str, str], status: int,
+        code: str) -> None:
+    start_session("1000")
+    before = ledger_rows(engine)
+    path = "/api/balance"
+    headers = dict(headers)
+    if "X-Query" in headers:
+        path += "?" + headers.pop("X-Query")
+    response = client.http.post(path, headers={**post_json(WRITE_TOKEN), **headers}, body=raw)
+    error = _assert_refused(response)
+    assert (response.status_code, error["code"]) == (status, code), error
+    assert ledger_rows(engine) == before
+
+
+def test_validation_errors_name_the_field(client: Client, start_session) -> None:
+    start_session()
+    response = client.http.post("/api/balance", headers=post_json(), body=b'{"balance": "abc", "reason": "x"}')
+    (detail,) = _assert_refused(response)["details"]
+    assert detail["field"] == "balance" and "abc" not in json.dumps(detail)
+
+
+# --- generated hostile requests --------------------------------------------------------------------------------
+
+junk_text = st.text(st.characters(codec="utf-8"), max_size=40)
+#: Visible text around a control character, so stripping whitespace cannot remove it.
+word = st.text("abcXYZ€", min_size=1, max_size=5)
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
+                         junk_text)
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(junk_text, inner, max_size=4)), max_leaves=12)
+
+bad_amount_text = st.one_of(
+    st.sampled_from(["NaN", "nan", "-NaN", "sNaN", "Infinity", "-Infinity", "inf", "1e13", "-1e400", "1e999999",
+                     "0x10", "1,000", "", " ", "12abc", "1.123456789", "1_000", "١٢٣"]),
+    junk_text.filter(lambda s: not re.fullmatch(r"-?[0-9]+(\.[0-9]{1,8})?", s)),
+)
+bad_amount_literal = st.one_of(  # raw JSON text spliced into the body
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999999", "-0.000000001", "1.000000001", "9" * 400,
+                     "1e13", "-1e13", "true", "false", "null", "[]", "{}", "[5]", '{"value": 5}', "00", "01", "+1",
+                     ".5", "5.", "--1", "1e", "0x1F", '"1e5"', '" 5"', '"\u0661"']),
+    st.decimals(min_value=-10**9, max_value=10**9, places=9).filter(
+        lambda d: d != d.quantize(Decimal("1e-8"))).map(str),
+    st.integers(min_value=10**12 + 1).map(str),
+)
+
+
+def _splice(field: str, literal: str, reason: Any = "r") -> bytes:
+    return b'{"%s": %s, "reason": %s}' % (field.encode(), literal.encode(), json.dumps(reason).encode())
+
+
+@st.composite
+def hostile_requests(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    headers = {"Content-Type": "application/json"}
+    kind = draw(st.integers(min_value=0, max_value=13))
+    if kind == 0:  # random bytes that are not JSON
+        raw = draw(st.binary(max_size=200).filter(lambda b: not _parses(b)))
+    elif kind == 1:  # arbitrary JSON that is not a change request (never an object with a valid shape)
+        value = draw(json_values.filter(lambda v: not (isinstance(v, dict) and "reason" in v)))
+        raw = _dumps(value)
+    elif kind == 2:  # a bad number as raw JSON (for amount, zero too)
+        field = draw(st.sampled_from(["balance", "amount"]))
+        literal = draw(st.one_of(bad_amount_literal, st.sampled_from(["0", "-0", "0.0"]) if field == "amount"
+                                 else bad_amount_literal))
+        raw = _splice(field, literal)
+    elif kind == 3:  # a bad number as a string
+        raw = _dumps({draw(st.sampled_from(["balance", "amount"])): draw(bad_amount_text), "reason": "r"})
+    elif kind == 4:  # negative balance
+        value = draw(st.decimals(max_value=Decimal("-0.00000001"), min_value=Decimal(-10**12), places=8))
+        raw = _splice("balance", str(value))
+    elif kind == 5:  # reason missing, empty, too long, wrong type, or with control characters
+        reason = draw(st.one_of(
+            st.just(""), st.text(" \t\n\r", min_size=1, max_size=5), st.text(min_size=201, max_size=400),
+            st.integers(), st.booleans(), st.lists(junk_text, max_size=2), st.dictionaries(junk_text, junk_text),
+            st.tuples(word, st.characters(codec="utf-8", categories=["Cc"]), word).map("".join),
+        ))
+        raw = _dumps({"amount": 5, "reason": reason}) if draw(st.booleans()) else _dumps({"amount": 5})
+    elif kind == 6:  # unknown fields beside a valid change
+        extra = draw(junk_text.filter(lambda k: k not in ("balance", "amount", "reason", "updated_by")))
+        raw = _dumps({**VALID, extra: draw(json_values)})
+    elif kind == 7:  # both or neither of balance and amount
+        raw = _dumps({"balance": 5, "amount": 5, "reason": "r"}) if draw(st.booleans()) else _dumps({"reason": "r"})
+    elif kind == 8:  # a zero amount in any spelling
+        raw = _splice("amount", draw(st.sampled_from(["0", "-0", "0.0", "0e5", "0.00000000", '"0"', '"-0.00"'])))
+    elif kind == 9:  # wrong content type with a valid body
+        headers["Content-Type"] = draw(st.one_of(
+            st.sampled_from(["text/plain", "application/xml", "multipart/form-data", "application/jsonp",
+                             "application/x-www-form-urlencoded", "*/*", "", "application/json; charset=utf-16"]),
+            junk_text.filter(lambda t: t.split(";")[0].strip().lower() != "application/json"),
+        ))
+        raw = _dumps(VALID)
+    elif kind == 10:  # unicode junk in the label
+        label = draw(st.one_of(st.text(min_size=101, max_size=150), st.just(""), st.integers(),
+                               st.tuples(word, st.characters(categories=["Cc", "Co"]), word).map("".join)))
+        raw = _dumps({**VALID, "updated_by": label})
+    elif kind == 11:  # bad or missing credentials
+        headers["Authorization"] = draw(st.one_of(
+            st.just(""), st.just(f"Bearer {READ_TOKEN}"), junk_text.map(lambda t: f"Bearer {t}"),
+            st.just(f"bearer {WRITE_TOKEN}x"), st.just(f"Token {WRITE_TOKEN}")))
+        raw = _dumps(VALID)
+    elif kind == 12:  # a bad idempotency key
+        headers["Idempotency-Key"] = draw(st.one_of(
+            st.text(min_size=101, max_size=120, alphabet="abc"),
+            st.text(st.characters(codec="ascii", categories=["Cc", "Zs"]), min_size=1, max_size=5)))
+        raw = _dumps(VALID)
+    else:  # an oversized body
+        raw = _dumps({**VALID, "padding": "x" * (MAX_BODY_BYTES + draw(st.integers(0, 1000)))})
+    return raw, headers
+
+
+def _parses(raw: bytes) -> bool:
+    try:
+        json.loads(raw)
+    except Exception:
+        return False
+    return True
+
+
+def test_hostile_requests_get_a_4xx_json_error_and_leave_the_ledger_unchanged(
+        client: Client, start_session, engine: Engine) -> None:
+    start_session("1000")
+    before = ledger_rows(engine)
+    sent: list[int] = []
+
+    @settings(max_examples=550, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                     HealthCheck.filter_too_much, HealthCheck.large_base_example])
+    @given(hostile_requests())
+    def send(request: tuple[bytes, dict[str, str]]) -> None:
+        raw, headers = request
+        auth_headers = {"Authorization": f"Bearer {WRITE_TOKEN}"}
+        response = client.http.post("/api/balance", headers={**auth_headers, **headers}, body=raw)
+        _assert_refused(response)
+        sent.append(response.status_code)
+        assert ledger_rows(engine) == before
+
+    send()
+    assert len(sent) >= 500
+    assert {400, 401, 403, 413, 415, 422} <= set(sent)
