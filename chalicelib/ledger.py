@@ -196,12 +196,17 @@ def start_session(
     now: datetime | None = None,
     resumed_from: TradingSession | None = None,
     carried_cost: Decimal = ZERO,
+    carried_peak: Decimal | None = None,
     held: Mapping[str, Decimal] | None = None,
+    fresh_start: bool = False,
 ) -> TradingSession:
     """Create an active session and record its starting capital as the first ledger row.
 
-    A resumed session may carry open positions over: ``carried_cost`` (their cost, part of ``initial_balance``)
-    is reserved in that same first row and ``held`` names the base-asset quantities they hold.
+    The first row's kind says how the session began: ``initial``, ``resumed`` (carried over from
+    ``resumed_from``) or ``reset`` (a deliberate fresh start). A resumed session may carry open positions over:
+    ``carried_cost`` (their cost, part of ``initial_balance``) is reserved in that same first row, ``held`` names
+    the base-asset quantities they hold, and ``carried_peak`` keeps the drawdown reference, so that resuming or
+    switching strategy never resets the drawdown limit.
     """
     if mode not in ("paper", "live"):
         raise InvalidChange(f"mode must be paper or live, not {mode!r}")
@@ -230,7 +235,7 @@ def start_session(
     post(
         db,
         session,
-        kind="resumed" if resumed_from else "initial",
+        kind="resumed" if resumed_from else "reset" if fresh_start else "initial",
         delta=initial_balance,
         reason=reason,
         actor=actor,
@@ -238,6 +243,8 @@ def start_session(
         held=held or {},
         now=when,
     )
+    if carried_peak is not None:
+        session.peak_balance = max(carried_peak, session.total_balance)
     return session
 
 

@@ -22,7 +22,7 @@ from chalicelib.db.models import AccountBalance, Position, TradingSession
 from chalicelib.db.uow import read_transaction
 from chalicelib.money import ZERO, money_text
 
-OPENING_KINDS = frozenset({"initial", "recovered_from_trades", "resumed"})
+OPENING_KINDS = frozenset({"initial", "recovered_from_trades", "resumed", "reset"})
 
 
 @dataclass

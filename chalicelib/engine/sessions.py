@@ -230,7 +230,7 @@ def carry_over(db: Session, old: TradingSession, spec: BotSpec, *, reason: str, 
     new = ledger.start_session(
         db, strategy=spec.strategy, symbol=spec.symbol, timeframe=spec.timeframe, exchange=spec.exchange,
         mode=spec.mode, initial_balance=total, actor=actor, reason=reason, now=when, resumed_from=old,
-        carried_cost=cost, held=held_quantities(positions),
+        carried_cost=cost, carried_peak=old.peak_balance, held=held_quantities(positions),
     )
     new.candle_cursor = old.candle_cursor
     for p in positions:
@@ -312,6 +312,7 @@ def _open_once(engine: Engine | None, spec: BotSpec, *, initial_balance: Decimal
         session = ledger.start_session(
             db, strategy=spec.strategy, symbol=spec.symbol, timeframe=spec.timeframe, exchange=spec.exchange,
             mode=spec.mode, initial_balance=initial_balance, actor=actor, reason=reason, now=now,
+            fresh_start=fresh,
         )
         session.candle_cursor = start_cursor
         db.flush()

@@ -184,6 +184,8 @@ def test_switching_strategy_keeps_positions_and_balance_and_is_recorded(engine):
     scripted = ScriptedStrategy(name="ma_crossover",
                                 script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))})
     tick_session(engine, old, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=scripted)
+    with read_transaction(engine) as db:
+        peak_before = db.get(TradingSession, old).peak_balance  # type: ignore[union-attr]
     opening = switch_strategy(engine, old, "ml_basic")
     assert opening.spec.strategy == "ml_basic" and len(opening.positions) == 1
     with read_transaction(engine) as db:
@@ -194,6 +196,8 @@ def test_switching_strategy_keeps_positions_and_balance_and_is_recorded(engine):
         first = db.query(AccountBalance).filter_by(session_id=new.id).order_by(AccountBalance.id).first()
         assert first is not None and "Strategy changed from ma_crossover to ml_basic" in first.update_reason
         assert first.reserved_balance == opening.reserved_balance > 0
+        # the drawdown reference is not reset by a switch: the new session keeps the old peak
+        assert new.peak_balance == peak_before
     assert verify(engine).ok
 
 
@@ -204,4 +208,9 @@ def test_fresh_ends_the_active_session_and_starts_over_with_its_history_kept(eng
     assert opening.how == "fresh" and opening.ended_session_id == old and opening.total_balance == 2000
     with read_transaction(engine) as db:
         assert db.get(TradingSession, old).status == "ended"  # type: ignore[union-attr]
+        from chalicelib.db.models import AccountBalance
+
+        first = db.query(AccountBalance).filter_by(session_id=opening.session_id).one()
+        assert first.kind == "reset" and "Fresh start" in first.update_reason  # the reset is in the ledger
+        assert db.query(AccountBalance).filter_by(session_id=old).count() == 1  # old history stays readable
     assert verify(engine).ok
