@@ -1,0 +1,396 @@
+"""The cost of one tick as the ledger grows: one new candle, the strategy, stop/target checks, persistence.
+
+For each database (PostgreSQL, SQLite), each history size (existing ledger rows in the session) and each number
+of open positions, this times:
+
+* tick       — ``tick_session`` for one new closed candle, end to end (the candles come from an in-memory feed
+               prepared up front, so no network time): read the cursor, lock, rehydrate positions, decide
+               (``ml_basic``'s model is evaluated; the bench strategy then holds so the position count stays put),
+               check every position's stop/target, write the tick row, advance the cursor, commit.
+  tx         — the part of that tick spent inside its write transaction.
+* persist    — persistence of a one-candle tick that books one ledger row, through the same chalicelib calls the
+               engine makes: lock session, read open positions, insert ledger row + update session (``ledger.post``),
+               insert tick row, commit.
+  raw floor  — PostgreSQL only: the same statements sent raw through pg8000 (no ORM), the floor to compare with.
+* rehydrate  — ``open_session`` finding the active session: its balance and peak (cached on the session row) and
+               its open positions.
+
+Statements are counted with SQLAlchemy's ``before_cursor_execute``; round trips are pg8000 socket flushes (each
+one waits for the server), so they include BEGIN, COMMIT and the pool's pre-ping; SQLite has none (in-process).
+
+    .venv/bin/python bench/tick.py                       # full set: 0, 10k, 100k, 1M rows × 0, 1, 20 positions
+    .venv/bin/python bench/tick.py --quick               # smoke run: 0 and 10k rows, few iterations
+    .venv/bin/python bench/tick.py --rows 0,100000 --positions 1 --db postgres --iterations 300
+
+Each run makes its own databases (``atb_bench_*`` on the server, a temp file for SQLite) and drops them at the
+end, also on error and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C
+
+from chalicelib import ledger
+from chalicelib.db.engine import get_engine
+from chalicelib.db.models import Position, TickLog
+from chalicelib.db.types import utcnow
+from chalicelib.db.uow import write_transaction
+from chalicelib.engine import tick as tick_module
+from chalicelib.engine.runner import replay_clock
+from chalicelib.engine.sessions import BotSpec, held_quantities, open_positions, open_session
+from chalicelib.engine.tick import TickSettings, tick_session
+from chalicelib.money import quantize_money
+from chalicelib.trading.candles import Candle
+from chalicelib.trading.feeds import ReplayFeed
+from chalicelib.trading.position import PositionView
+from chalicelib.trading.strategies import Decision, Hold, get_strategy
+
+FULL_ROWS = (0, 10_000, 100_000, 1_000_000)
+FULL_POSITIONS = (0, 1, 20)
+SYMBOL, TIMEFRAME = "BTCUSDT", "1h"
+INITIAL = Decimal(1_000_000)
+
+
+class ModelThenHold:
+    """Evaluates ``ml_basic``'s model on every candle (so the strategy's cost is in the tick) and then holds,
+    so the number of open positions stays what the row of the table says."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inner: Any = get_strategy("ml_basic")
+        self.warmup = self.inner.warmup
+
+    def decide(self, candles: Sequence[Candle], position: PositionView | None) -> Decision:
+        return Hold(reason=f"p(up)={self.inner.probability(candles):.3f}")
+
+
+@dataclass
+class Bot:
+    positions: int
+    session_id: int
+    spec: BotSpec
+    strategy: ModelThenHold
+    rows: int = 0
+
+
+@dataclass
+class Cell:
+    db: str
+    rows: int
+    positions: int
+    tick: list[float]
+    tx: list[float]
+    statements: list[int]
+    trips: list[int]
+    persist: list[float]
+    persist_statements: list[int]
+    persist_trips: list[int]
+    raw: list[float]
+    raw_trips: list[int]
+    rehydrate: list[float]
+    rehydrate_statements: list[int]
+
+
+_tx_times: list[float] = []
+
+
+@contextlib.contextmanager
+def _timed_write_transaction(engine: Any = None) -> Iterator[Any]:
+    started = time.perf_counter()
+    try:
+        with write_transaction(engine) as db:
+            yield db
+    finally:
+        _tx_times.append((time.perf_counter() - started) * 1000)
+
+
+def make_bot(engine: Any, k: int, candles: Sequence[Candle], start: int) -> Bot:
+    strategy = ModelThenHold(f"bench_hold_{k}")
+    spec = BotSpec(strategy=strategy.name, symbol=SYMBOL, timeframe=TIMEFRAME, exchange="replay")
+    sid = open_session(engine, spec, initial_balance=INITIAL, resume=False,
+                       start_cursor=candles[start].open_time).session_id
+    with write_transaction(engine) as db:
+        session = ledger.lock_session(db, sid)
+        assert session is not None
+        now = utcnow()
+        held: list[Position] = []
+        price = candles[start].close
+        for _ in range(k):
+            qty = Decimal("0.001")
+            p = Position(session_id=sid, symbol=SYMBOL, side="long", status="open", entry_price=price, quantity=qty,
+                         cost=quantize_money(price * qty), stop_loss=Decimal(1), take_profit=Decimal(10_000_000),
+                         entry_time=candles[start].open_time, fees=Decimal("0.02"))
+            db.add(p)
+            db.flush()
+            held.append(p)
+            ledger.record_position_opened(db, session, cost=p.cost, fee=p.fees, reference=f"position:{p.id}:open",
+                                          held=held_quantities(held), now=now)
+    return Bot(k, sid, spec, strategy)
+
+
+def persist_once(engine: Any, bot: Bot, candle_time: datetime, close: Decimal) -> None:
+    """One candle's persistence with one ledger row, through the engine's own calls."""
+    with write_transaction(engine) as db:
+        session = ledger.lock_session(db, bot.session_id, skip_locked=True)
+        assert session is not None
+        positions = open_positions(db, bot.session_id)
+        now = utcnow()
+        session.candle_cursor = candle_time
+        session.last_tick_at = now
+        ledger.post(db, session, kind="fee", delta=Decimal("-0.01"), reason="Bench fee",
+                    reference=f"bench:{candle_time.isoformat()}", held=held_quantities(positions), now=now)
+        db.add(TickLog(session_id=bot.session_id, candle_time=candle_time, close_price=close, decision="hold",
+                       detail="bench persist", processed_at=now))
+        db.flush()
+
+
+_RAW_INSERT_LEDGER = (
+    "INSERT INTO account_balances (session_id, base_currency, kind, delta, total_balance, available_balance, "
+    "reserved_balance, asset_balances, reference, last_updated, updated_by, updated_by_label, update_reason) "
+    "VALUES (:sid, :cur, 'fee', :delta, :total, :avail, :res, CAST(:assets AS JSON), :ref, :now, 'system', NULL, "
+    "'Bench fee') RETURNING id"
+)
+
+
+def persist_raw(conn: Any, bot: Bot, candle_time: datetime, close: Decimal) -> None:
+    """The same statements as :func:`persist_once`, raw through pg8000 (the floor)."""
+    conn.run("BEGIN")
+    [row] = conn.run("SELECT id, total_balance, available_balance, reserved_balance, peak_balance, version, "
+                     "base_currency, status, strategy, candle_cursor FROM trading_sessions WHERE id = :id "
+                     "FOR UPDATE SKIP LOCKED", id=bot.session_id)
+    positions = conn.run("SELECT id, symbol, quantity, cost, stop_loss, take_profit, entry_price FROM positions "
+                         "WHERE session_id = :sid AND status = 'open' ORDER BY id", sid=bot.session_id)
+    total, reserved, peak = row[1] - Decimal("0.01"), row[3], row[4]
+    avail = total - reserved
+    held = sum((p[2] for p in positions), Decimal(0))
+    assets = {"USD": f"{avail:.8f}", **({"BTC": format(held.normalize(), "f")} if held else {})}
+    now = utcnow()
+    conn.run(_RAW_INSERT_LEDGER, sid=bot.session_id, cur=row[6], delta=Decimal("-0.01"), total=total, avail=avail,
+             res=reserved, assets=json.dumps(assets), ref=f"raw:{candle_time.isoformat()}", now=now)
+    conn.run("INSERT INTO tick_log (session_id, candle_time, close_price, decision, detail, processed_at) VALUES "
+             "(:sid, :t, :c, 'hold', 'bench raw', :now) RETURNING id", sid=bot.session_id, t=candle_time, c=close,
+             now=now)
+    conn.run("UPDATE trading_sessions SET total_balance = :t, available_balance = :a, reserved_balance = :r, "
+             "peak_balance = :p, version = :v, candle_cursor = :cc, last_tick_at = :now WHERE id = :id",
+             t=total, a=avail, r=reserved, p=max(peak, total), v=row[5] + 1, cc=candle_time, now=now,
+             id=bot.session_id)
+    conn.run("COMMIT")
+
+
+def measure_cell(kind: str, url: str, engine: Any, bot: Bot, feed: ReplayFeed, candles: Sequence[Candle],
+                 index_of: dict[datetime, int], iterations: int, warmup: int) -> Cell:
+    clock = replay_clock(feed, SYMBOL, TIMEFRAME, 1)
+    settings = TickSettings()
+    cell = Cell(kind, bot.rows, bot.positions, [], [], [], [], [], [], [], [], [], [], [])
+
+    # 1. whole ticks
+    for i in range(warmup + iterations):
+        _tx_times.clear()
+        with C.counting(engine) as counted:
+            started = time.perf_counter()
+            result = tick_session(engine, bot.session_id, feed, clock=clock, strategy=bot.strategy,
+                                  settings=settings)
+            elapsed = (time.perf_counter() - started) * 1000
+        if result.status != "applied" or result.candles_applied != 1:
+            raise SystemExit(f"unexpected tick result: {result.status} {result.message}")
+        if i >= warmup:
+            cell.tick.append(elapsed)
+            cell.tx.append(sum(_tx_times))
+            cell.statements.append(counted.statements)
+            cell.trips.append(counted.round_trips)
+
+    def next_candle() -> Candle:
+        from chalicelib.db.models import TradingSession
+        from chalicelib.db.uow import read_transaction
+
+        with read_transaction(engine) as db:
+            s = db.get(TradingSession, bot.session_id)
+            assert s is not None and s.candle_cursor is not None
+            return candles[index_of[s.candle_cursor] + 1]
+
+    # 2. persistence only (ORM, the engine's calls)
+    c = next_candle()
+    i0 = index_of[c.open_time]
+    for i in range(warmup + iterations):
+        c = candles[i0 + i]
+        with C.counting(engine) as counted:
+            started = time.perf_counter()
+            persist_once(engine, bot, c.open_time, quantize_money(c.close))
+            elapsed = (time.perf_counter() - started) * 1000
+        if i >= warmup:
+            cell.persist.append(elapsed)
+            cell.persist_statements.append(counted.statements)
+            cell.persist_trips.append(counted.round_trips)
+
+    # 3. the raw floor (PostgreSQL)
+    if kind == "postgres":
+        c = next_candle()
+        i0 = index_of[c.open_time]
+        conn = C.pg_connect(url)
+        C.ROUND_TRIPS.install()
+        try:
+            for i in range(warmup + iterations):
+                c = candles[i0 + i]
+                before = C.ROUND_TRIPS.count
+                started = time.perf_counter()
+                persist_raw(conn, bot, c.open_time, quantize_money(c.close))
+                elapsed = (time.perf_counter() - started) * 1000
+                if i >= warmup:
+                    cell.raw.append(elapsed)
+                    cell.raw_trips.append(C.ROUND_TRIPS.count - before)
+        finally:
+            conn.close()
+
+    # 4. rehydrate
+    for i in range(warmup + iterations):
+        with C.counting(engine) as counted:
+            started = time.perf_counter()
+            opening = open_session(engine, bot.spec)
+            elapsed = (time.perf_counter() - started) * 1000
+        assert opening.how == "found" and len(opening.positions) == bot.positions
+        if i >= warmup:
+            cell.rehydrate.append(elapsed)
+            cell.rehydrate_statements.append(counted.statements)
+    return cell
+
+
+def run(kind: str, rows: Sequence[int], positions: Sequence[int], iterations: int, warmup: int,
+        verify_after: bool) -> list[Cell]:
+    feed = ReplayFeed()
+    candles = feed.all_candles(SYMBOL, TIMEFRAME)
+    index_of = {c.open_time: i for i, c in enumerate(candles)}
+    cells: list[Cell] = []
+    with C.throwaway_database(kind) as url:
+        engine = get_engine(url)
+        start = ModelThenHold("x").warmup + 5
+        bots = [make_bot(engine, k, candles, start) for k in positions]
+        tick_module.write_transaction = _timed_write_transaction
+        try:
+            for n in sorted(rows):
+                for bot in bots:
+                    more = n - bot.rows
+                    if more > 0:
+                        C.progress(f"{kind}: loading {more:,} ledger rows into session #{bot.session_id} ...")
+                        loaded = C.load_ledger(engine, bot.session_id, more)
+                        bot.rows = n
+                        C.progress_done()
+                        print(f"  {kind}: loaded {more:,} rows in {loaded.seconds:.1f} s "
+                              f"({more / max(loaded.seconds, 1e-9):,.0f} rows/s)", file=sys.stderr)
+                for bot in bots:
+                    C.progress(f"{kind}: timing {n:,} rows, {bot.positions} open position(s) ...")
+                    cells.append(measure_cell(kind, url, engine, bot, feed, candles, index_of, iterations, warmup))
+                    C.progress_done()
+        finally:
+            tick_module.write_transaction = write_transaction
+        if verify_after:
+            from chalicelib.verify import verify
+
+            C.progress(f"{kind}: verifying the ledger ...")
+            report = verify(engine)
+            C.progress_done()
+            print(f"  {kind}: atb db verify -> {'ok' if report.ok else 'FAILED'}", file=sys.stderr)
+            if not report.ok:
+                for s in report.sessions:
+                    for p in s.problems[:3]:
+                        print(f"    #{s.session_id}: {p}", file=sys.stderr)
+    return cells
+
+
+def print_tables(cells: list[Cell]) -> None:
+    for kind in C.KINDS:
+        mine = [c for c in cells if c.db == kind]
+        if not mine:
+            continue
+        pg = kind == "postgres"
+        headers = ["ledger rows", "open pos", "tick med", "tick p95", "tx med", "stmts", "round trips",
+                   "persist med", "persist p95", "p.stmts", "raw floor", "rehydrate med", "rehydrate p95", "r.stmts"]
+        table_rows = []
+        for c in mine:
+            table_rows.append([
+                c.rows, c.positions, C.median(c.tick), C.percentile(c.tick, 95), C.median(c.tx),
+                _count(c.statements), _count(c.trips) if pg else "-", C.median(c.persist),
+                C.percentile(c.persist, 95), _count(c.persist_statements),
+                C.median(c.raw) if pg else "-", C.median(c.rehydrate), C.percentile(c.rehydrate, 95),
+                _count(c.rehydrate_statements),
+            ])
+        print()
+        print(C.table(headers, table_rows, title=f"{kind}: one-candle tick, times in ms (n={len(mine[0].tick)} each)"))
+        if pg and mine[0].raw_trips:
+            print(f"round trips: tick {_count(mine[0].trips)} (incl. pre-pings), persist "
+                  f"{_count(mine[0].persist_trips)} via SQLAlchemy, {_count(mine[0].raw_trips)} raw")
+        # flatness: the largest history vs the smallest, per position count
+        by_k: dict[int, list[Cell]] = {}
+        for c in mine:
+            by_k.setdefault(c.positions, []).append(c)
+        parts = []
+        for k, cs in sorted(by_k.items()):
+            lo, hi = min(cs, key=lambda c: c.rows), max(cs, key=lambda c: c.rows)
+            if lo is not hi:
+                parts.append(f"{k} pos: tick ×{C.median(hi.tick) / C.median(lo.tick):.2f}, persist "
+                             f"×{C.median(hi.persist) / C.median(lo.persist):.2f}, rehydrate "
+                             f"×{C.median(hi.rehydrate) / C.median(lo.rehydrate):.2f}")
+        if parts:
+            big = max(c.rows for c in mine)
+            small = min(c.rows for c in mine)
+            print(f"flatness ({big:,} vs {small:,} rows, medians): " + "; ".join(parts))
+
+
+def _count(values: list[int]) -> str:
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", default=",".join(str(n) for n in FULL_ROWS),
+                        help="comma-separated history sizes (existing ledger rows per session)")
+    parser.add_argument("--positions", default=",".join(str(k) for k in FULL_POSITIONS),
+                        help="comma-separated open-position counts")
+    parser.add_argument("--db", choices=["both", *C.KINDS], default="both")
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--sqlite-max-rows", type=int, default=None,
+                        help="skip SQLite history sizes above this (default: none skipped)")
+    parser.add_argument("--verify", action="store_true", help="run atb db verify on each database at the end")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 0 and 10,000 rows, 20 iterations")
+    args = parser.parse_args()
+    rows = [int(x.replace("_", "")) for x in args.rows.split(",") if x.strip()]
+    positions = [int(x) for x in args.positions.split(",") if x.strip()]
+    if args.quick:
+        rows, args.iterations, args.warmup, args.verify = [0, 10_000], 20, 5, True
+    C.sigterm_as_interrupt()
+    C.quiet_logs()
+    print(f"machine: {C.machine()}")
+    cells: list[Cell] = []
+    try:
+        for kind in (C.KINDS if args.db == "both" else (args.db,)):
+            sizes = [n for n in rows if kind != "sqlite" or args.sqlite_max_rows is None
+                     or n <= args.sqlite_max_rows]
+            cells += run(kind, sizes, positions, args.iterations, args.warmup, args.verify)
+    except KeyboardInterrupt:
+        C.progress_done()
+        print("interrupted; databases dropped", file=sys.stderr)
+        if cells:
+            print_tables(cells)
+        raise SystemExit(130) from None
+    print_tables(cells)
+
+
+if __name__ == "__main__":
+    main()
