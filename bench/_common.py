@@ -26,13 +26,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import pg8000.core
 import pg8000.native
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 DEFAULT_ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgresql+pg8000://postgres@127.0.0.1:5432/postgres")
 KINDS = ("postgres", "sqlite")
