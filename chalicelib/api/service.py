@@ -206,10 +206,6 @@ def health(now: datetime | None = None) -> tuple[int, dict[str, Any]]:
     except Exception as exc:
         logging.getLogger("atb.api").warning("health check: database unavailable (%s)", type(exc).__name__)
         return 503, report
-    if isinstance(last, str):  # SQLite aggregate over the text column: re-read as an aware UTC datetime
-        from chalicelib.db.types import UTCDateTime
-
-        last = UTCDateTime().process_result_value(last, engine.dialect)
     report.update(database="reachable", schema_at_head=at_head, status="ok" if at_head else "degraded",
                   last_tick_at=last,
                   last_tick_age_seconds=int((now - last).total_seconds()) if last is not None else None)
