@@ -138,7 +138,7 @@ class LoadResult:
 
 
 def _ledger_rows(session_id: int, start_total: Decimal, reserved: Decimal, count: int, first_time: datetime,
-                 held: str) -> Iterator[tuple[Any, ...]]:
+                 held: str, spacing: timedelta) -> Iterator[tuple[Any, ...]]:
     """A consistent run of ledger rows: each row's balance is the previous one's plus its delta."""
     total = start_total
     for i in range(count):
@@ -149,12 +149,13 @@ def _ledger_rows(session_id: int, start_total: Decimal, reserved: Decimal, count
         if held:
             assets["BTC"] = held
         yield (session_id, "USD", kind, f"{delta:.8f}", f"{total:.8f}", f"{available:.8f}", f"{reserved:.8f}",
-               json.dumps(assets), None, first_time + timedelta(seconds=i), "bench", None, f"Bench row {i}")
+               json.dumps(assets), None, first_time + spacing * i, "bench", None, f"Bench row {i}")
 
 
-def load_ledger(engine: Engine, session_id: int, rows: int, *, end: datetime | None = None) -> LoadResult:
+def load_ledger(engine: Engine, session_id: int, rows: int, *, end: datetime | None = None,
+                spacing: timedelta = timedelta(seconds=1)) -> LoadResult:
     """Append ``rows`` consistent ledger rows to a session in bulk (COPY on Postgres, executemany on SQLite) and
-    update its cached balance so that ``atb db verify`` passes. The rows are one second apart and end an hour
+    update its cached balance so that ``atb db verify`` passes. The rows are ``spacing`` apart and end an hour
     before ``end`` (default: now), so the 24h-change query has real history to look through."""
     from sqlalchemy import select
 
@@ -172,13 +173,13 @@ def load_ledger(engine: Engine, session_id: int, rows: int, *, end: datetime | N
     held = format(held_map["BTC"].normalize(), "f") if held_map.get("BTC") else ""
     if rows == 0:
         return LoadResult(0, 0.0, start_total)
-    first_time = (end or utcnow()) - timedelta(hours=1) - timedelta(seconds=rows)
+    first_time = (end or utcnow()) - timedelta(hours=1) - spacing * rows
     final = start_total
     for i in range(rows):
         final += Decimal("3.21987654") if i % 3 else Decimal("-1.23456789")
     new_peak = max(peak, final, start_total + Decimal("3.21987654") * 2)  # an upper bound is fine for a bench
     started = time.perf_counter()
-    generated = _ledger_rows(session_id, start_total, reserved, rows, first_time, held)
+    generated = _ledger_rows(session_id, start_total, reserved, rows, first_time, held, spacing)
     url = engine.url.render_as_string(hide_password=False)
     if backend(url) == "postgres":
         conn = pg_connect(url)
