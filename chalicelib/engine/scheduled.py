@@ -75,6 +75,9 @@ def run_scheduled_tick(event_time: str | None = None, request_id: str | None = N
 
 def _tick_bot(engine: Any, bot: BotSpec, now: datetime, initial: Decimal, settings: TickSettings) -> dict[str, Any]:
     metrics = make_metrics()
+    # powertools keeps metric state per process: drop anything a crashed earlier invocation left unflushed,
+    # so this bot's figures never carry another bot's dimension.
+    metrics.clear_metrics()
     metrics.add_dimension(name="Bot", value=f"{bot.strategy}:{bot.symbol}:{bot.timeframe}")
     summary: dict[str, Any] = {"bot": f"{bot.strategy}:{bot.symbol}:{bot.timeframe}:{bot.exchange}"}
     try:
