@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Offline deploy checks (issue 5): cfn-lint on the infra templates, `chalice package` for each stage, and
-# cfn-lint on every generated SAM template. AWS is never contacted. Usage: scripts/check_deploy.sh [stage ...]
-# (default: dev prod).
+# Offline deploy checks (issue 5): cfn-lint on the infra templates, scripts/package.py for each stage
+# (`chalice package` + bytecode in deployment.zip, the recommended deploy path), and cfn-lint on every generated
+# SAM template. AWS is never contacted. Usage: scripts/check_deploy.sh [stage ...] (default: dev prod).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${VENV_BIN:-.venv/bin}
@@ -15,8 +15,8 @@ echo "== cfn-lint infra/*.yaml"
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/atb-package.XXXXXX")
 trap 'rm -rf "$OUT"' EXIT
 for stage in "${STAGES[@]}"; do
-  echo "== chalice package --stage $stage"
-  "$BIN/chalice" package --stage "$stage" "$OUT/$stage" >/dev/null
+  echo "== scripts/package.py --stage $stage (chalice package + bytecode)"
+  "$BIN/python" scripts/package.py --stage "$stage" "$OUT/$stage"
   echo "== cfn-lint packaged $stage template ($(du -h "$OUT/$stage/deployment.zip" | cut -f1) zip)"
   "$BIN/cfn-lint" "$OUT/$stage/sam.json"
 done
