@@ -31,6 +31,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import random
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -118,8 +120,8 @@ def _timed_write_transaction(engine: Any = None) -> Iterator[Any]:
         _tx_times.append((time.perf_counter() - started) * 1000)
 
 
-def make_bot(engine: Any, k: int, candles: Sequence[Candle], start: int) -> Bot:
-    strategy = ModelThenHold(f"bench_hold_{k}")
+def make_bot(engine: Any, k: int, candles: Sequence[Candle], start: int, tag: str) -> Bot:
+    strategy = ModelThenHold(f"bench_hold_{tag}")
     spec = BotSpec(strategy=strategy.name, symbol=SYMBOL, timeframe=TIMEFRAME, exchange="replay")
     sid = open_session(engine, spec, initial_balance=INITIAL, resume=False,
                        start_cursor=candles[start].open_time).session_id
@@ -191,111 +193,115 @@ def persist_raw(conn: Any, bot: Bot, candle_time: datetime, close: Decimal) -> N
     conn.run("COMMIT")
 
 
-def measure_cell(kind: str, url: str, engine: Any, bot: Bot, feed: ReplayFeed, candles: Sequence[Candle],
-                 index_of: dict[datetime, int], iterations: int, warmup: int) -> Cell:
-    clock = replay_clock(feed, SYMBOL, TIMEFRAME, 1)
-    settings = TickSettings()
-    cell = Cell(kind, bot.rows, bot.positions, [], [], [], [], [], [], [], [], [], [], [])
+class Measured:
+    """One (history size, open positions) cell: its session, where its cursor is, and its samples."""
 
-    # 1. whole ticks
-    for i in range(warmup + iterations):
+    def __init__(self, kind: str, url: str, engine: Any, bot: Bot, feed: ReplayFeed, candles: Sequence[Candle],
+                 cursor_index: int) -> None:
+        self.kind, self.url, self.engine, self.bot, self.feed, self.candles = kind, url, engine, bot, feed, candles
+        self.cursor = cursor_index  # index of the session's cursor candle
+        self.clock = replay_clock(feed, SYMBOL, TIMEFRAME, 1)
+        self.settings = TickSettings()
+        self.cell = Cell(kind, bot.rows, bot.positions, [], [], [], [], [], [], [], [], [], [], [])
+        self.raw_conn = C.pg_connect(url) if kind == "postgres" else None
+
+    def close(self) -> None:
+        if self.raw_conn is not None:
+            self.raw_conn.close()
+
+    def tick(self, keep: bool) -> None:
         _tx_times.clear()
-        with C.counting(engine) as counted:
+        with C.counting(self.engine) as counted:
             started = time.perf_counter()
-            result = tick_session(engine, bot.session_id, feed, clock=clock, strategy=bot.strategy,
-                                  settings=settings)
+            result = tick_session(self.engine, self.bot.session_id, self.feed, clock=self.clock,
+                                  strategy=self.bot.strategy, settings=self.settings)
             elapsed = (time.perf_counter() - started) * 1000
         if result.status != "applied" or result.candles_applied != 1:
             raise SystemExit(f"unexpected tick result: {result.status} {result.message}")
-        if i >= warmup:
-            cell.tick.append(elapsed)
-            cell.tx.append(sum(_tx_times))
-            cell.statements.append(counted.statements)
-            cell.trips.append(counted.round_trips)
+        self.cursor += 1
+        if keep:
+            self.cell.tick.append(elapsed)
+            self.cell.tx.append(sum(_tx_times))
+            self.cell.statements.append(counted.statements)
+            self.cell.trips.append(counted.round_trips)
 
-    def next_candle() -> Candle:
-        from chalicelib.db.models import TradingSession
-        from chalicelib.db.uow import read_transaction
-
-        with read_transaction(engine) as db:
-            s = db.get(TradingSession, bot.session_id)
-            assert s is not None and s.candle_cursor is not None
-            return candles[index_of[s.candle_cursor] + 1]
-
-    # 2. persistence only (ORM, the engine's calls)
-    c = next_candle()
-    i0 = index_of[c.open_time]
-    for i in range(warmup + iterations):
-        c = candles[i0 + i]
-        with C.counting(engine) as counted:
+    def persist(self, keep: bool) -> None:
+        c = self.candles[self.cursor + 1]
+        with C.counting(self.engine) as counted:
             started = time.perf_counter()
-            persist_once(engine, bot, c.open_time, quantize_money(c.close))
+            persist_once(self.engine, self.bot, c.open_time, quantize_money(c.close))
             elapsed = (time.perf_counter() - started) * 1000
-        if i >= warmup:
-            cell.persist.append(elapsed)
-            cell.persist_statements.append(counted.statements)
-            cell.persist_trips.append(counted.round_trips)
+        self.cursor += 1
+        if keep:
+            self.cell.persist.append(elapsed)
+            self.cell.persist_statements.append(counted.statements)
+            self.cell.persist_trips.append(counted.round_trips)
 
-    # 3. the raw floor (PostgreSQL)
-    if kind == "postgres":
-        c = next_candle()
-        i0 = index_of[c.open_time]
-        conn = C.pg_connect(url)
-        C.ROUND_TRIPS.install()
-        try:
-            for i in range(warmup + iterations):
-                c = candles[i0 + i]
-                before = C.ROUND_TRIPS.count
-                started = time.perf_counter()
-                persist_raw(conn, bot, c.open_time, quantize_money(c.close))
-                elapsed = (time.perf_counter() - started) * 1000
-                if i >= warmup:
-                    cell.raw.append(elapsed)
-                    cell.raw_trips.append(C.ROUND_TRIPS.count - before)
-        finally:
-            conn.close()
+    def raw(self, keep: bool) -> None:
+        if self.raw_conn is None:
+            return
+        c = self.candles[self.cursor + 1]
+        before = C.ROUND_TRIPS.count
+        started = time.perf_counter()
+        persist_raw(self.raw_conn, self.bot, c.open_time, quantize_money(c.close))
+        elapsed = (time.perf_counter() - started) * 1000
+        self.cursor += 1
+        if keep:
+            self.cell.raw.append(elapsed)
+            self.cell.raw_trips.append(C.ROUND_TRIPS.count - before)
 
-    # 4. rehydrate
-    for i in range(warmup + iterations):
-        with C.counting(engine) as counted:
+    def rehydrate(self, keep: bool) -> None:
+        with C.counting(self.engine) as counted:
             started = time.perf_counter()
-            opening = open_session(engine, bot.spec)
+            opening = open_session(self.engine, self.bot.spec)
             elapsed = (time.perf_counter() - started) * 1000
-        assert opening.how == "found" and len(opening.positions) == bot.positions
-        if i >= warmup:
-            cell.rehydrate.append(elapsed)
-            cell.rehydrate_statements.append(counted.statements)
-    return cell
+        assert opening.how == "found" and len(opening.positions) == self.bot.positions
+        if keep:
+            self.cell.rehydrate.append(elapsed)
+            self.cell.rehydrate_statements.append(counted.statements)
 
 
 def run(kind: str, rows: Sequence[int], positions: Sequence[int], iterations: int, warmup: int,
         verify_after: bool) -> list[Cell]:
+    """One database holding a session per (history size, open positions) cell; the cells are then measured
+    round-robin (one tick, one persist, one raw, one rehydrate of each cell per round, in a shuffled order), so a
+    change in the machine's background load hits every cell alike instead of skewing the later ones."""
     feed = ReplayFeed()
     candles = feed.all_candles(SYMBOL, TIMEFRAME)
-    index_of = {c.open_time: i for i, c in enumerate(candles)}
-    cells: list[Cell] = []
+    start = ModelThenHold("x").warmup + 5
+    rng = random.Random(7)
     with C.throwaway_database(kind) as url:
         engine = get_engine(url)
-        start = ModelThenHold("x").warmup + 5
-        bots = [make_bot(engine, k, candles, start) for k in positions]
-        tick_module.write_transaction = _timed_write_transaction
+        measured: list[Measured] = []
         try:
             for n in sorted(rows):
-                for bot in bots:
-                    more = n - bot.rows
-                    if more > 0:
-                        C.progress(f"{kind}: loading {more:,} ledger rows into session #{bot.session_id} ...")
-                        loaded = C.load_ledger(engine, bot.session_id, more)
-                        bot.rows = n
+                for k in positions:
+                    bot = make_bot(engine, k, candles, start, tag=f"{n}_{k}")
+                    if n:
+                        C.progress(f"{kind}: loading {n:,} ledger rows into session #{bot.session_id} ...")
+                        loaded = C.load_ledger(engine, bot.session_id, n)
                         C.progress_done()
-                        print(f"  {kind}: loaded {more:,} rows in {loaded.seconds:.1f} s "
-                              f"({more / max(loaded.seconds, 1e-9):,.0f} rows/s)", file=sys.stderr)
-                for bot in bots:
-                    C.progress(f"{kind}: timing {n:,} rows, {bot.positions} open position(s) ...")
-                    cells.append(measure_cell(kind, url, engine, bot, feed, candles, index_of, iterations, warmup))
-                    C.progress_done()
+                        print(f"  {kind}: loaded {n:,} rows in {loaded.seconds:.1f} s "
+                              f"({n / max(loaded.seconds, 1e-9):,.0f} rows/s)", file=sys.stderr)
+                    bot.rows = n
+                    measured.append(Measured(kind, url, engine, bot, feed, candles, start))
+            if kind == "postgres":
+                with contextlib.closing(C.pg_connect(url)) as conn:
+                    conn.run("VACUUM ANALYZE")
+            tick_module.write_transaction = _timed_write_transaction
+            steps = ("tick", "persist", "raw", "rehydrate")
+            for i in range(warmup + iterations):
+                if i % 10 == 0:
+                    C.progress(f"{kind}: round {i + 1}/{warmup + iterations} over {len(measured)} cells ...")
+                order = [(m, step) for m in measured for step in steps]
+                rng.shuffle(order)
+                for m, step in order:
+                    getattr(m, step)(i >= warmup)
+            C.progress_done()
         finally:
             tick_module.write_transaction = write_transaction
+            for m in measured:
+                m.close()
         if verify_after:
             from chalicelib.verify import verify
 
@@ -307,7 +313,7 @@ def run(kind: str, rows: Sequence[int], positions: Sequence[int], iterations: in
                 for s in report.sessions:
                     for p in s.problems[:3]:
                         print(f"    #{s.session_id}: {p}", file=sys.stderr)
-    return cells
+    return [m.cell for m in measured]
 
 
 def print_tables(cells: list[Cell]) -> None:
@@ -377,6 +383,7 @@ def main() -> None:
     C.sigterm_as_interrupt()
     C.quiet_logs()
     print(f"machine: {C.machine()}")
+    print(f"iterations: {args.iterations} per cell after {args.warmup} warm-up rounds, cells interleaved")
     cells: list[Cell] = []
     try:
         for kind in (C.KINDS if args.db == "both" else (args.db,)):
@@ -390,6 +397,7 @@ def main() -> None:
             print_tables(cells)
         raise SystemExit(130) from None
     print_tables(cells)
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
