@@ -12,7 +12,8 @@ start compiles every imported module from source (seconds for SQLAlchemy, pydant
    so neither the zip's 2-second timestamps nor Lambda's extraction can invalidate it. Stale timestamp-based
    ``.pyc`` files that Chalice copied from a developer's ``chalicelib/__pycache__`` are dropped. The ``.py``
    sources stay (tracebacks show the source lines);
-3. re-zips deterministically: entries sorted by name, all timestamps 1980-01-01 00:00, ZIP_DEFLATED level 9,
+3. leaves out what no handler imports (:data:`PRUNE`: ccxt's asyncio stack and async/pro/test copies);
+4. re-zips deterministically: entries sorted by name, all timestamps 1980-01-01 00:00, ZIP_DEFLATED level 9,
    the Unix mode bits Chalice set kept (new ``.pyc`` files get their source's mode).
 
 Bytecode is specific to the Python minor version, so the script refuses to run when the ``Runtime`` of the
@@ -24,7 +25,7 @@ whole bundle (``--all``) makes the zip ≈ 51 MB, 174 MB unzipped. :data:`COMPIL
 three handlers (traced from the unpacked bundle: API path, the first request's lazy imports, tick, migrate) and
 :data:`SKIP` the big subtrees inside those packages that nothing imports (ccxt's async/pro/test copies of every
 exchange, test suites, SQL dialects other than PostgreSQL/SQLite, powertools utilities other than parameters):
-≈ 41.5 MB zipped (over the 35 MB budget; reported, see docs/deploy.md), 148 MB unzipped.
+with :data:`PRUNE` applied, ≈ 31.7 MB zipped and 105 MB unzipped (measured 2026-11-25).
 ``bench/bundle.py`` reports any module the paths still import without bytecode.
 
 Usage: ``.venv/bin/python scripts/package.py [--stage prod] [--merge-template FILE] [--all] OUTDIR``.
@@ -80,6 +81,15 @@ SKIP: tuple[str, ...] = (
     "sqlalchemy/dialects/mssql/*", "sqlalchemy/dialects/mysql/*", "sqlalchemy/dialects/oracle/*",
     "sqlalchemy/ext/asyncio/*", "sqlalchemy/ext/mypy/*",
     "aws_lambda_powertools/event_handler/*", "aws_lambda_powertools/utilities/*/*",
+)
+#: Left out of the bundle altogether: ccxt's asyncio stack and its async/pro/test copies of every exchange. The
+#: handlers use ccxt's synchronous client only (``import ccxt`` loads none of these; bench/bundle.py and
+#: tests/deploy/test_bundle.py import every handler path from the pruned bundle to prove it), and these are
+#: ≈ 62 MB unzipped that would otherwise push the bundle past its budgets.
+PRUNE: tuple[str, ...] = (
+    "ccxt/async_support/*", "ccxt/pro/*", "ccxt/test/*",
+    "uvloop/*", "aiohttp/*", "aiohttp_fast_zlib/*", "aiodns/*", "pycares/*", "yarl/*", "multidict/*",
+    "frozenlist/*", "aiosignal/*", "propcache/*", "aiohappyeyeballs/*",
 )
 #: Exceptions to :data:`SKIP` (the powertools utilities the app uses).
 SKIP_EXCEPT: tuple[str, ...] = (
@@ -172,6 +182,11 @@ def selected(name: str, compile_all: bool = False) -> bool:
     return not any(fnmatchcase(name, p) for p in SKIP) or any(fnmatchcase(name, p) for p in SKIP_EXCEPT)
 
 
+def pruned(name: str) -> bool:
+    """Is this zip entry left out of the bundle (:data:`PRUNE`)?"""
+    return any(fnmatchcase(name, p) for p in PRUNE)
+
+
 def _compile_one(args: tuple[str, str]) -> bool:
     path, root = args
     return bool(compileall.compile_file(
@@ -207,7 +222,8 @@ def precompile_zip(source: Path, dest: Path, compile_all: bool = False) -> list[
         # .pyc files already in the zip are a developer's timestamp-based cache that Chalice copied along with
         # chalicelib/: dropped; the selected modules get fresh ones below.
         modes = {i.filename: (i.external_attr >> 16) or DEFAULT_MODE for i in infos
-                 if not i.filename.endswith(".pyc")}
+                 if not i.filename.endswith(".pyc") and not pruned(i.filename)}
+        infos = [i for i in infos if i.filename in modes]
         sources = [i.filename for i in infos if selected(i.filename, compile_all)]
         failed = compile_sources(root, sources)
         if failed:
