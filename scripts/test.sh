@@ -12,7 +12,7 @@ fi
 
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
-echo "== deploy checks (cfn-lint, chalice package dev+prod, cfn-lint on the packaged templates)"
+echo "== deploy checks (cfn-lint, precompiled package for dev+prod, cfn-lint on the packaged templates)"
 bash scripts/check_deploy.sh
 echo "== pytest"
 exec .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"
