@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from chalice import Chalice, Response
+from chalice import Chalice, Cron, Response
 
 from chalicelib.api import handlers as api
 
@@ -57,8 +57,6 @@ def openapi() -> Response:
 
 # --- Scheduled tick (issue 3) ----------------------------------------------------------------------------------
 # One minute past every hour, just after the hourly candle closes. The engine (and ccxt) load only here.
-from chalice import Cron  # noqa: E402  (kept in this section so the API section's imports stay its own)
-
 
 @app.schedule(Cron("1", "*", "*", "*", "?", "*"), name="tick")
 def tick(event: object) -> dict[str, object]:
