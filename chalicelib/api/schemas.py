@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -121,14 +122,24 @@ class BalanceChangeRequest(BaseModel):
     updated_by: Label | None = Field(default=None, description="Free-text label kept beside the "
                                                                "authenticated token name; not the attribution.")
 
+    @field_validator("balance")
+    @classmethod
+    def _balance_not_negative(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value < 0:
+            raise ValueError("balance must not be negative")
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_not_zero(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value == 0:
+            raise ValueError("amount must not be zero (positive deposits, negative withdraws)")
+        return value
+
     @model_validator(mode="after")
     def _exactly_one_of_balance_and_amount(self) -> BalanceChangeRequest:
         if (self.balance is None) == (self.amount is None):
             raise ValueError("give exactly one of balance (set the total) and amount (deposit or withdraw)")
-        if self.balance is not None and self.balance < 0:
-            raise ValueError("balance must not be negative")
-        if self.amount is not None and self.amount == 0:
-            raise ValueError("amount must not be zero (positive deposits, negative withdraws)")
         return self
 
     @property

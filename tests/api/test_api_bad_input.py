@@ -103,11 +103,17 @@ def test_each_kind_of_bad_request_gets_its_status_and_changes_nothing(
     assert ledger_rows(engine) == before
 
 
-def test_validation_errors_name_the_field(client: Client, start_session) -> None:
+@pytest.mark.parametrize(("body", "field"), [
+    (b'{"balance": "abc", "reason": "x"}', "balance"),
+    (b'{"balance": -5, "reason": "x"}', "balance"),
+    (b'{"amount": 0, "reason": "x"}', "amount"),
+    (b'{"amount": 5}', "reason"),
+])
+def test_validation_errors_name_the_field(client: Client, start_session, body: bytes, field: str) -> None:
     start_session()
-    response = client.http.post("/api/balance", headers=post_json(), body=b'{"balance": "abc", "reason": "x"}')
+    response = client.http.post("/api/balance", headers=post_json(), body=body)
     (detail,) = _assert_refused(response)["details"]
-    assert detail["field"] == "balance" and "abc" not in json.dumps(detail)
+    assert detail["field"] == field and "abc" not in json.dumps(detail)
 
 
 # --- generated hostile requests --------------------------------------------------------------------------------
