@@ -1,10 +1,10 @@
 """API latency with a big ledger, in-process and under concurrency.
 
-1. A fresh PostgreSQL database gets one active session with 1,000,000 ledger rows (bulk COPY, one second apart, so
-   the 24h-change lookup has real history to search).
-2. In-process, through ``chalice.test.Client`` (no HTTP): median and p95 of GET /api/balance, GET
-   /api/balance/history (first page of 50), the page 10,000 rows deep (keyset cursor), and POST /api/balance (a
-   deposit). Target: < 10 ms median each.
+1. A fresh PostgreSQL database gets one active session with 1,000,000 ledger rows (``bench/api_latency.py``'s
+   COPY loader, rows a minute apart, so the 24h-change lookup has real history to search).
+2. In-process, through ``chalice.test.Client`` (no HTTP), with ``bench/api_latency.py``'s ``measure``: median and
+   p95 of GET /api/balance, GET /api/balance/history (first page of 50), the page 10,000 rows deep (keyset
+   cursor), and POST /api/balance (a deposit). Target: < 10 ms median each.
 3. Under concurrency: ``chalice local --stage local --no-autoreload`` in a subprocess on a free port (its threaded
    dev server; ``ATB_API_TOKENS`` and ``DATABASE_URL`` in its environment), 8 client threads hammering one endpoint
    at a time over HTTP: requests/s, median and p95. After the concurrent deposits the session's balance must equal
@@ -36,8 +36,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C
+import api_latency
 
-TOKEN = "bench-write-token"
+TOKEN = api_latency.TOKEN
 TOKENS = f"bench:write:{TOKEN}"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 DEPOSIT = Decimal("1.5")
@@ -56,61 +57,28 @@ class Result:
 
 
 def setup(url: str, rows: int) -> tuple[int, int]:
-    """One active session with ``rows`` ledger rows; returns (session id, the keyset cursor 10,000 rows deep)."""
+    """One active session with ``rows`` ledger rows, loaded by ``bench/api_latency.py``'s COPY loader; returns
+    (session id, the keyset cursor 10,000 rows deep)."""
     from sqlalchemy import text
 
     from chalicelib.db.engine import get_engine
-    from chalicelib.engine.sessions import BotSpec, open_session
 
-    engine = get_engine(url)
-    spec = BotSpec(strategy="bench_api", symbol="BTCUSDT", timeframe="1h", exchange="replay")
-    sid = open_session(engine, spec, initial_balance=Decimal(100_000), resume=False).session_id
-    C.progress(f"loading {rows:,} ledger rows ...")
-    loaded = C.load_ledger(engine, sid, rows)
+    C.progress(f"loading {rows:,} ledger rows (bench/api_latency.load) ...")
+    sid, _ = api_latency.load(url, rows)
     C.progress_done()
-    print(f"loaded {rows:,} ledger rows in {loaded.seconds:.1f} s ({rows / max(loaded.seconds, 1e-9):,.0f} rows/s)",
-          file=sys.stderr)
-    with engine.connect() as conn:
+    with get_engine(url).connect() as conn:
         deep = conn.execute(text("SELECT id FROM account_balances WHERE session_id = :s ORDER BY id DESC "
                                  "OFFSET 10000 LIMIT 1"), {"s": sid}).scalar_one_or_none()
     return sid, int(deep or 1)
 
 
-def in_process(deep_cursor: int, iterations: int) -> list[Result]:
-    from chalice.test import Client
-
-    from app import app
-
-    counter = iter(range(10**9))
-    with Client(app) as client:
-        def expect(response: object, status: int = 200) -> None:
-            code = response.status_code  # type: ignore[attr-defined]
-            if code != status:
-                raise SystemExit(f"unexpected {code}: {response.body[:300]!r}")  # type: ignore[attr-defined]
-
-        def get_balance() -> None:
-            expect(client.http.get("/api/balance", headers=HEADERS))
-
-        def first_page() -> None:
-            expect(client.http.get("/api/balance/history", headers=HEADERS))
-
-        def deep_page() -> None:
-            expect(client.http.get(f"/api/balance/history?before={deep_cursor}", headers=HEADERS))
-
-        def post_balance() -> None:
-            body = json.dumps({"amount": str(DEPOSIT), "reason": f"bench deposit {next(counter)}"}).encode()
-            expect(client.http.post("/api/balance", headers={**HEADERS, "Content-Type": "application/json"},
-                                    body=body), 201)
-
-        out = []
-        for label, call in (("GET /api/balance", get_balance),
-                            ("GET /api/balance/history (first page, 50)", first_page),
-                            ("GET /api/balance/history (10,000 rows deep)", deep_page),
-                            ("POST /api/balance (deposit)", post_balance)):
-            C.progress(f"in-process: {label} ...")
-            out.append(Result(label, C.timed(call, iterations, warmup=20)))
-            C.progress_done()
-        return out
+def in_process(url: str, iterations: int) -> list[tuple[str, float, float]]:
+    """``bench/api_latency.py``'s in-process timings: (endpoint, median ms, p95 ms)."""
+    C.progress("in-process timings (bench/api_latency.measure) ...")
+    try:
+        return api_latency.measure(url, iterations)
+    finally:
+        C.progress_done()
 
 
 def _free_port() -> int:
@@ -260,6 +228,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rows, args.iterations, args.requests = 20_000, 50, 20
+    if args.rows <= 10_000:
+        parser.error("--rows must be over 10,000 (the deep history page is 10,000 rows back)")
     C.sigterm_as_interrupt()
     os.environ["ATB_API_TOKENS"] = TOKENS
     os.environ.pop("ATB_API_TOKENS_SECRET_ARN", None)
@@ -269,11 +239,11 @@ def main() -> None:
         with C.throwaway_database("postgres", args.admin_url) as url:
             os.environ["DATABASE_URL"] = url
             sid, deep = setup(url, args.rows)
-            local = in_process(deep, args.iterations)
+            local = in_process(url, args.iterations)
             print()
             print(C.table(["endpoint", "median ms", "p95 ms", "target"],
-                          [[r.label, C.median(r.samples), C.percentile(r.samples, 95),
-                            "ok (< 10 ms)" if C.median(r.samples) < 10 else "MISSED (< 10 ms)"] for r in local],
+                          [[label, med, p95, "ok (< 10 ms)" if med < 10 else "MISSED (< 10 ms)"]
+                           for label, med, p95 in local],
                           title=f"in-process (chalice.test.Client), PostgreSQL, {args.rows:,} ledger rows, "
                                 f"n={args.iterations}"))
             if not args.no_concurrency:
