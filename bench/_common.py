@@ -65,7 +65,7 @@ def quiet_logs() -> None:
 
     from chalicelib.engine.observability import logger
 
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.ERROR)  # gaps in the recorded data are logged as warnings
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 

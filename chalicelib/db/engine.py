@@ -9,6 +9,7 @@ that two writers serialise instead of failing half-way.
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import threading
@@ -59,6 +60,7 @@ def _create(url: str) -> Engine:
         return engine
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
+        _cache_pg8000_paramstyle()
         connect_args["timeout"] = connect_timeout()
         ssl_context = _ssl_context(settings.database_sslmode())
         if ssl_context is not None:
@@ -71,6 +73,33 @@ def _create(url: str) -> Engine:
         max_overflow=20,
         pool_recycle=300,
     )
+
+
+def _cache_pg8000_paramstyle() -> None:
+    """Memoise pg8000's ``%s`` → ``$n`` rewrite of each statement's text.
+
+    pg8000 rewrites the placeholders of every statement it sends by scanning the SQL character by character in
+    Python (``convert_paramstyle``), about 0.1–0.25 ms for the ledger's INSERT — some 0.5 ms of a tick's persistence
+    (bench/tick.py). With the ``format`` paramstyle SQLAlchemy uses, the rewritten text depends on the SQL alone and
+    the values pass through unchanged, so it is computed once per distinct statement. Other styles are untouched.
+    """
+    import pg8000.legacy
+
+    original = pg8000.legacy.convert_paramstyle
+    if getattr(original, "_atb_cached", False):
+        return
+
+    @functools.lru_cache(maxsize=1024)
+    def rewrite(query: str) -> str:
+        return str(original("format", query, ())[0])
+
+    def convert_paramstyle(style: str, query: str, args: Any) -> tuple[str, Any]:
+        if style == "format":
+            return rewrite(query), args
+        return original(style, query, args)
+
+    convert_paramstyle._atb_cached = True  # type: ignore[attr-defined]
+    pg8000.legacy.convert_paramstyle = convert_paramstyle
 
 
 def connect_timeout() -> float:
