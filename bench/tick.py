@@ -9,8 +9,8 @@ of open positions, this times:
                check every position's stop/target, write the tick row, advance the cursor, commit.
   tx         — the part of that tick spent inside its write transaction.
 * persist    — persistence of a one-candle tick that books one ledger row, through the same chalicelib calls the
-               engine makes: lock session, read open positions, insert ledger row + update session (``ledger.post``),
-               insert tick row, commit.
+               engine makes: lock session, read open positions, the ledger's batch (``ledger.Batch``: insert ledger
+               row, update session), insert tick row, commit.
   raw floor  — PostgreSQL only: the same statements sent raw through pg8000 (no ORM), the floor to compare with.
 * rehydrate  — ``open_session`` finding the active session: its balance and peak (cached on the session row) and
                its open positions.
@@ -48,7 +48,7 @@ import _common as C
 
 from chalicelib import ledger
 from chalicelib.db.engine import get_engine
-from chalicelib.db.models import Position, TickLog
+from chalicelib.db.models import Position
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import write_transaction
 from chalicelib.engine import tick as tick_module
@@ -151,13 +151,14 @@ def persist_once(engine: Any, bot: Bot, candle_time: datetime, close: Decimal) -
         assert session is not None
         positions = open_positions(db, bot.session_id)
         now = utcnow()
-        session.candle_cursor = candle_time
-        session.last_tick_at = now
-        ledger.post(db, session, kind="fee", delta=Decimal("-0.01"), reason="Bench fee",
-                    reference=f"bench:{candle_time.isoformat()}", held=held_quantities(positions), now=now)
-        db.add(TickLog(session_id=bot.session_id, candle_time=candle_time, close_price=close, decision="hold",
-                       detail="bench persist", processed_at=now))
-        db.flush()
+        book = ledger.Batch(db, session)  # as tick._apply: rows computed under the lock, written at the end
+        book.set(candle_cursor=candle_time, last_tick_at=now)
+        book.post(kind="fee", delta=Decimal("-0.01"), reason="Bench fee", reference=f"bench:{candle_time.isoformat()}",
+                  held=held_quantities(positions), now=now)
+        book.write()
+        tick_module.insert_tick_rows(db, [{"session_id": bot.session_id, "candle_time": candle_time,
+                                           "close_price": close, "decision": "hold", "detail": "bench persist",
+                                           "processed_at": now}])
 
 
 _RAW_INSERT_LEDGER = (

@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from chalicelib.db.models import LEDGER_KINDS, AccountBalance, Position, TradingSession
 from chalicelib.db.types import utcnow
@@ -105,23 +107,20 @@ def _check_text(value: str, what: str, limit: int) -> str:
     return cleaned
 
 
-def post(
-    db: Session,
+def _entry(
     session: TradingSession,
     *,
     kind: str,
     delta: Decimal,
     reason: str,
-    actor: Actor = SYSTEM,
-    reserved_delta: Decimal = ZERO,
-    reference: str | None = None,
-    held: Mapping[str, Decimal] | None = None,
-    now: datetime | None = None,
-) -> AccountBalance:
-    """Append one ledger row and update the session's cached balance. The caller holds the session lock.
-
-    ``held`` is the base-asset quantity per asset after the change (default: read from open positions).
-    """
+    actor: Actor,
+    reserved_delta: Decimal,
+    reference: str | None,
+    held: Mapping[str, Decimal],
+    when: datetime,
+) -> tuple[dict[str, Any], Decimal]:
+    """Check one change against the session's current balance and compute its ledger row (column values) and
+    the new peak. Raises before anything is written; changes nothing."""
     if kind not in LEDGER_KINDS:
         raise InvalidChange(f"unknown ledger kind {kind!r}")
     if delta != quantize_money(delta) or reserved_delta != quantize_money(reserved_delta):
@@ -141,9 +140,6 @@ def post(
             f"(total {money_text(total)}, of which {money_text(reserved)} is held by open positions)"
         )
 
-    when = now or utcnow()
-    if held is None:
-        held = open_quantities(db, session.id) if reserved > 0 or reserved_delta != 0 else {}
     assets = {session.base_currency: money_text(available)}
     assets.update({asset: format(qty.normalize(), "f") for asset, qty in sorted(held.items()) if qty})
 
@@ -154,29 +150,122 @@ def post(
     if kind in ("initial", "reset", "resumed"):
         peak = total
 
-    row = AccountBalance(
-        session_id=session.id,
-        base_currency=session.base_currency,
-        kind=kind,
-        delta=delta,
-        total_balance=total,
-        available_balance=available,
-        reserved_balance=reserved,
-        asset_balances=assets,
-        reference=reference,
-        last_updated=when,
-        updated_by=name,
-        updated_by_label=label,
-        update_reason=reason,
-    )
+    row = {
+        "session_id": session.id,
+        "base_currency": session.base_currency,
+        "kind": kind,
+        "delta": delta,
+        "total_balance": total,
+        "available_balance": available,
+        "reserved_balance": reserved,
+        "asset_balances": assets,
+        "reference": reference,
+        "last_updated": when,
+        "updated_by": name,
+        "updated_by_label": label,
+        "update_reason": reason,
+    }
+    return row, peak
+
+
+def post(
+    db: Session,
+    session: TradingSession,
+    *,
+    kind: str,
+    delta: Decimal,
+    reason: str,
+    actor: Actor = SYSTEM,
+    reserved_delta: Decimal = ZERO,
+    reference: str | None = None,
+    held: Mapping[str, Decimal] | None = None,
+    now: datetime | None = None,
+) -> AccountBalance:
+    """Append one ledger row and update the session's cached balance. The caller holds the session lock.
+
+    ``held`` is the base-asset quantity per asset after the change (default: read from open positions).
+    """
+    if held is None:
+        reserved = session.reserved_balance + reserved_delta
+        held = open_quantities(db, session.id) if reserved > 0 or reserved_delta != 0 else {}
+    values, peak = _entry(session, kind=kind, delta=delta, reason=reason, actor=actor, reserved_delta=reserved_delta,
+                          reference=reference, held=held, when=now or utcnow())
+    row = AccountBalance(**values)
     db.add(row)
-    session.total_balance = total
-    session.reserved_balance = reserved
-    session.available_balance = available
+    session.total_balance = values["total_balance"]
+    session.reserved_balance = values["reserved_balance"]
+    session.available_balance = values["available_balance"]
     session.peak_balance = peak
     session.version = session.version + 1
     db.flush()
     return row
+
+
+_LEDGER_TABLE = cast(Table, AccountBalance.__table__)
+_SESSION_TABLE = cast(Table, TradingSession.__table__)
+
+
+class Batch:
+    """The ledger for one tick: every change is checked and computed at once, under the session lock, exactly
+    as :func:`post` would (same rows, same order, same errors), and :meth:`write` then inserts the rows with
+    one statement and updates the session row with one ``UPDATE … WHERE id`` — instead of one ORM flush per
+    row. The caller holds the session lock and must call :meth:`write` before its transaction commits.
+
+    The session object shows each new balance at once (set without ORM change tracking, so the ORM never writes
+    it a second time); nothing reaches the database until :meth:`write`.
+    """
+
+    _COLUMNS = ("total_balance", "available_balance", "reserved_balance", "peak_balance", "version")
+
+    def __init__(self, db: Session, session: TradingSession) -> None:
+        self.db = db
+        self.session = session
+        self.rows: list[dict[str, Any]] = []
+        self.extra: dict[str, Any] = {}
+
+    def post(self, *, kind: str, delta: Decimal, reason: str, held: Mapping[str, Decimal], now: datetime,
+             actor: Actor = SYSTEM, reserved_delta: Decimal = ZERO, reference: str | None = None) -> None:
+        values, peak = _entry(self.session, kind=kind, delta=delta, reason=reason, actor=actor,
+                              reserved_delta=reserved_delta, reference=reference, held=held, when=now)
+        self.rows.append(values)
+        s = self.session
+        for key, value in (("total_balance", values["total_balance"]), ("reserved_balance", values["reserved_balance"]),
+                           ("available_balance", values["available_balance"]), ("peak_balance", peak),
+                           ("version", s.version + 1)):
+            set_committed_value(s, key, value)
+
+    def position_opened(self, *, cost: Decimal, fee: Decimal, reference: str, held: Mapping[str, Decimal],
+                        now: datetime) -> None:
+        """As :func:`record_position_opened`."""
+        self.post(**_position_opened(cost, fee), reference=reference, held=held, now=now)
+
+    def trade_pnl(self, *, pnl: Decimal, released_cost: Decimal, reference: str, held: Mapping[str, Decimal],
+                  now: datetime) -> None:
+        """As :func:`record_trade_pnl`."""
+        self.post(**_trade_pnl(pnl, released_cost), reference=reference, held=held, now=now)
+
+    def fee(self, fee: Decimal, *, reason: str, reference: str, held: Mapping[str, Decimal], now: datetime) -> None:
+        """As :func:`record_fee`."""
+        self.post(kind="fee", delta=-fee, reason=reason, reference=reference, held=held, now=now)
+
+    def set(self, **columns: Any) -> None:
+        """Other session columns (the tick's cursor) to write with the balance, in the same UPDATE."""
+        for key, value in columns.items():
+            self.extra[key] = value
+            set_committed_value(self.session, key, value)
+
+    def write(self) -> None:
+        """Insert the rows (one multi-row INSERT) and update the session row (one UPDATE). Pending ORM changes
+        (positions, trades) are flushed first, as :func:`post` would have."""
+        db, s = self.db, self.session
+        db.flush()
+        conn = db.connection()
+        if self.rows:
+            conn.execute(insert(_LEDGER_TABLE).returning(_LEDGER_TABLE.c.id), self.rows)  # RETURNING: batched
+            self.rows = []
+        values = {key: getattr(s, key) for key in self._COLUMNS}
+        values.update(self.extra)
+        conn.execute(update(_SESSION_TABLE).where(_SESSION_TABLE.c.id == s.id).values(values))
 
 
 # --- the named operations --------------------------------------------------------------------------------------
@@ -292,13 +381,20 @@ def record_reset(
                 actor=actor, now=now)
 
 
+def _position_opened(cost: Decimal, fee: Decimal) -> dict[str, Any]:
+    return {"kind": "fee", "delta": -fee, "reserved_delta": cost, "reason": "Entry fee"}
+
+
+def _trade_pnl(pnl: Decimal, released_cost: Decimal) -> dict[str, Any]:
+    return {"kind": "trade_pnl", "delta": pnl, "reserved_delta": -released_cost, "reason": "Realised P&L"}
+
+
 def record_position_opened(
     db: Session, session: TradingSession, *, cost: Decimal, fee: Decimal, reference: str,
     held: Mapping[str, Decimal] | None = None, now: datetime | None = None,
 ) -> AccountBalance:
     """Reserve a new position's cost and charge its entry fee (one ``fee`` row)."""
-    return post(db, session, kind="fee", delta=-fee, reserved_delta=cost, reason="Entry fee", held=held,
-                reference=reference, now=now)
+    return post(db, session, **_position_opened(cost, fee), held=held, reference=reference, now=now)
 
 
 def record_trade_pnl(
@@ -306,8 +402,7 @@ def record_trade_pnl(
     held: Mapping[str, Decimal] | None = None, now: datetime | None = None,
 ) -> AccountBalance:
     """Release a closed position's cost and book its gross realised P&L."""
-    return post(db, session, kind="trade_pnl", delta=pnl, reserved_delta=-released_cost,
-                reason="Realised P&L", reference=reference, held=held, now=now)
+    return post(db, session, **_trade_pnl(pnl, released_cost), reference=reference, held=held, now=now)
 
 
 def record_fee(

@@ -65,7 +65,7 @@ def _create(url: str) -> Engine:
         ssl_context = _ssl_context(settings.database_sslmode())
         if ssl_context is not None:
             connect_args["ssl_context"] = ssl_context
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args=connect_args,
         pool_pre_ping=True,
@@ -73,6 +73,31 @@ def _create(url: str) -> Engine:
         max_overflow=20,
         pool_recycle=300,
     )
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
+        _simple_commit_rollback(engine)
+    return engine
+
+
+def _simple_commit_rollback(engine: Engine) -> None:
+    """Send COMMIT and ROLLBACK as one simple-protocol query: one round trip instead of three.
+
+    pg8000's ``commit()``/``rollback()`` send the bare word through the extended protocol (Parse+Sync,
+    Describe+Sync, Bind+Execute+Sync: three waits for the server) although it has no parameters and returns no
+    rows; ``BEGIN`` already goes as a simple query. The server does the same thing either way (a COMMIT of a failed
+    transaction still reports ROLLBACK and rolls back); every transaction saves two round trips (≈ 0.3 ms here,
+    bench/tick.py). ``rollback()`` keeps pg8000's own rule: nothing is sent outside a transaction.
+    """
+    dialect = engine.dialect
+
+    def do_commit(dbapi_connection: Any) -> None:
+        dbapi_connection.execute_simple("commit")
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        if dbapi_connection._in_transaction:
+            dbapi_connection.execute_simple("rollback")
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def _cache_pg8000_paramstyle() -> None:

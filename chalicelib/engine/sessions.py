@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Literal
 
 from sqlalchemy import Engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.orm import Session
 
 from chalicelib import ledger
@@ -173,6 +173,29 @@ def _newest_ended(db: Session, spec: BotSpec) -> TradingSession | None:
     ).scalar_one_or_none()
 
 
+def _find_active_with_positions(db: Session, spec: BotSpec) -> tuple[TradingSession, list[Position]] | None:
+    """The active session and its open positions (by id) in one statement: the session LEFT JOIN its open
+    positions. Read path only (no lock): whoever changes money re-reads both under the session row lock."""
+    rows = db.execute(
+        select(TradingSession, Position)
+        .outerjoin(Position, (Position.session_id == TradingSession.id) & (Position.status == "open"))
+        .where(
+            TradingSession.strategy == spec.strategy,
+            TradingSession.symbol == spec.symbol,
+            TradingSession.timeframe == spec.timeframe,
+            TradingSession.mode == spec.mode,
+            TradingSession.status == "active",
+        )
+        .order_by(Position.id)
+    ).all()
+    if not rows:
+        return None
+    sessions = {row[0].id for row in rows}
+    if len(sessions) > 1:  # the one-active-session index forbids this; fail as scalar_one_or_none() would
+        raise MultipleResultsFound("more than one active session for " + spec.label)
+    return rows[0][0], [row[1] for row in rows if row[1] is not None]
+
+
 def open_positions(db: Session, session_id: int) -> list[Position]:
     return list(
         db.execute(
@@ -280,9 +303,9 @@ def _open_once(engine: Engine | None, spec: BotSpec, *, initial_balance: Decimal
     if not fresh:
         # The common case — the session exists — needs no write transaction.
         with read_transaction(engine) as db:
-            active = _find_active(db, spec)
-            if active is not None:
-                return _opening("found", active, spec, open_positions(db, active.id))
+            found = _find_active_with_positions(db, spec)
+            if found is not None:
+                return _opening("found", found[0], spec, found[1])
     with write_transaction(engine) as db:
         now = utcnow()
         active = _find_active(db, spec)

@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Literal, cast
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table, insert
 from sqlalchemy.orm import Session
 
 from chalicelib import ledger
@@ -59,6 +59,7 @@ from chalicelib.trading.risk import RiskConfig, can_open, drawdown, size_positio
 from chalicelib.trading.strategies import EnterLong, Exit, Strategy, StrategyError, decide_safely, get_strategy
 
 DEFAULT_MAX_CANDLES_PER_TICK = 500
+_TICK_LOG = cast(Table, TickLog.__table__)
 
 #: Given the session's cursor, what time is it? (A wall clock for exchanges, the next candle's close for replay.)
 Clock = Callable[[datetime | None], datetime | None]
@@ -199,6 +200,12 @@ def _tick(engine: Engine | None, snapshot: TradingSession, feed: Feed, clock: Cl
         return _apply(db, session, strategy, fetched, settings)
 
 
+def insert_tick_rows(db: Session, rows: Sequence[dict[str, object]]) -> None:
+    """The ``tick_log`` rows of one tick in one INSERT (RETURNING makes SQLAlchemy batch them into one multi-row
+    statement on every backend)."""
+    db.connection().execute(insert(_TICK_LOG).returning(_TICK_LOG.c.id), list(rows))
+
+
 def fetch_candles(feed: Feed, symbol: str, timeframe: str, cursor: datetime | None, *, warmup: int, max_new: int,
                   now: datetime) -> list[Candle]:
     """The candles one tick needs: ``warmup`` of history up to the cursor, then up to ``max_new`` newer ones.
@@ -231,6 +238,7 @@ class _Book:
         self.settings = settings
         self.now = now
         self.positions = open_positions(db, session.id)
+        self.ledger = ledger.Batch(db, session)
         self.opened = 0
         self.closed = 0
 
@@ -253,10 +261,10 @@ class _Book:
             entry_time=position.entry_time, exit_time=candle.open_time, realized_pnl=trade.gross_pnl,
             fees=trade.fees, exit_reason=reason,
         ))
-        ledger.record_trade_pnl(self.db, self.session, pnl=trade.gross_pnl, released_cost=position.cost,
-                                reference=f"trade:{position.id}:pnl", held=held, now=self.now)
-        ledger.record_fee(self.db, self.session, fill.fee, reason="Exit fee", reference=f"trade:{position.id}:exit_fee",
-                          held=held, now=self.now)
+        self.ledger.trade_pnl(pnl=trade.gross_pnl, released_cost=position.cost, reference=f"trade:{position.id}:pnl",
+                              held=held, now=self.now)
+        self.ledger.fee(fill.fee, reason="Exit fee", reference=f"trade:{position.id}:exit_fee", held=held,
+                        now=self.now)
         self.closed += 1
         return (f"{reason.replace('_', ' ')}: sold {_qty(fill.quantity)} @ {format_usd(fill.price)}, "
                 f"P&L {format_usd(trade.gross_pnl)}, fees {format_usd(trade.fees)}, net {format_usd(trade.net_pnl)}")
@@ -284,9 +292,8 @@ class _Book:
         self.db.add(position)
         self.db.flush()  # the position id names its ledger row
         self.positions.append(position)
-        ledger.record_position_opened(self.db, s, cost=fill.notional, fee=fill.fee,
-                                      reference=f"position:{position.id}:open",
-                                      held=held_quantities(self.positions), now=self.now)
+        self.ledger.position_opened(cost=fill.notional, fee=fill.fee, reference=f"position:{position.id}:open",
+                                    held=held_quantities(self.positions), now=self.now)
         self.opened += 1
         return "enter_long", (f"bought {_qty(fill.quantity)} @ {format_usd(fill.price)} (cost "
                               f"{format_usd(fill.notional)}, fee {format_usd(fill.fee)}, {sizing.binding}; stop "
@@ -312,14 +319,13 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
 
     now = utcnow()
     book = _Book(db, session, settings, now)
-    # Advance the cursor now: it rides along with the ledger's session update (fewer statements); the
-    # transaction makes it all-or-nothing either way.
-    session.candle_cursor = fresh[-1].open_time
-    session.last_tick_at = now
+    # Advance the cursor now: it rides along with the ledger's one session UPDATE at the end (fewer
+    # statements); the transaction makes it all-or-nothing either way.
+    book.ledger.set(candle_cursor=fresh[-1].open_time, last_tick_at=now)
     index_of = {c.open_time: i for i, c in enumerate(fetched)}
     warmup = max(1, strategy.warmup)
     outcomes: list[CandleOutcome] = []
-    logs: list[TickLog] = []
+    logs: list[dict[str, object]] = []
     for candle in fresh:
         set_candle_time(candle.open_time)
         opened_before, closed_before = book.opened, book.closed
@@ -356,8 +362,8 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
         if note:
             notes.append(note)
         detail = "; ".join([*notes, *fills])
-        logs.append(TickLog(session_id=sid, candle_time=candle.open_time, close_price=quantize_money(candle.close),
-                            decision=kind, detail=detail[:2000] or None, processed_at=now))
+        logs.append({"session_id": sid, "candle_time": candle.open_time, "close_price": quantize_money(candle.close),
+                     "decision": kind, "detail": detail[:2000] or None, "processed_at": now})
         outcome = CandleOutcome(
             candle_time=candle.open_time, close=candle.close, decision=kind, detail="; ".join(notes),
             fills=tuple(fills), balance=session.total_balance, available=session.available_balance,
@@ -366,8 +372,10 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
         outcomes.append(outcome)
         if fills or kind in ("error", "blocked"):
             logger.info(f"Session #{sid} {format_time(candle.open_time)}: {kind}; {detail}")
-    db.add_all(logs)
-    db.flush()
+    # The ledger's rows and the session's balance and cursor (one INSERT, one UPDATE), then the tick rows (one
+    # INSERT for all candles).
+    book.ledger.write()
+    insert_tick_rows(db, logs)
     last = outcomes[-1]
     logger.info(f"Session #{sid}: applied {len(outcomes)} candle(s) up to {format_time(last.candle_time)}; balance "
                 f"{format_usd(session.total_balance)}, equity {format_usd(last.equity)}")
