@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Engine, and_, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.orm import Session
 
@@ -146,28 +146,25 @@ class SessionOpening:
         return out
 
 
+def _bot_sessions(spec: BotSpec, status: str) -> ColumnElement[bool]:
+    """The sessions of this bot (strategy, symbol, timeframe, mode) with ``status``."""
+    return and_(
+        TradingSession.strategy == spec.strategy,
+        TradingSession.symbol == spec.symbol,
+        TradingSession.timeframe == spec.timeframe,
+        TradingSession.mode == spec.mode,
+        TradingSession.status == status,
+    )
+
+
 def _find_active(db: Session, spec: BotSpec) -> TradingSession | None:
-    return db.execute(
-        select(TradingSession).where(
-            TradingSession.strategy == spec.strategy,
-            TradingSession.symbol == spec.symbol,
-            TradingSession.timeframe == spec.timeframe,
-            TradingSession.mode == spec.mode,
-            TradingSession.status == "active",
-        )
-    ).scalar_one_or_none()
+    return db.execute(select(TradingSession).where(_bot_sessions(spec, "active"))).scalar_one_or_none()
 
 
 def _newest_ended(db: Session, spec: BotSpec) -> TradingSession | None:
     return db.execute(
         select(TradingSession)
-        .where(
-            TradingSession.strategy == spec.strategy,
-            TradingSession.symbol == spec.symbol,
-            TradingSession.timeframe == spec.timeframe,
-            TradingSession.mode == spec.mode,
-            TradingSession.status == "ended",
-        )
+        .where(_bot_sessions(spec, "ended"))
         .order_by(TradingSession.id.desc())
         .limit(1)
     ).scalar_one_or_none()
@@ -179,13 +176,7 @@ def _find_active_with_positions(db: Session, spec: BotSpec) -> tuple[TradingSess
     rows = db.execute(
         select(TradingSession, Position)
         .outerjoin(Position, (Position.session_id == TradingSession.id) & (Position.status == "open"))
-        .where(
-            TradingSession.strategy == spec.strategy,
-            TradingSession.symbol == spec.symbol,
-            TradingSession.timeframe == spec.timeframe,
-            TradingSession.mode == spec.mode,
-            TradingSession.status == "active",
-        )
+        .where(_bot_sessions(spec, "active"))
         .order_by(Position.id)
     ).all()
     if not rows:
