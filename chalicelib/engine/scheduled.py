@@ -16,7 +16,7 @@ from typing import Any
 
 from chalicelib.db.engine import get_engine
 from chalicelib.db.types import utcnow
-from chalicelib.engine.observability import logger, make_metrics
+from chalicelib.engine.observability import logger, make_metrics, traced
 from chalicelib.engine.sessions import BotSpec, SessionError, open_session, parse_bots
 from chalicelib.engine.tick import DEFAULT_MAX_CANDLES_PER_TICK, TickSettings, fixed_clock, tick_session
 from chalicelib.money import MoneyError, parse_money
@@ -81,9 +81,10 @@ def _tick_bot(engine: Any, bot: BotSpec, now: datetime, initial: Decimal, settin
     metrics.add_dimension(name="Bot", value=f"{bot.strategy}:{bot.symbol}:{bot.timeframe}")
     summary: dict[str, Any] = {"bot": f"{bot.strategy}:{bot.symbol}:{bot.timeframe}:{bot.exchange}"}
     try:
-        opening = open_session(engine, bot, initial_balance=initial, resume=True)
-        result = tick_session(engine, opening.session_id, make_feed(bot.exchange), clock=fixed_clock(now),
-                              settings=settings)
+        with traced("tick", bot=summary["bot"]):
+            opening = open_session(engine, bot, initial_balance=initial, resume=True)
+            result = tick_session(engine, opening.session_id, make_feed(bot.exchange), clock=fixed_clock(now),
+                                  settings=settings)
     except Exception as exc:  # one failing bot must not stop the others
         logger.exception(f"Tick failed for {bot.label}: {exc}")
         metrics.add_metric(name="TickErrors", unit="Count", value=1)

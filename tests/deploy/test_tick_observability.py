@@ -79,3 +79,87 @@ def test_the_service_logger_writes_each_line_once_as_json() -> None:
 
     handlers = [h for h in logging.getLogger("atb").handlers if isinstance(h, logging.StreamHandler)]
     assert handlers == [logger.registered_handler]
+
+
+# --- optional X-Ray tracing ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_tracer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from chalicelib.engine import observability
+
+    monkeypatch.setattr(observability, "_tracer", None)
+    yield
+
+
+def test_tracing_is_off_by_default_and_the_xray_sdk_is_not_imported() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import sys, app",
+        "from chalicelib.engine import observability, scheduled",
+        "assert observability.tracer() is None",
+        "with observability.traced('tick', bot='x'):",
+        "    pass",
+        "print('aws_xray_sdk' in sys.modules)",
+    ])
+    env = {k: v for k, v in os.environ.items() if k != "ATB_TRACING"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_with_tracing_on_each_bot_tick_runs_in_an_annotated_subsegment(
+    aws_stage: AwsStage, replay_exchange: ReplayExchange, client: Client, monkeypatch: pytest.MonkeyPatch,
+    fresh_tracer: None,
+) -> None:
+    from chalicelib.engine import observability
+
+    monkeypatch.setenv("ATB_TRACING", "true")
+    active = observability.tracer()
+    assert active is not None and type(active).__name__ == "Tracer"
+    opened: list[tuple[str, dict[str, Any]]] = []
+    real = active.provider.in_subsegment
+
+    class Spy:
+        def __init__(self, name: str) -> None:
+            self.name, self.annotations = name, {}
+            self.inner = real(name)
+
+        def __enter__(self) -> Spy:
+            self.inner.__enter__()
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            opened.append((self.name, self.annotations))
+            self.inner.__exit__(*exc)
+
+        def put_annotation(self, key: str, value: Any) -> None:
+            self.annotations[key] = value
+
+    monkeypatch.setattr(active.provider, "in_subsegment", Spy)
+    client.lambda_.invoke("migrate", {})
+    payload = client.lambda_.invoke("tick", schedule_event(client, "2024-06-01T00:01:00Z")).payload
+    assert payload["ok"] is True
+    assert opened == [("tick", {"bot": b["bot"]}) for b in payload["bots"]]
+
+
+def test_tracing_asked_for_without_the_xray_sdk_warns_once_and_ticks_anyway(
+    aws_stage: AwsStage, replay_exchange: ReplayExchange, client: Client, monkeypatch: pytest.MonkeyPatch,
+    fresh_tracer: None, log_lines: io.StringIO,
+) -> None:
+    import aws_lambda_powertools
+
+    from chalicelib.engine import observability
+
+    def no_sdk(*_: object, **__: object) -> None:  # what Tracer() raises when aws-xray-sdk is not installed
+        raise ModuleNotFoundError("No module named 'aws_xray_sdk'")
+
+    monkeypatch.setenv("ATB_TRACING", "true")
+    monkeypatch.setattr(aws_lambda_powertools, "Tracer", no_sdk)
+    client.lambda_.invoke("migrate", {})
+    payload = client.lambda_.invoke("tick", schedule_event(client, "2024-06-01T00:01:00Z")).payload
+    assert payload["ok"] is True and observability.tracer() is None
+    warnings = [line for line in json_lines(log_lines.getvalue()) if "ATB_TRACING is on" in line.get("message", "")]
+    assert len(warnings) == 1
