@@ -250,3 +250,21 @@ def test_one_candle_with_a_trade_writes_all_of_it_or_nothing_when_the_database_r
         tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=strategy)
     assert snapshot(engine, with_times=True) == before
     assert row_counts(engine)["ticks"] == 0
+
+
+def test_after_a_manual_capital_increase_the_next_position_is_sized_from_the_new_balance(engine):
+    """Balance 1,000 raised to 5,000 by hand (as POST /api/balance would). Entry at 100, stop 95, no slippage:
+    position cap 5000×10%/100 = 5; risk cap 5000×2%/(100−95) = 20; cash ≈ 49.95 → qty 5, cost 500 (at the old
+    balance it would have been qty 1, cost 100)."""
+    from chalicelib.balances import change_balance
+    from chalicelib.ledger import Actor
+
+    sid = _session(engine)
+    change_balance("set", Decimal(5000), reason="Capital increase", actor=Actor("owner"), session_id=sid,
+                   engine=engine)
+    strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(95), take_profit=Decimal(120))})
+    tick_session(engine, sid, FakeExchange([candle(0, "100"), candle(1, "100")]), clock=fixed_clock(T0 + HOUR * 2),
+                 strategy=strategy, settings=NO_SLIPPAGE)
+    [position] = _rows(engine, Position)
+    assert (position.quantity, position.cost) == (Decimal(5), Decimal(500))
+    assert verify(engine).ok
