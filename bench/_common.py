@@ -167,7 +167,7 @@ def load_ledger(engine: Engine, session_id: int, rows: int, *, end: datetime | N
         session = db.execute(select(TradingSession).where(TradingSession.id == session_id)).scalar_one()
         start_total, reserved, peak, version = (session.total_balance, session.reserved_balance,
                                                 session.peak_balance, session.version)
-        from chalicelib.engine.sessions import held_quantities, open_positions
+        from chalicelib.ledger import held_quantities, open_positions
 
         held_map = held_quantities(open_positions(db, session_id))
     held = format(held_map["BTC"].normalize(), "f") if held_map.get("BTC") else ""

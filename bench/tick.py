@@ -53,8 +53,9 @@ from chalicelib.db.types import utcnow
 from chalicelib.db.uow import write_transaction
 from chalicelib.engine import tick as tick_module
 from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import BotSpec, held_quantities, open_positions, open_session
+from chalicelib.engine.sessions import BotSpec, open_session
 from chalicelib.engine.tick import TickSettings, tick_session
+from chalicelib.ledger import held_quantities, open_positions
 from chalicelib.money import quantize_money
 from chalicelib.trading.candles import Candle
 from chalicelib.trading.feeds import ReplayFeed

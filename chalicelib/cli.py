@@ -546,7 +546,7 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
 def _print_session_end(session_id: int, ticks: int) -> None:
     from chalicelib.db.models import TradingSession
     from chalicelib.db.uow import read_transaction
-    from chalicelib.engine.sessions import open_positions
+    from chalicelib.ledger import open_positions
 
     with read_transaction() as dbs:
         session = dbs.get(TradingSession, session_id)

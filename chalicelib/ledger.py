@@ -84,18 +84,29 @@ def base_asset(symbol: str) -> str:
     return symbol.upper()
 
 
-def open_quantities(db: Session, session_id: int) -> dict[str, Decimal]:
-    """Quantity held per base asset in open positions (for ``asset_balances``)."""
-    rows = db.execute(
-        select(Position.symbol, Position.quantity).where(
-            Position.session_id == session_id, Position.status == "open"
-        )
-    ).all()
+def open_positions(db: Session, session_id: int) -> list[Position]:
+    """A session's open positions, oldest first."""
+    return list(
+        db.execute(
+            select(Position)
+            .where(Position.session_id == session_id, Position.status == "open")
+            .order_by(Position.id)
+        ).scalars()
+    )
+
+
+def held_quantities(positions: list[Position]) -> dict[str, Decimal]:
+    """Quantity held per base asset in these positions (for ``asset_balances``)."""
     held: dict[str, Decimal] = {}
-    for symbol, quantity in rows:
-        asset = base_asset(symbol)
-        held[asset] = held.get(asset, ZERO) + quantity
+    for p in positions:
+        asset = base_asset(p.symbol)
+        held[asset] = held.get(asset, ZERO) + p.quantity
     return held
+
+
+def open_quantities(db: Session, session_id: int) -> dict[str, Decimal]:
+    """Quantity held per base asset in the session's open positions."""
+    return held_quantities(open_positions(db, session_id))
 
 
 def _check_text(value: str, what: str, limit: int) -> str:

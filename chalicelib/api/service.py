@@ -45,27 +45,18 @@ def unrealized_pnl(position: Position, close: Decimal | None) -> Decimal | None:
     return quantize_money(move * position.quantity)
 
 
-def _open_positions(db: Session, session_id: int) -> list[Position]:
-    from sqlalchemy import select
-
-    from chalicelib.db.models import Position
-
-    return list(db.execute(
-        select(Position).where(Position.session_id == session_id, Position.status == "open").order_by(Position.id)
-    ).scalars())
-
-
 def balance(session_id: int | None) -> dict[str, Any]:
     """The balance summary: current, available, reserved, 24h change, equity at the last close, recent entries."""
     from chalicelib.balances import select_session, summarize
     from chalicelib.db.uow import read_transaction
+    from chalicelib.ledger import open_positions
     from chalicelib.views import summary_view
 
     with read_transaction() as db:
         session = select_session(db, session_id)
         summary = summarize(db, session)
         close, _ = _last_close(db, session.id) if session.reserved_balance else (None, None)
-        open_pnl = sum((unrealized_pnl(p, close) or ZERO for p in _open_positions(db, session.id)), ZERO) \
+        open_pnl = sum((unrealized_pnl(p, close) or ZERO for p in open_positions(db, session.id)), ZERO) \
             if close is not None else ZERO
     view = summary_view(summary)
     view["unrealized_pnl"] = open_pnl
@@ -128,13 +119,14 @@ def history(session_id: int | None, limit: int, before: int | None) -> dict[str,
 def positions(session_id: int | None) -> dict[str, Any]:
     from chalicelib.balances import select_session
     from chalicelib.db.uow import read_transaction
+    from chalicelib.ledger import open_positions
     from chalicelib.views import position_view
 
     with read_transaction() as db:
         session = select_session(db, session_id)
         close, close_at = _last_close(db, session.id)
         views = []
-        for p in _open_positions(db, session.id):
+        for p in open_positions(db, session.id):
             view = position_view(p)
             view["last_close"] = close
             view["unrealized_pnl"] = unrealized_pnl(p, close)

@@ -25,7 +25,7 @@ from chalicelib.db.models import Position, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.engine.observability import logger
-from chalicelib.ledger import SYSTEM, Actor, base_asset
+from chalicelib.ledger import SYSTEM, Actor, held_quantities, open_positions
 from chalicelib.money import ZERO, format_usd
 from chalicelib.trading.candles import format_time, timeframe_to_timedelta
 from chalicelib.trading.feeds import to_plain_symbol
@@ -185,24 +185,6 @@ def _find_active_with_positions(db: Session, spec: BotSpec) -> tuple[TradingSess
     if len(sessions) > 1:  # the one-active-session index forbids this; fail as scalar_one_or_none() would
         raise MultipleResultsFound("more than one active session for " + spec.label)
     return rows[0][0], [row[1] for row in rows if row[1] is not None]
-
-
-def open_positions(db: Session, session_id: int) -> list[Position]:
-    return list(
-        db.execute(
-            select(Position)
-            .where(Position.session_id == session_id, Position.status == "open")
-            .order_by(Position.id)
-        ).scalars()
-    )
-
-
-def held_quantities(positions: list[Position]) -> dict[str, Decimal]:
-    held: dict[str, Decimal] = {}
-    for p in positions:
-        asset = base_asset(p.symbol)
-        held[asset] = held.get(asset, ZERO) + p.quantity
-    return held
 
 
 def _recovered(positions: list[Position]) -> tuple[RecoveredPosition, ...]:

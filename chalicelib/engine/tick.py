@@ -34,7 +34,7 @@ from chalicelib.db.models import Position, TickLog, Trade, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.engine.observability import logger, set_candle_time, tick_log_keys
-from chalicelib.engine.sessions import held_quantities, open_positions
+from chalicelib.ledger import held_quantities, open_positions
 from chalicelib.money import ZERO, format_usd, quantize_money
 from chalicelib.trading.broker import (
     BrokerConfig,
