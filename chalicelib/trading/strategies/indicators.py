@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from itertools import pairwise
 
+from chalicelib.money import quantize_money
 from chalicelib.trading.candles import Candle
+from chalicelib.trading.strategies.base import EnterLong
 
 
 def sma(values: Sequence[Decimal], period: int) -> Decimal:
@@ -29,6 +31,19 @@ def atr(candles: Sequence[Candle], period: int = 14) -> Decimal:
     tail = candles[-(period + 1) :]
     ranges = [true_range(cur, prev.close) for prev, cur in pairwise(tail)]
     return sum(ranges, Decimal(0)) / period
+
+
+def atr_bracket(
+    candles: Sequence[Candle], *, period: int, stop_atr: Decimal, target_atr: Decimal, reason: str
+) -> EnterLong:
+    """Enter long at the last close with a stop ``stop_atr`` ATRs below it and a target ``target_atr`` above."""
+    close = candles[-1].close
+    width = atr(candles, period)
+    return EnterLong(
+        stop_loss=quantize_money(close - stop_atr * width),
+        take_profit=quantize_money(close + target_atr * width),
+        reason=reason,
+    )
 
 
 def log_return(new: float, old: float) -> float:

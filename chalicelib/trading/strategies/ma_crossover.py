@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from chalicelib.money import quantize_money
 from chalicelib.trading.candles import Candle
 from chalicelib.trading.position import PositionView
-from chalicelib.trading.strategies.base import Decision, EnterLong, Exit, Hold
-from chalicelib.trading.strategies.indicators import atr, sma
+from chalicelib.trading.strategies.base import Decision, Exit, Hold
+from chalicelib.trading.strategies.indicators import atr_bracket, sma
 
 
 @dataclass(frozen=True)
@@ -45,11 +44,6 @@ class MaCrossover:
             return Hold()
         fast_before, slow_before = sma(closes[:-1], self.fast), sma(closes[:-1], self.slow)
         if fast_before <= slow_before and fast_now > slow_now:
-            close = candles[-1].close
-            width = atr(candles, self.atr_period)
-            return EnterLong(
-                stop_loss=quantize_money(close - self.stop_atr * width),
-                take_profit=quantize_money(close + self.target_atr * width),
-                reason=f"fast SMA crossed above slow SMA ({fast_now:.2f} > {slow_now:.2f})",
-            )
+            return atr_bracket(candles, period=self.atr_period, stop_atr=self.stop_atr, target_atr=self.target_atr,
+                               reason=f"fast SMA crossed above slow SMA ({fast_now:.2f} > {slow_now:.2f})")
         return Hold()

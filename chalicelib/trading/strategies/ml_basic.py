@@ -45,11 +45,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from chalicelib.money import quantize_money
 from chalicelib.trading.candles import Candle
 from chalicelib.trading.position import PositionView
-from chalicelib.trading.strategies.base import Decision, EnterLong, Exit, Hold
-from chalicelib.trading.strategies.indicators import atr, rsi, stdev
+from chalicelib.trading.strategies.base import Decision, Exit, Hold
+from chalicelib.trading.strategies.indicators import atr_bracket, rsi, stdev
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "ml_basic_weights.json"
 FEATURES: tuple[str, ...] = (
@@ -226,11 +225,6 @@ class MlBasic:
                 return Exit(reason=f"p(up)={p:.3f} < exit threshold {self.model.exit_threshold:.3f}")
             return Hold(reason=f"p(up)={p:.3f}")
         if p > self.model.enter_threshold:
-            close = candles[-1].close
-            width = atr(candles, self.atr_period)
-            return EnterLong(
-                stop_loss=quantize_money(close - self.stop_atr * width),
-                take_profit=quantize_money(close + self.target_atr * width),
-                reason=f"p(up)={p:.3f} > enter threshold {self.model.enter_threshold:.3f}",
-            )
+            return atr_bracket(candles, period=self.atr_period, stop_atr=self.stop_atr, target_atr=self.target_atr,
+                               reason=f"p(up)={p:.3f} > enter threshold {self.model.enter_threshold:.3f}")
         return Hold(reason=f"p(up)={p:.3f}")
