@@ -27,18 +27,23 @@ def default_sqlite_url(directory: Path | None = None) -> str:
     return f"sqlite:///{path}"
 
 
-def get_secret_json(arn: str) -> dict[str, Any]:
-    """A JSON secret from Secrets Manager, cached (powertools Parameters) so a warm container asks once."""
+def get_secret_text(arn: str, what: str = "secret") -> str:
+    """A secret's text from Secrets Manager, cached (powertools Parameters) so a warm container asks once."""
     from aws_lambda_powertools.utilities import parameters
 
     try:
-        value = parameters.get_secret(arn, transform="json", max_age=SECRET_MAX_AGE)
-    except parameters.exceptions.TransformParameterError:
-        raise ConfigurationError(f"secret {arn} is not JSON") from None
+        value = parameters.get_secret(arn, max_age=SECRET_MAX_AGE)
     except Exception as exc:  # boto errors: say which secret and why, on one line
-        raise ConfigurationError(f"cannot read secret {arn}: {exc}") from exc
-    if isinstance(value, str):  # pragma: no cover - transform already decoded it
-        value = json.loads(value)
+        raise ConfigurationError(f"cannot read {what} {arn}: {exc}") from exc
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def get_secret_json(arn: str) -> dict[str, Any]:
+    """A JSON object secret (RDS's shape), through :func:`get_secret_text`'s cache."""
+    try:
+        value = json.loads(get_secret_text(arn))
+    except json.JSONDecodeError:
+        raise ConfigurationError(f"secret {arn} is not JSON") from None
     if not isinstance(value, dict):
         raise ConfigurationError(f"secret {arn} must be a JSON object, got {type(value).__name__}")
     return value

@@ -87,27 +87,17 @@ def parse_tokens(text: str) -> tuple[ApiToken, ...]:
     return tuple(t for t in tokens if t is not None)
 
 
-def _secret_text(arn: str) -> str:
-    from aws_lambda_powertools.utilities import parameters
-
-    from chalicelib.settings import SECRET_MAX_AGE, ConfigurationError
-
-    try:
-        value = parameters.get_secret(arn, max_age=SECRET_MAX_AGE)
-    except Exception as exc:
-        raise ConfigurationError(f"cannot read the API token secret {arn}: {exc}") from exc
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    return str(value)
-
-
 def configured_tokens() -> tuple[ApiToken, ...]:
     """``ATB_API_TOKENS`` when set (like ``DATABASE_URL``, the explicit local value wins), else the secret."""
     local = os.environ.get("ATB_API_TOKENS", "").strip()
     if local:
         return parse_tokens(local)
     arn = os.environ.get("ATB_API_TOKENS_SECRET_ARN", "").strip()
-    return parse_tokens(_secret_text(arn)) if arn else ()
+    if not arn:
+        return ()
+    from chalicelib.settings import get_secret_text
+
+    return parse_tokens(get_secret_text(arn, "the API token secret"))
 
 
 def authenticate(headers: Mapping[str, str], required: Scope) -> Principal:
