@@ -10,16 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from chalicelib import ledger
-from chalicelib.db.models import AccountBalance, TradingSession
+from chalicelib import accounting, ledger
+from chalicelib.db.models import AccountBalance, TickLog, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
-from chalicelib.ledger import Actor, LedgerError
+from chalicelib.ledger import CAPITAL_FLOW_KINDS, Actor, LedgerError, open_positions
+from chalicelib.money import ZERO
+from chalicelib.trading.candles import timeframe_to_timedelta
 
 ChangeOp = Literal["set", "deposit", "withdraw"]
 MAX_HISTORY_PAGE = 500
@@ -58,6 +60,9 @@ def select_session(db: Session, session_id: int | None = None) -> TradingSession
         ).scalars()
     )
     if not active:
+        accounts = list(db.execute(select(TradingSession).order_by(TradingSession.id).limit(2)).scalars())
+        if len(accounts) == 1:
+            return accounts[0]  # the one account there is, stopped: still readable without naming it
         raise NoActiveSession("no active trading session; start one with `atb sessions start` or `atb live`")
     if len(active) > 1:
         raise AmbiguousSession(active)
@@ -112,39 +117,146 @@ def change_balance(
 
 
 @dataclass(frozen=True)
+class AccountPoint:
+    """The account at one moment of market time: equity and its units (``chalicelib.accounting``)."""
+
+    market_time: datetime
+    equity: Decimal
+    units: Decimal
+    unit_value: Decimal
+    performance_index: Decimal
+
+
+@dataclass(frozen=True)
+class WindowTotals:
+    """What the ledger rows of a window add up to, by what they were."""
+
+    net_flows: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+
+
+@dataclass(frozen=True)
 class BalanceSummary:
+    """The account now, 24 market hours ago, and what happened in between, read in one snapshot.
+
+    Performance (``change_24h_percent``, ``drawdown``, ``time_weighted_return``) is measured on the value per unit,
+    so deposits, withdrawals and manual sets never move it; the plain change in equity is split into net capital
+    flows and P&L."""
+
     session: TradingSession
     latest: AccountBalance | None
-    balance_24h_ago: Decimal | None
-    change_24h_percent: Decimal | None
     recent: list[AccountBalance]
+    now: AccountPoint
+    start: AccountPoint
+    window: WindowTotals
+    unrealized_pnl: Decimal
+
+    @property
+    def balance_24h_ago(self) -> Decimal:
+        return self.start.equity
+
+    @property
+    def change_24h_fraction(self) -> Decimal | None:
+        return accounting.time_weighted_return(self.start.performance_index, self.now.performance_index)
+
+    @property
+    def change_24h_percent(self) -> Decimal | None:
+        """24 h performance in percent, excluding capital flows (the time-weighted return over the window)."""
+        return accounting.percent(self.change_24h_fraction)
+
+    @property
+    def balance_delta_24h(self) -> Decimal:
+        return self.now.equity - self.start.equity
+
+    @property
+    def pnl_24h(self) -> Decimal:
+        """Realised and unrealised trading result over the window: the plain change less the net flows."""
+        return self.balance_delta_24h - self.window.net_flows
+
+    @property
+    def drawdown(self) -> Decimal:
+        return accounting.drawdown(self.session.unit_value, self.session.peak_unit_value)
+
+    @property
+    def time_weighted_return(self) -> Decimal | None:
+        """Since the account began (its performance index started at 1)."""
+        return accounting.time_weighted_return(accounting.ONE, self.now.performance_index)
+
+    @property
+    def total_pnl(self) -> Decimal:
+        """Money-weighted: equity less the capital put in (initial capital and net flows since the last reset)."""
+        return self.now.equity - self.session.net_contributions
 
 
-def balance_change_percent(current: Decimal, before: Decimal | None) -> Decimal | None:
-    """Percent change from ``before`` to ``current``, two decimals; None when there is no base to compare."""
-    if before is None or before == 0:
-        return None
-    return ((current - before) / before * 100).quantize(Decimal("0.01"))
+def _point(market_time: Any, equity: Any, units: Any, unit_value: Any, index: Any) -> AccountPoint:
+    return AccountPoint(market_time, equity, units, unit_value, index)
 
 
-def balance_at(db: Session, session_id: int, moment: datetime) -> AccountBalance | None:
-    """The ledger row in force at ``moment`` (the newest one written at or before it)."""
-    return db.execute(
-        select(AccountBalance)
-        .where(AccountBalance.session_id == session_id, AccountBalance.last_updated <= moment)
-        .order_by(AccountBalance.last_updated.desc(), AccountBalance.id.desc())
+def point_at(db: Session, session: TradingSession, moment: datetime) -> AccountPoint | None:
+    """The account as it stood at market time ``moment``: the newer of the last ledger row and the last tick
+    row at or before it (a tick row marks open positions at its candle's close; on a tie the ledger row wins, as
+    a manual change at that close came after the tick)."""
+    row = db.execute(
+        select(AccountBalance.market_time, AccountBalance.equity, AccountBalance.units, AccountBalance.unit_value,
+               AccountBalance.performance_index, AccountBalance.last_updated)
+        .where(AccountBalance.session_id == session.id, AccountBalance.market_time <= moment)
+        .order_by(AccountBalance.market_time.desc(), AccountBalance.id.desc())
         .limit(1)
-    ).scalar_one_or_none()
+    ).first()
+    step = timeframe_to_timedelta(session.timeframe)
+    tick = db.execute(
+        select(TickLog.market_time, TickLog.equity, TickLog.units, TickLog.unit_value, TickLog.performance_index,
+               TickLog.processed_at)
+        .where(TickLog.session_id == session.id, TickLog.candle_time <= moment - step, TickLog.equity.is_not(None))
+        .order_by(TickLog.candle_time.desc())
+        .limit(1)
+    ).first()
+    if tick is not None and (row is None or (tick[0], tick[5]) > (row[0], row[5])):
+        return _point(tick[0], tick[1], tick[2], tick[3], tick[4])  # non-null since 0003 (equity is not null)
+    return _point(*row[:5]) if row is not None else None
 
 
-def summarize(db: Session, session: TradingSession, *, now: datetime | None = None,
-              recent: int = 5) -> BalanceSummary:
-    """Current balance, the balance in force 24 hours ago and the change since, and the last few entries.
+def _first_point(db: Session, session_id: int) -> tuple[AccountPoint, int] | None:
+    row = db.execute(
+        select(AccountBalance.market_time, AccountBalance.equity, AccountBalance.units, AccountBalance.unit_value,
+               AccountBalance.performance_index, AccountBalance.id)
+        .where(AccountBalance.session_id == session_id)
+        .order_by(AccountBalance.id)
+        .limit(1)
+    ).first()
+    return (_point(*row[:5]), row[5]) if row is not None else None
 
-    When the session is younger than 24 hours the comparison base is its first ledger row (the starting
-    capital), so the figure reads "change since start".
+
+def window_totals(db: Session, session_id: int, *, after: datetime | None = None,
+                  after_id: int | None = None) -> WindowTotals:
+    """Net capital flows, realised P&L and fees of the rows after market time ``after`` (or after ledger row
+    ``after_id``). Summed exactly: by the database on PostgreSQL (NUMERIC), in Python on SQLite (decimal text)."""
+    kinds = (*CAPITAL_FLOW_KINDS, "reset", "trade_pnl", "fee")
+    where = [AccountBalance.session_id == session_id, AccountBalance.kind.in_(kinds)]
+    if after is not None:
+        where.append(AccountBalance.market_time > after)
+    if after_id is not None:
+        where.append(AccountBalance.id > after_id)
+    sums: dict[str, Decimal] = {}
+    if db.get_bind().dialect.name == "postgresql":
+        for kind, total in db.execute(
+            select(AccountBalance.kind, func.sum(AccountBalance.delta)).where(*where).group_by(AccountBalance.kind)
+        ).all():
+            sums[kind] = Decimal(total)
+    else:
+        for kind, delta in db.execute(select(AccountBalance.kind, AccountBalance.delta).where(*where)).all():
+            sums[kind] = sums.get(kind, ZERO) + delta
+    flows = sum((sums.get(k, ZERO) for k in (*CAPITAL_FLOW_KINDS, "reset")), ZERO)
+    return WindowTotals(net_flows=flows, realized_pnl=sums.get("trade_pnl", ZERO), fees=-sums.get("fee", ZERO))
+
+
+def summarize(db: Session, session: TradingSession, *, recent: int = 5) -> BalanceSummary:
+    """The account now and over the last 24 market hours (the window ends at the newest applied candle's close).
+
+    An account younger than 24 hours compares with its first ledger row (the starting capital), so the figures
+    read "since start".
     """
-    now = now or utcnow()
     recent_rows = list(
         db.execute(
             select(AccountBalance)
@@ -154,22 +266,22 @@ def summarize(db: Session, session: TradingSession, *, now: datetime | None = No
         ).scalars()
     )
     latest = recent_rows[0] if recent_rows else None
-    base = balance_at(db, session.id, now - timedelta(hours=24))
-    if base is None:
-        base = db.execute(
-            select(AccountBalance)
-            .where(AccountBalance.session_id == session.id)
-            .order_by(AccountBalance.id)
-            .limit(1)
-        ).scalar_one_or_none()
-    before = base.total_balance if base is not None else None
-    return BalanceSummary(
-        session=session,
-        latest=latest,
-        balance_24h_ago=before,
-        change_24h_percent=balance_change_percent(session.total_balance, before),
-        recent=recent_rows[:recent],
-    )
+    positions = open_positions(db, session.id)
+    state = ledger.unit_state(session)
+    moment = session.market_time or (latest.market_time if latest is not None else utcnow())
+    now = AccountPoint(moment, ledger.equity_of(session, positions), state.units, state.unit_value,
+                       state.performance_index)
+    unrealized = ledger.marked_value(positions, session.mark_price) - session.reserved_balance
+    since = moment - timedelta(hours=24)
+    start = point_at(db, session, since)
+    if start is not None:
+        totals = window_totals(db, session.id, after=since)
+    else:
+        first = _first_point(db, session.id)
+        start = first[0] if first is not None else now
+        totals = window_totals(db, session.id, after_id=first[1]) if first is not None else WindowTotals()
+    return BalanceSummary(session=session, latest=latest, recent=recent_rows[:recent], now=now, start=start,
+                          window=totals, unrealized_pnl=unrealized)
 
 
 def history_page(

@@ -178,6 +178,7 @@ def balance() -> None:
 @domain_errors
 def balance_show(session_id: int | None, as_json: bool) -> None:
     """The current balance, its 24-hour change and the last changes."""
+    from chalicelib import accounting
     from chalicelib.balances import read_summary
     from chalicelib.views import summary_view
 
@@ -187,14 +188,28 @@ def balance_show(session_id: int | None, as_json: bool) -> None:
         return
     s = summary.session
     change = summary.change_24h_percent
-    click.echo(f"Session #{s.id} {s.strategy} {s.symbol} {s.timeframe} ({s.mode})")
-    click.echo(f"  balance:   {format_usd(s.total_balance)} {s.base_currency}"
-               + (f"  ({change:+}% in 24h)" if change is not None else ""))
-    click.echo(f"  available: {format_usd(s.available_balance)}   reserved: {format_usd(s.reserved_balance)}"
-               f"   peak: {format_usd(s.peak_balance)}")
+    twr = summary.time_weighted_return
+    click.echo(f"Session #{s.id} {s.strategy} {s.symbol} {s.timeframe} ({s.mode}), market time "
+               f"{summary.now.market_time:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"  balance:     {format_usd(s.total_balance)} {s.base_currency}   equity "
+               f"{format_usd(summary.now.equity)}   available {format_usd(s.available_balance)}   reserved "
+               f"{format_usd(s.reserved_balance)}")
+    click.echo(f"  24h:         performance {_pct(change)} (capital flows excluded); change "
+               f"{_signed_usd(summary.balance_delta_24h)} = flows {_signed_usd(summary.window.net_flows)} "
+               f"+ P&L {_signed_usd(summary.pnl_24h)}")
+    click.echo(f"  since start: time-weighted return {_pct(accounting.percent(twr))}, P&L "
+               f"{_signed_usd(summary.total_pnl)}; drawdown {summary.drawdown * 100:.2f}% from the peak value per unit")
     if summary.latest is not None:
         click.echo(f"  last change: {summary.latest.update_reason} ({summary.latest.updated_by}, "
                    f"{summary.latest.last_updated:%Y-%m-%d %H:%M} UTC)")
+
+
+def _pct(value: Decimal | None) -> str:
+    return "n/a" if value is None else f"{value:+}%"
+
+
+def _signed_usd(value: Decimal) -> str:
+    return ("+" if value >= 0 else "") + format_usd(value)
 
 
 def _change(op: str, amount: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
@@ -269,11 +284,12 @@ def balance_history(session_id: int | None, limit: int, before: int | None, as_j
         print_json({"session_id": session.id, "entries": [entry_view(r) for r in rows],
                     "next_cursor": next_cursor})
         return
-    click.echo(f"Session #{session.id} — {len(rows)} entries, newest first")
+    click.echo(f"Session #{session.id} — {len(rows)} entries, newest first (market time, then what and why)")
     for r in rows:
         who = r.updated_by + (f" ({r.updated_by_label})" if r.updated_by_label else "")
-        click.echo(f"{r.id:>8}  {r.last_updated:%Y-%m-%d %H:%M:%S}  {r.kind:<22} {format_usd(r.delta):>14}  "
-                   f"→ {format_usd(r.total_balance):>14}  {who}: {r.update_reason}")
+        click.echo(f"{r.id:>8}  {r.market_time:%Y-%m-%d %H:%M}  {r.kind:<22} {format_usd(r.delta):>14}  "
+                   f"→ {format_usd(r.total_balance):>14}  {who}: {r.update_reason} "
+                   f"(recorded {r.last_updated:%Y-%m-%d %H:%M:%S})")
     if next_cursor:
         click.echo(f"more: atb balance history --before {next_cursor}")
 

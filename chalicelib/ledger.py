@@ -1,34 +1,46 @@
 """The ledger service: the only code that changes a session's money.
 
-Every change is one append-only ``account_balances`` row (delta, balance after, kind, reason, who, reference)
-written in the same transaction as the session's cached balance. Each call first takes the session row lock
-(``SELECT … FOR UPDATE`` on Postgres; SQLite write transactions hold the database lock from ``BEGIN
-IMMEDIATE``), then reads the balance, so two writers in any interleaving give the result of one after the other.
+Every change is one append-only ``account_balances`` row (delta, balance after, kind, reason, who, reference,
+units, market time) written in the same transaction as the session's cached balance. Each call first takes the
+session row lock (``SELECT … FOR UPDATE`` on Postgres; SQLite write transactions hold the database lock from
+``BEGIN IMMEDIATE``), then reads the balance, so two writers in any interleaving give the result of one after the
+other.
 
 Bookkeeping: ``total = cash + cost of open positions``, ``reserved = cost of open positions``,
-``available = total − reserved`` (the cash), never negative. The peak balance, from which drawdown is measured,
-follows trading results; capital flows (deposits, withdrawals, manual sets, resets) move it by the same amount so
-that adding or removing capital is not mistaken for a trading gain or loss.
+``available = total − reserved`` (the cash), never negative. Beside it the account keeps units
+(``chalicelib.accounting``): equity = cash + open positions marked at the last close; a capital flow (deposit,
+withdrawal, manual set) issues or redeems units at the value per unit, trading moves the value per unit, and the
+drawdown is measured on the value per unit, so adding or removing capital never looks like a gain or a loss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from chalicelib import accounting
+from chalicelib.accounting import UnitState
 from chalicelib.db.models import LEDGER_KINDS, AccountBalance, Position, TradingSession
 from chalicelib.db.types import utcnow
-from chalicelib.money import ZERO, money_text, quantize_money
+from chalicelib.money import ZERO, format_usd, money_text, quantize_money
 
-#: Kinds that move capital in or out (they shift the peak instead of setting a new one).
-CAPITAL_FLOW_KINDS = frozenset({"initial", "manual_set", "deposit", "withdrawal", "reset", "resumed"})
+#: Kinds that move capital in or out at the value per unit (units issued or redeemed; performance unchanged).
+CAPITAL_FLOW_KINDS = frozenset({"deposit", "withdrawal", "manual_set"})
+#: Kinds that start a unit series at a value per unit of 1 (the first row of an account, and a reset).
+SERIES_START_KINDS = frozenset({"initial", "recovered_from_trades", "resumed", "reset"})
+#: Kinds a ledger may begin with.
+OPENING_KINDS = frozenset({"initial", "recovered_from_trades", "resumed", "reset"})
+#: Trading results: they move the value per unit.
+TRADING_KINDS = frozenset({"trade_pnl", "fee"})
+#: Events in the account's timeline that move no money (delta 0): a strategy switch, a stopped bot reopened.
+EVENT_KINDS = frozenset({"strategy_switch", "reopened"})
 MAX_REASON_LENGTH = 200
 MAX_ACTOR_LENGTH = 100
 
@@ -109,6 +121,24 @@ def open_quantities(db: Session, session_id: int) -> dict[str, Decimal]:
     return held_quantities(open_positions(db, session_id))
 
 
+def marked_value(positions: Sequence[Position], mark: Decimal | None) -> Decimal:
+    """What open positions are worth at ``mark`` (the last close); at cost while no candle has been applied."""
+    if mark is None:
+        return sum((p.cost for p in positions), ZERO)
+    return quantize_money(sum((p.quantity * mark for p in positions), ZERO))
+
+
+def unit_state(session: TradingSession) -> UnitState:
+    """The account's units as the session row caches them."""
+    return UnitState(units=session.units, unit_value=session.unit_value, peak_unit_value=session.peak_unit_value,
+                     series_base=session.series_base)
+
+
+def equity_of(session: TradingSession, positions: Sequence[Position], mark: Decimal | None = None) -> Decimal:
+    """Equity: cash plus open positions marked at ``mark`` (default: the session's last close)."""
+    return session.available_balance + marked_value(positions, mark if mark is not None else session.mark_price)
+
+
 def _check_text(value: str, what: str, limit: int) -> str:
     cleaned = value.strip()
     if not cleaned:
@@ -116,6 +146,26 @@ def _check_text(value: str, what: str, limit: int) -> str:
     if len(cleaned) > limit:
         raise InvalidChange(f"{what} is longer than {limit} characters")
     return cleaned
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One checked change: the ledger row's columns and the session's cached columns after it."""
+
+    row: dict[str, Any]
+    session: dict[str, Any]
+
+
+def _units_after(session: TradingSession, kind: str, delta: Decimal, equity: Decimal) -> tuple[UnitState, Decimal]:
+    """The account's units and net contributions after a change of ``kind`` that leaves equity at ``equity``."""
+    state = unit_state(session)
+    if kind in SERIES_START_KINDS:
+        return accounting.new_series(state, equity), session.total_balance + delta
+    if kind in CAPITAL_FLOW_KINDS:
+        return accounting.after_flow(state, equity - delta, delta), session.net_contributions + delta
+    if kind in TRADING_KINDS:
+        return accounting.after_trading(state, equity), session.net_contributions
+    return state, session.net_contributions
 
 
 def _entry(
@@ -129,11 +179,16 @@ def _entry(
     reference: str | None,
     held: Mapping[str, Decimal],
     when: datetime,
-) -> tuple[dict[str, Any], Decimal]:
-    """Check one change against the session's current balance and compute its ledger row (column values) and
-    the new peak. Raises before anything is written; changes nothing."""
+    positions_value: Decimal | None,
+    market_time: datetime | None,
+) -> Posting:
+    """Check one change against the session's current balance and compute its ledger row and the session's new
+    cached values. ``positions_value`` is what the open positions are worth after the change at the current mark
+    (None: at cost). Raises before anything is written; changes nothing."""
     if kind not in LEDGER_KINDS:
         raise InvalidChange(f"unknown ledger kind {kind!r}")
+    if kind in EVENT_KINDS and (delta != 0 or reserved_delta != 0):
+        raise InvalidChange(f"a {kind} row moves no money")
     if delta != quantize_money(delta) or reserved_delta != quantize_money(reserved_delta):
         raise InvalidChange("amounts carry at most 8 decimal places")
     reason = _check_text(reason, "reason", MAX_REASON_LENGTH)
@@ -144,22 +199,17 @@ def _entry(
     reserved = session.reserved_balance + reserved_delta
     available = total - reserved
     if reserved < 0:
-        raise InvalidChange(f"reserved balance would be negative ({money_text(reserved)})")
+        raise InvalidChange(f"reserved balance would be negative ({format_usd(reserved)})")
     if available < 0:
         raise InsufficientFunds(
-            f"available balance would be {money_text(available)} {session.base_currency} "
-            f"(total {money_text(total)}, of which {money_text(reserved)} is held by open positions)"
+            f"available balance would be {format_usd(available)} {session.base_currency} "
+            f"(total {format_usd(total)}, of which {format_usd(reserved)} is held by open positions)"
         )
+    equity = available + (reserved if positions_value is None else positions_value)
+    state, contributions = _units_after(session, kind, delta, equity)
 
     assets = {session.base_currency: money_text(available)}
     assets.update({asset: format(qty.normalize(), "f") for asset, qty in sorted(held.items()) if qty})
-
-    if kind in CAPITAL_FLOW_KINDS:
-        peak = max(session.peak_balance + delta, total)
-    else:
-        peak = max(session.peak_balance, total)
-    if kind in ("initial", "reset", "resumed"):
-        peak = total
 
     row = {
         "session_id": session.id,
@@ -171,12 +221,28 @@ def _entry(
         "reserved_balance": reserved,
         "asset_balances": assets,
         "reference": reference,
+        "units": state.units,
+        "unit_value": state.unit_value,
+        "performance_index": state.performance_index,
+        "equity": equity,
+        "market_time": market_time or session.market_time or when,
         "last_updated": when,
         "updated_by": name,
         "updated_by_label": label,
         "update_reason": reason,
     }
-    return row, peak
+    cached = {
+        "total_balance": total,
+        "available_balance": available,
+        "reserved_balance": reserved,
+        "units": state.units,
+        "unit_value": state.unit_value,
+        "peak_unit_value": state.peak_unit_value,
+        "series_base": state.series_base,
+        "net_contributions": contributions,
+        "version": session.version + 1,
+    }
+    return Posting(row, cached)
 
 
 def post(
@@ -190,24 +256,26 @@ def post(
     reserved_delta: Decimal = ZERO,
     reference: str | None = None,
     held: Mapping[str, Decimal] | None = None,
+    positions_value: Decimal | None = None,
     now: datetime | None = None,
+    market_time: datetime | None = None,
 ) -> AccountBalance:
     """Append one ledger row and update the session's cached balance. The caller holds the session lock.
 
-    ``held`` is the base-asset quantity per asset after the change (default: read from open positions).
+    Without ``held`` and ``positions_value`` both are read from the open positions after the change, valued at the
+    session's last close.
     """
-    if held is None:
-        reserved = session.reserved_balance + reserved_delta
-        held = open_quantities(db, session.id) if reserved > 0 or reserved_delta != 0 else {}
-    values, peak = _entry(session, kind=kind, delta=delta, reason=reason, actor=actor, reserved_delta=reserved_delta,
-                          reference=reference, held=held, when=now or utcnow())
-    row = AccountBalance(**values)
+    if held is None or positions_value is None:
+        positions = open_positions(db, session.id)
+        held = held_quantities(positions) if held is None else held
+        positions_value = marked_value(positions, session.mark_price) if positions_value is None else positions_value
+    posting = _entry(session, kind=kind, delta=delta, reason=reason, actor=actor, reserved_delta=reserved_delta,
+                     reference=reference, held=held, when=now or utcnow(), positions_value=positions_value,
+                     market_time=market_time)
+    row = AccountBalance(**posting.row)
     db.add(row)
-    session.total_balance = values["total_balance"]
-    session.reserved_balance = values["reserved_balance"]
-    session.available_balance = values["available_balance"]
-    session.peak_balance = peak
-    session.version = session.version + 1
+    for key, value in posting.session.items():
+        setattr(session, key, value)
     db.flush()
     return row
 
@@ -226,7 +294,8 @@ class Batch:
     it a second time); nothing reaches the database until :meth:`write`.
     """
 
-    _COLUMNS = ("total_balance", "available_balance", "reserved_balance", "peak_balance", "version")
+    _COLUMNS = ("total_balance", "available_balance", "reserved_balance", "units", "unit_value", "peak_unit_value",
+                "series_base", "net_contributions", "version", "mark_price", "market_time")
 
     def __init__(self, db: Session, session: TradingSession) -> None:
         self.db = db
@@ -234,30 +303,39 @@ class Batch:
         self.rows: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
 
+    def _cache(self, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            set_committed_value(self.session, key, value)
+
     def post(self, *, kind: str, delta: Decimal, reason: str, held: Mapping[str, Decimal], now: datetime,
-             actor: Actor = SYSTEM, reserved_delta: Decimal = ZERO, reference: str | None = None) -> None:
-        values, peak = _entry(self.session, kind=kind, delta=delta, reason=reason, actor=actor,
-                              reserved_delta=reserved_delta, reference=reference, held=held, when=now)
-        self.rows.append(values)
-        s = self.session
-        for key, value in (("total_balance", values["total_balance"]), ("reserved_balance", values["reserved_balance"]),
-                           ("available_balance", values["available_balance"]), ("peak_balance", peak),
-                           ("version", s.version + 1)):
-            set_committed_value(s, key, value)
+             positions_value: Decimal, market_time: datetime, actor: Actor = SYSTEM, reserved_delta: Decimal = ZERO,
+             reference: str | None = None) -> None:
+        posting = _entry(self.session, kind=kind, delta=delta, reason=reason, actor=actor,
+                         reserved_delta=reserved_delta, reference=reference, held=held, when=now,
+                         positions_value=positions_value, market_time=market_time)
+        self.rows.append(posting.row)
+        self._cache(posting.session)
 
     def position_opened(self, *, cost: Decimal, fee: Decimal, reference: str, held: Mapping[str, Decimal],
-                        now: datetime) -> None:
-        """As :func:`record_position_opened`."""
-        self.post(**_position_opened(cost, fee), reference=reference, held=held, now=now)
+                        positions_value: Decimal, now: datetime, market_time: datetime) -> None:
+        """Reserve a new position's cost and charge its entry fee (one ``fee`` row)."""
+        self.post(**_position_opened(cost, fee), reference=reference, held=held, positions_value=positions_value,
+                  now=now, market_time=market_time)
 
-    def trade_pnl(self, *, pnl: Decimal, released_cost: Decimal, reference: str, held: Mapping[str, Decimal],
-                  now: datetime) -> None:
-        """As :func:`record_trade_pnl`."""
-        self.post(**_trade_pnl(pnl, released_cost), reference=reference, held=held, now=now)
+    def position_closed(self, *, position_id: int, pnl: Decimal, exit_fee: Decimal, released_cost: Decimal,
+                        exit_reason: str, held: Mapping[str, Decimal], positions_value: Decimal, now: datetime,
+                        market_time: datetime) -> None:
+        """A position sold: its cost released with the exit fee charged (one ``fee`` row), then its gross
+        realised P&L (one ``trade_pnl`` row, last, so the account's last reason reads ``trade_pnl_<exit>``)."""
+        for kwargs in _position_closed(position_id, pnl, exit_fee, released_cost, exit_reason):
+            self.post(**kwargs, held=held, positions_value=positions_value, now=now, market_time=market_time)
 
-    def fee(self, fee: Decimal, *, reason: str, reference: str, held: Mapping[str, Decimal], now: datetime) -> None:
-        """As :func:`record_fee`."""
-        self.post(kind="fee", delta=-fee, reason=reason, reference=reference, held=held, now=now)
+    def mark(self, *, close: Decimal, equity: Decimal, market_time: datetime) -> None:
+        """The candle closed at ``close``: open positions are marked there, which moves the value per unit (and
+        the peak) without a ledger row."""
+        state = accounting.after_trading(unit_state(self.session), equity)
+        self._cache({"unit_value": state.unit_value, "peak_unit_value": state.peak_unit_value, "mark_price": close,
+                     "market_time": market_time})
 
     def set(self, **columns: Any) -> None:
         """Other session columns (the tick's cursor) to write with the balance, in the same UPDATE."""
@@ -294,20 +372,11 @@ def start_session(
     actor: Actor = SYSTEM,
     reason: str = "Initial capital",
     now: datetime | None = None,
-    resumed_from: TradingSession | None = None,
-    carried_cost: Decimal = ZERO,
-    carried_peak: Decimal | None = None,
-    held: Mapping[str, Decimal] | None = None,
-    fresh_start: bool = False,
+    market_time: datetime | None = None,
 ) -> TradingSession:
-    """Create an active session and record its starting capital as the first ledger row.
-
-    The first row's kind says how the session began: ``initial``, ``resumed`` (carried over from
-    ``resumed_from``) or ``reset`` (a deliberate fresh start). A resumed session may carry open positions over:
-    ``carried_cost`` (their cost, part of ``initial_balance``) is reserved in that same first row, ``held`` names
-    the base-asset quantities they hold, and ``carried_peak`` keeps the drawdown reference, so that resuming or
-    switching strategy never resets the drawdown limit.
-    """
+    """Create a bot's account and record its starting capital as the first ledger row (``initial``), which starts
+    the first unit series at a value per unit of 1. ``market_time`` is when in the market the account begins
+    (default: the wall clock)."""
     if mode not in ("paper", "live"):
         raise InvalidChange(f"mode must be paper or live, not {mode!r}")
     if initial_balance < 0:
@@ -325,26 +394,19 @@ def start_session(
         total_balance=ZERO,
         available_balance=ZERO,
         reserved_balance=ZERO,
-        peak_balance=ZERO,
+        units=ZERO,
+        unit_value=accounting.ONE,
+        peak_unit_value=accounting.ONE,
+        series_base=accounting.ONE,
+        net_contributions=ZERO,
         version=0,
         started_at=when,
-        resumed_from_id=resumed_from.id if resumed_from else None,
+        market_time=market_time,
     )
     db.add(session)
     db.flush()
-    post(
-        db,
-        session,
-        kind="resumed" if resumed_from else "reset" if fresh_start else "initial",
-        delta=initial_balance,
-        reason=reason,
-        actor=actor,
-        reserved_delta=carried_cost,
-        held=held or {},
-        now=when,
-    )
-    if carried_peak is not None:
-        session.peak_balance = max(carried_peak, session.total_balance)
+    post(db, session, kind="initial", delta=initial_balance, reason=reason, actor=actor, held={},
+         positions_value=ZERO, now=when, market_time=market_time or when)
     return session
 
 
@@ -352,7 +414,7 @@ def record_manual_set(
     db: Session, session: TradingSession, new_total: Decimal, *, reason: str, actor: Actor,
     reference: str | None = None, now: datetime | None = None,
 ) -> AccountBalance:
-    """Set the total balance to an absolute amount; the row records the difference."""
+    """Set the total balance to an absolute amount; the row records the difference (a capital flow)."""
     if new_total < 0:
         raise InvalidChange("balance must not be negative")
     return post(db, session, kind="manual_set", delta=new_total - session.total_balance, reason=reason,
@@ -383,21 +445,52 @@ def record_reset(
     db: Session, session: TradingSession, new_total: Decimal, *, reason: str, actor: Actor,
     now: datetime | None = None,
 ) -> AccountBalance:
-    """Start over at ``new_total``. Refused while positions are open (close them first)."""
-    if session.reserved_balance != 0:
-        raise InsufficientFunds("cannot reset while positions are open; close them first")
+    """Start the account over at ``new_total`` (``--fresh --confirm``): open positions are written off (closed
+    with exit reason ``reset``, no price and no P&L: a paper position is simply dropped), their reservation is
+    released, and a new unit series begins. The history before it stays in the same ledger."""
     if new_total < 0:
         raise InvalidChange("balance must not be negative")
-    return post(db, session, kind="reset", delta=new_total - session.total_balance, reason=reason,
-                actor=actor, now=now)
+    when = now or utcnow()
+    for position in open_positions(db, session.id):
+        position.status = "closed"
+        position.exit_reason = "reset"
+        position.exit_time = session.market_time or when
+    return post(db, session, kind="reset", delta=new_total - session.total_balance,
+                reserved_delta=-session.reserved_balance, reason=reason, actor=actor, held={},
+                positions_value=ZERO, now=when)
+
+
+def record_event(
+    db: Session, session: TradingSession, kind: str, *, reason: str, actor: Actor, now: datetime | None = None,
+) -> AccountBalance:
+    """A moment in the account's timeline that moves no money (a strategy switch, a stopped bot reopened)."""
+    if kind not in EVENT_KINDS:
+        raise InvalidChange(f"{kind!r} is not an event kind")
+    return post(db, session, kind=kind, delta=ZERO, reason=reason, actor=actor, now=now)
 
 
 def _position_opened(cost: Decimal, fee: Decimal) -> dict[str, Any]:
-    return {"kind": "fee", "delta": -fee, "reserved_delta": cost, "reason": "Entry fee"}
+    return {"kind": "fee", "delta": -fee, "reserved_delta": cost, "reason": "trade_entry_fee"}
 
 
-def _trade_pnl(pnl: Decimal, released_cost: Decimal) -> dict[str, Any]:
-    return {"kind": "trade_pnl", "delta": pnl, "reserved_delta": -released_cost, "reason": "Realised P&L"}
+def _position_closed(position_id: int, pnl: Decimal, exit_fee: Decimal, released_cost: Decimal,
+                     exit_reason: str) -> list[dict[str, Any]]:
+    return [
+        {"kind": "fee", "delta": -exit_fee, "reserved_delta": -released_cost,
+         "reason": f"trade_exit_fee_{exit_reason}", "reference": trade_reference(position_id, "exit_fee")},
+        {"kind": "trade_pnl", "delta": pnl, "reason": f"trade_pnl_{exit_reason}",
+         "reference": trade_reference(position_id, "pnl")},
+    ]
+
+
+def position_reference(position_id: int) -> str:
+    """The reference of a position's opening row (entry fee and reservation)."""
+    return f"position:{position_id}:open"
+
+
+def trade_reference(position_id: int, part: str) -> str:
+    """The references of a closed position's rows: ``trade:{id}:pnl`` and ``trade:{id}:exit_fee``."""
+    return f"trade:{position_id}:{part}"
 
 
 def record_position_opened(
@@ -408,28 +501,16 @@ def record_position_opened(
     return post(db, session, **_position_opened(cost, fee), held=held, reference=reference, now=now)
 
 
-def record_trade_pnl(
-    db: Session, session: TradingSession, *, pnl: Decimal, released_cost: Decimal, reference: str,
-    held: Mapping[str, Decimal] | None = None, now: datetime | None = None,
+def record_position_closed(
+    db: Session, session: TradingSession, *, position_id: int, pnl: Decimal, exit_fee: Decimal,
+    released_cost: Decimal, exit_reason: str = "strategy_exit", now: datetime | None = None,
 ) -> AccountBalance:
-    """Release a closed position's cost and book its gross realised P&L."""
-    return post(db, session, **_trade_pnl(pnl, released_cost), reference=reference, held=held, now=now)
-
-
-def record_fee(
-    db: Session, session: TradingSession, fee: Decimal, *, reason: str, reference: str,
-    held: Mapping[str, Decimal] | None = None, now: datetime | None = None,
-) -> AccountBalance:
-    return post(db, session, kind="fee", delta=-fee, reason=reason, reference=reference, held=held, now=now)
-
-
-def latest_entry(db: Session, session_id: int) -> AccountBalance | None:
-    return db.execute(
-        select(AccountBalance)
-        .where(AccountBalance.session_id == session_id)
-        .order_by(AccountBalance.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
+    """As :meth:`Batch.position_closed`, through the ORM (the caller has closed the position)."""
+    row = None
+    for kwargs in _position_closed(position_id, pnl, exit_fee, released_cost, exit_reason):
+        row = post(db, session, **kwargs, now=now)
+    assert row is not None
+    return row
 
 
 def entry_by_reference(db: Session, session_id: int, reference: str) -> AccountBalance | None:
@@ -438,9 +519,3 @@ def entry_by_reference(db: Session, session_id: int, reference: str) -> AccountB
             AccountBalance.session_id == session_id, AccountBalance.reference == reference
         ).limit(1)
     ).scalar_one_or_none()
-
-
-def count_entries(db: Session, session_id: int) -> int:
-    return int(
-        db.execute(select(func.count()).where(AccountBalance.session_id == session_id)).scalar_one()
-    )

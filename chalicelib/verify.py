@@ -1,28 +1,75 @@
-"""``atb db verify``: prove that every session's money adds up, or say exactly which session and rule fails.
+"""``atb db verify``: prove that every account's money adds up, or say exactly which account, row and rule fails.
 
-Per session:
-  1. the cached total/available/reserved equal the latest ledger row's;
-  2. every row's balance follows from the one before (previous total + delta), and the first row is the
-     starting capital, so the cached total = initial capital + Σ deltas;
-  3. reserved = Σ cost of open positions;
-  4. available = total − reserved ≥ 0.
+Per account, reading one snapshot:
+  1. the first row is an opening (initial capital, a reset, a recovery) and holds exactly its own delta;
+  2. every row's balance follows from the one before (previous total + delta), and available = total − reserved
+     ≥ 0; the cached total/available/reserved and units equal the latest row's;
+  3. each row's kind agrees with its reference and its sign (a fee is a charge on a position or trade, a
+     deposit is money in from a request, an event moves nothing), so a relabelled row is caught;
+  4. each row's equity is its cash plus the quantities it holds at the close of its market time's candle (at
+     cost before any candle), and its units, value per unit and performance index follow from the row before
+     by the unit rules (``chalicelib.accounting``): flows issue or redeem units at the value per unit, trading
+     moves the value, openings and resets start a series;
+  5. each closed trade's P&L and fees equal its ledger rows; reserved = Σ cost of open positions;
+  6. the cached value per unit is the equity at the last close over the units, never above the peak, and the
+     net contributions follow from the flows.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from chalicelib import accounting
+from chalicelib.accounting import UnitState
 from chalicelib.db.engine import get_engine
 from chalicelib.db.migrate import SchemaStatus, schema_status
-from chalicelib.db.models import AccountBalance, Position, TradingSession
+from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction
-from chalicelib.money import ZERO, money_text
+from chalicelib.ledger import CAPITAL_FLOW_KINDS, EVENT_KINDS, OPENING_KINDS, SERIES_START_KINDS, TRADING_KINDS
+from chalicelib.money import ZERO, money_text, quantize_money
 
-OPENING_KINDS = frozenset({"initial", "recovered_from_trades", "resumed", "reset"})
+#: What each kind's reference must look like (None: no reference).
+_REFERENCES: dict[str, tuple[str | None, ...]] = {
+    "initial": (None,),
+    "reset": (None,),
+    "resumed": (None,),
+    "recovered_from_trades": (r"migration:\d+",),
+    "deposit": (None, r"request:.+"),
+    "withdrawal": (None, r"request:.+", r"carried-to:\d+"),
+    "manual_set": (None, r"request:.+"),
+    "fee": (r"position:\d+:open", r"trade:\d+:exit_fee"),
+    "trade_pnl": (r"trade:\d+:pnl",),
+    "strategy_switch": (None,),
+    "reopened": (None,),
+}
+
+
+def _reference_fits(kind: str, reference: str | None) -> bool:
+    for pattern in _REFERENCES.get(kind, ()):
+        if pattern is None and reference is None:
+            return True
+        if pattern is not None and reference is not None and re.fullmatch(pattern, reference):
+            return True
+    return False
+
+
+def _sign_fits(kind: str, delta: Decimal) -> bool:
+    if kind == "deposit":
+        return delta > 0
+    if kind == "withdrawal":
+        return delta < 0
+    if kind == "fee":
+        return delta <= 0
+    if kind in EVENT_KINDS:
+        return delta == 0
+    return True
 
 
 @dataclass
@@ -64,56 +111,181 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
     report = SessionReport(
         session.id, f"{session.strategy} {session.symbol} {session.timeframe} {session.mode} ({session.status})"
     )
-    problems = report.problems
-    running: Decimal | None = None
-    last: AccountBalance | None = None
+    closes: dict[datetime, Decimal] = {
+        when: close for when, close in db.execute(
+            select(TickLog.market_time, TickLog.close_price).where(TickLog.session_id == session.id,
+                                                                    TickLog.market_time.is_not(None))
+        ).tuples().all() if when is not None
+    }
     rows = db.execute(
         select(AccountBalance)
         .where(AccountBalance.session_id == session.id)
         .order_by(AccountBalance.id)
         .execution_options(yield_per=2000)
     ).scalars()
+    checker = _LedgerChecker(report, closes)
     for row in rows:
-        report.entries += 1
-        if running is None:
-            if row.kind not in OPENING_KINDS:
-                problems.append(f"ledger row {row.id}: first row is {row.kind}, not the starting capital")
-            running = row.delta
-        else:
-            running += row.delta
-        if row.total_balance != running:
-            problems.append(
-                f"ledger row {row.id} ({row.kind}): balance after is {money_text(row.total_balance)} but the "
-                f"deltas so far add up to {money_text(running)}"
-            )
-            running = row.total_balance  # report each break once, not every row after it
-        if row.available_balance != row.total_balance - row.reserved_balance:
-            problems.append(f"ledger row {row.id}: available ≠ total − reserved")
-        last = row
+        checker.check(row)
+    last = checker.last
     if last is None:
-        problems.append("no ledger rows: the session has no recorded starting capital")
+        report.problems.append("no ledger rows: the account has no recorded starting capital")
         return report
     report.total = session.total_balance
-    for name in ("total_balance", "available_balance", "reserved_balance"):
+    _check_cache(report, session, last, checker)
+    _check_positions_and_trades(db, report, session, checker.by_reference)
+    return report
+
+
+class _LedgerChecker:
+    """Walks one account's ledger in order, checking each row against the one before (rules 1–4)."""
+
+    def __init__(self, report: SessionReport, closes: dict[datetime, Decimal]) -> None:
+        self.report = report
+        self.closes = closes
+        self.last: AccountBalance | None = None
+        self.state = accounting.EMPTY
+        self.contributions = ZERO
+        self.peak_needed = accounting.ONE
+        self.by_reference: dict[str, AccountBalance] = {}
+
+    def problem(self, row: AccountBalance, rule: str) -> None:
+        self.report.problems.append(f"ledger row {row.id} ({row.kind}): {rule}")
+
+    def check(self, row: AccountBalance) -> None:
+        self.report.entries += 1
+        previous = self.last
+        if previous is None:
+            if row.kind not in OPENING_KINDS:
+                self.problem(row, "the first row is not the starting capital (initial, reset or recovery)")
+            if row.total_balance != row.delta:
+                self.problem(row, f"the first row's balance after {money_text(row.total_balance)} is not its own "
+                                  f"amount {money_text(row.delta)}")
+        elif row.total_balance != previous.total_balance + row.delta:
+            self.problem(row, f"balance after is {money_text(row.total_balance)} but the row before "
+                              f"({money_text(previous.total_balance)}) plus this row's amount "
+                              f"({money_text(row.delta)}) is {money_text(previous.total_balance + row.delta)}")
+        if row.available_balance != row.total_balance - row.reserved_balance:
+            self.problem(row, "available ≠ total − reserved")
+        if row.available_balance < 0 or row.reserved_balance < 0:
+            self.problem(row, "available or reserved balance is negative")
+        if not _reference_fits(row.kind, row.reference):
+            self.problem(row, f"reference {row.reference!r} does not belong to a {row.kind} row")
+        if not _sign_fits(row.kind, row.delta):
+            self.problem(row, f"a {row.kind} row cannot move {money_text(row.delta)}")
+        if row.reference is not None:
+            self.by_reference[row.reference] = row
+        self._check_equity(row)
+        self._check_units(row)
+        self.last = row
+
+    def _check_equity(self, row: AccountBalance) -> None:
+        close = self.closes.get(row.market_time)
+        held = sum((Decimal(str(q)) for asset, q in row.asset_balances.items() if asset != row.base_currency), ZERO)
+        expected = (row.available_balance + quantize_money(held * close) if close is not None
+                    else row.total_balance)
+        if row.equity != expected:
+            mark = f"at the close {money_text(close)}" if close is not None else "at cost (no candle applied)"
+            self.problem(row, f"equity {money_text(row.equity)} is not its cash plus its holdings {mark}: "
+                              f"{money_text(expected)}")
+
+    def _check_units(self, row: AccountBalance) -> None:
+        state = self.state
+        try:
+            if row.kind in SERIES_START_KINDS:
+                expected = accounting.new_series(state, row.equity)
+                self.contributions = row.total_balance
+            elif row.kind in CAPITAL_FLOW_KINDS:
+                expected = accounting.after_flow(state, row.equity - row.delta, row.delta)
+                self.contributions += row.delta
+            elif row.kind in TRADING_KINDS:
+                expected = accounting.after_trading(state, row.equity)
+            else:
+                expected = state
+        except ValueError as exc:
+            self.problem(row, f"units cannot follow: {exc}")
+            expected = state
+        got = (row.units, row.unit_value, row.performance_index)
+        if got != (expected.units, expected.unit_value, expected.performance_index):
+            self.problem(row, f"units {row.units} × value per unit {row.unit_value} (index "
+                              f"{row.performance_index}) do not follow from the row before by the unit rules "
+                              f"(expected {expected.units} × {expected.unit_value}, index "
+                              f"{expected.performance_index})")
+        elif not accounting.units_reproduce_equity(expected, row.equity) and row.kind not in EVENT_KINDS:
+            self.problem(row, "units × value per unit do not reproduce the equity")
+        # Carry on from what the row says, so one break is reported once.
+        peak = accounting.ONE if row.kind in SERIES_START_KINDS else max(state.peak_unit_value, row.unit_value)
+        self.state = UnitState(row.units, row.unit_value, peak, _base(row, expected))
+        self.peak_needed = peak
+
+
+def _base(row: AccountBalance, expected: UnitState) -> Decimal:
+    """The series base implied by a row: its index over its value per unit (the expected one when consistent)."""
+    if row.unit_value and accounting.quantize_units(expected.series_base * row.unit_value) == row.performance_index:
+        return expected.series_base
+    return accounting.quantize_units(row.performance_index / row.unit_value) if row.unit_value else expected.series_base
+
+
+def _check_cache(report: SessionReport, session: TradingSession, last: AccountBalance,
+                 checker: _LedgerChecker) -> None:
+    problems = report.problems
+    for name in ("total_balance", "available_balance", "reserved_balance", "units"):
         cached, ledgered = getattr(session, name), getattr(last, name)
         if cached != ledgered:
-            problems.append(
-                f"cached {name.replace('_', ' ')} {money_text(cached)} ≠ latest ledger row {last.id}: "
-                f"{money_text(ledgered)}"
-            )
-    open_costs = db.execute(
-        select(Position.cost).where(Position.session_id == session.id, Position.status == "open")
-    ).scalars()
-    open_cost = sum(open_costs, ZERO)
-    if session.reserved_balance != open_cost:
-        problems.append(
-            f"reserved {money_text(session.reserved_balance)} ≠ cost of open positions {money_text(open_cost)}"
-        )
+            problems.append(f"cached {name.replace('_', ' ')} {cached} ≠ latest ledger row {last.id}: {ledgered}")
     if session.available_balance != session.total_balance - session.reserved_balance:
         problems.append("available ≠ total − reserved")
     if session.available_balance < 0:
         problems.append(f"available balance is negative ({money_text(session.available_balance)})")
-    return report
+    if session.net_contributions != checker.contributions:
+        problems.append(f"cached net contributions {money_text(session.net_contributions)} ≠ initial capital and "
+                        f"flows since the last reset {money_text(checker.contributions)}")
+    if session.peak_unit_value < max(session.unit_value, checker.peak_needed):
+        problems.append(f"peak value per unit {session.peak_unit_value} is below a value per unit the account "
+                        f"reached ({max(session.unit_value, checker.peak_needed)})")
+    if session.series_base != checker.state.series_base:
+        problems.append(f"cached series base {session.series_base} ≠ the ledger's {checker.state.series_base}")
+
+
+def _check_positions_and_trades(db: Session, report: SessionReport, session: TradingSession,
+                                by_reference: dict[str, AccountBalance]) -> None:
+    problems = report.problems
+    positions = list(db.execute(select(Position).where(Position.session_id == session.id)).scalars())
+    open_positions = [p for p in positions if p.status == "open"]
+    open_cost = sum((p.cost for p in open_positions), ZERO)
+    if session.reserved_balance != open_cost:
+        problems.append(
+            f"reserved {money_text(session.reserved_balance)} ≠ cost of open positions {money_text(open_cost)}"
+        )
+    if session.units > 0:
+        held = sum((p.quantity for p in open_positions), ZERO)
+        mark = session.mark_price
+        equity = session.available_balance + (quantize_money(held * mark) if mark is not None else open_cost)
+        value = accounting.quantize_units(equity / session.units)
+        if value != session.unit_value:
+            problems.append(f"cached value per unit {session.unit_value} ≠ equity {money_text(equity)} at the last "
+                            f"close over {session.units} units ({value})")
+    entry_fees = {p.id: p for p in positions}
+    recovered = any(r.kind == "recovered_from_trades" for r in by_reference.values())
+    for trade in _trades(db, session.id):
+        pnl_row = by_reference.get(f"trade:{trade.position_id}:pnl")
+        exit_fee = by_reference.get(f"trade:{trade.position_id}:exit_fee")
+        entry_fee = by_reference.get(f"position:{trade.position_id}:open")
+        if recovered and entry_fee is None:
+            continue  # traded before the ledger existed: its money is in the recovery row (migration 0002)
+        if pnl_row is None or pnl_row.kind != "trade_pnl" or pnl_row.delta != trade.realized_pnl:
+            problems.append(f"trade {trade.id}: realised P&L {money_text(trade.realized_pnl)} ≠ its ledger row "
+                            f"{pnl_row.id if pnl_row else '(missing)'}: "
+                            f"{money_text(pnl_row.delta) if pnl_row else '-'}")
+        charged = -sum((r.delta for r in (entry_fee, exit_fee) if r is not None and r.kind == "fee"), ZERO)
+        if charged != trade.fees:
+            problems.append(f"trade {trade.id}: fees {money_text(trade.fees)} ≠ its ledger fee rows "
+                            f"({money_text(charged)})")
+        if trade.position_id is not None and trade.position_id not in entry_fees:
+            problems.append(f"trade {trade.id}: position {trade.position_id} is not this account's")
+
+
+def _trades(db: Session, session_id: int) -> Iterable[Trade]:
+    return db.execute(select(Trade).where(Trade.session_id == session_id).order_by(Trade.id)).scalars()
 
 
 def count_sessions(engine: Engine | None = None) -> int:

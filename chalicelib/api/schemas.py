@@ -192,23 +192,45 @@ class LedgerEntry(_Out):
     updated_by: str = Field(description="Name of the authenticated token (or 'system') that made the change.")
     updated_by_label: str | None
     reference: str | None
-    timestamp: datetime
+    equity_after: Money = Field(description="Equity after the row: cash plus open positions at the last close.")
+    units: Money = Field(description="The account's units after the row (18 decimal places).")
+    unit_value: Money = Field(description="Value per unit after the row (equity / units; 1 when a series starts).")
+    market_time: datetime = Field(description="The market time the row belongs to: the close of the candle a tick "
+                                              "applied, or for a manual change the account's last applied close.")
+    timestamp: datetime = Field(description="The wall-clock time the row was recorded.")
 
 
 class BalanceResponse(_Out):
     session_id: int
+    strategy: str = Field(description="The strategy the account trades now (it may have changed over time).")
+    symbol: str
     base_currency: str
-    current_balance: Money
+    current_balance: Money = Field(description="Total balance: cash plus the cost of open positions.")
     available_balance: Money
     reserved_balance: Money
-    peak_balance: Money
-    equity: Money = Field(description="Total balance plus unrealised P&L of open positions at the last close.")
+    equity: Money = Field(description="Cash plus open positions marked at the last close.")
     unrealized_pnl: Money
     asset_balances: dict[str, Money]
-    balance_24h_ago: Money | None
+    market_time: datetime = Field(description="The market time the figures are for (the last applied close).")
+    balance_24h_ago: Money = Field(description="Equity 24 market hours ago (or at the account's start).")
     balance_change_24h: Money | None = Field(
-        description="Percent change against the balance in force 24 hours ago; when the session is younger "
-                    "than 24 hours, against its first ledger row (change since start). Null when the base is 0.")
+        description="24 h performance in percent, EXCLUDING capital flows: the time-weighted return of the value "
+                    "per unit over the last 24 market hours (since the start when the account is younger). "
+                    "Deposits, withdrawals and manual sets never move it.")
+    balance_delta_24h: Money = Field(description="Plain change in equity over the window, in the account's "
+                                                 "currency: net_flows_24h + pnl_24h.")
+    net_flows_24h: Money = Field(description="Deposits − withdrawals ± manual sets (and resets) in the window.")
+    pnl_24h: Money = Field(description="Trading result in the window, realised and unrealised (delta − flows).")
+    realized_pnl_24h: Money = Field(description="Gross realised P&L of trades closed in the window.")
+    fees_24h: Money = Field(description="Fees paid in the window.")
+    drawdown: Money = Field(description="Fraction below the peak value per unit (0.05 = 5 %); flows never move it.")
+    time_weighted_return: Money | None = Field(description="Fraction gained per unit since the account began, "
+                                                           "chained across resets (0.045 = +4.5 %).")
+    total_pnl: Money = Field(description="Money-weighted: equity − capital put in (initial + net flows) since the "
+                                         "last reset.")
+    units: Money
+    unit_value: Money
+    peak_unit_value: Money
     last_updated: datetime | None
     last_update_reason: str | None
     recent_history: list[LedgerEntry]
@@ -273,6 +295,8 @@ class TradeOut(_Out):
     realized_pnl: Money
     fees: Money
     exit_reason: str
+    market_time: datetime = Field(description="Close of the candle the trade closed in.")
+    recorded_at: datetime
 
 
 class TradesPage(_Out):
@@ -295,8 +319,11 @@ class SessionOut(_Out):
     total_balance: Money
     available_balance: Money
     reserved_balance: Money
-    peak_balance: Money
+    units: Money
+    unit_value: Money
+    peak_unit_value: Money
     version: int
+    market_time: datetime | None
     candle_cursor: datetime | None
     last_tick_at: datetime | None
     started_at: datetime

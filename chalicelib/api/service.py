@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.money import ZERO, quantize_money
+from chalicelib.money import quantize_money
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -46,22 +46,13 @@ def unrealized_pnl(position: Position, close: Decimal | None) -> Decimal | None:
 
 
 def balance(session_id: int | None) -> dict[str, Any]:
-    """The balance summary: current, available, reserved, 24h change, equity at the last close, recent entries."""
+    """The account: balance, equity, performance apart from capital flows, the 24 h window, recent entries."""
     from chalicelib.balances import select_session, summarize
     from chalicelib.db.uow import read_transaction
-    from chalicelib.ledger import open_positions
     from chalicelib.views import summary_view
 
     with read_transaction() as db:
-        session = select_session(db, session_id)
-        summary = summarize(db, session)
-        close, _ = _last_close(db, session.id) if session.reserved_balance else (None, None)
-        open_pnl = sum((unrealized_pnl(p, close) or ZERO for p in open_positions(db, session.id)), ZERO) \
-            if close is not None else ZERO
-    view = summary_view(summary)
-    view["unrealized_pnl"] = open_pnl
-    view["equity"] = session.total_balance + open_pnl
-    return view
+        return summary_view(summarize(db, select_session(db, session_id)))
 
 
 def change_result_view(session: TradingSession, entry: AccountBalance) -> dict[str, Any]:

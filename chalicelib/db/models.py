@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from chalicelib.db.types import Money, Quantity, UTCDateTime
+from chalicelib.db.types import Money, Quantity, Units, UTCDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -49,6 +49,8 @@ LEDGER_KINDS = (
     "reset",
     "recovered_from_trades",
     "resumed",
+    "strategy_switch",
+    "reopened",
 )
 
 
@@ -62,7 +64,9 @@ class Base(DeclarativeBase):
 
 
 class TradingSession(Base):
-    """One bot (strategy × symbol × timeframe × mode) trading over time; caches its current balance."""
+    """One bot's account for life: a (symbol, timeframe, exchange, mode) traded by a strategy that may change.
+
+    Caches the current balance, the units (``accounting``) and the last mark; the ledger is the record."""
 
     __tablename__ = "trading_sessions"
     __table_args__ = (
@@ -73,9 +77,9 @@ class TradingSession(Base):
         CheckConstraint(f"{_num('reserved_balance')} >= 0", name="reserved_not_negative"),
         Index(
             "uq_trading_sessions_one_active",
-            "strategy",
             "symbol",
             "timeframe",
+            "exchange",
             "mode",
             unique=True,
             postgresql_where=text("status = 'active'"),
@@ -95,8 +99,15 @@ class TradingSession(Base):
     total_balance: Mapped[Decimal] = mapped_column(Money(), server_default="0")
     available_balance: Mapped[Decimal] = mapped_column(Money(), server_default="0")
     reserved_balance: Mapped[Decimal] = mapped_column(Money(), server_default="0")
-    peak_balance: Mapped[Decimal] = mapped_column(Money(), server_default="0")
+    units: Mapped[Decimal] = mapped_column(Units(), server_default="0")
+    unit_value: Mapped[Decimal] = mapped_column(Units(), server_default="1")
+    peak_unit_value: Mapped[Decimal] = mapped_column(Units(), server_default="1")
+    series_base: Mapped[Decimal] = mapped_column(Units(), server_default="1")
+    net_contributions: Mapped[Decimal] = mapped_column(Money(), server_default="0")
     version: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: the close of the newest applied candle (what open positions are marked at) and its market time
+    mark_price: Mapped[Decimal | None] = mapped_column(Money())
+    market_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     candle_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resumed_from_id: Mapped[int | None] = mapped_column(ForeignKey("trading_sessions.id"))
@@ -121,7 +132,7 @@ class AccountBalance(Base):
         # One ledger row per (session, kind, reference): a trade or a request is never counted twice.
         UniqueConstraint("session_id", "kind", "reference"),
         Index("ix_account_balances_session_id_id", "session_id", "id"),
-        Index("ix_account_balances_session_id_last_updated", "session_id", "last_updated"),
+        Index("ix_account_balances_session_id_market_time", "session_id", "market_time"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -134,6 +145,13 @@ class AccountBalance(Base):
     reserved_balance: Mapped[Decimal] = mapped_column(Money())
     asset_balances: Mapped[dict[str, Any]] = mapped_column(JSON)
     reference: Mapped[str | None] = mapped_column(String(128))
+    #: units after the row, the value per unit, the performance index and the equity (marked at market_time)
+    units: Mapped[Decimal] = mapped_column(Units())
+    unit_value: Mapped[Decimal] = mapped_column(Units())
+    performance_index: Mapped[Decimal] = mapped_column(Units())
+    equity: Mapped[Decimal] = mapped_column(Money())
+    #: the market time the row belongs to (a candle's close) and the wall-clock time it was recorded
+    market_time: Mapped[datetime] = mapped_column(UTCDateTime())
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_by: Mapped[str] = mapped_column(String(100))
     updated_by_label: Mapped[str | None] = mapped_column(String(100))
@@ -200,6 +218,9 @@ class Trade(Base):
     realized_pnl: Mapped[Decimal] = mapped_column(Money())
     fees: Mapped[Decimal] = mapped_column(Money())
     exit_reason: Mapped[str] = mapped_column(String(32))
+    #: the close of the candle the trade closed in, and when it was recorded
+    market_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class TickLog(Base):
@@ -215,3 +236,9 @@ class TickLog(Base):
     decision: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: the candle's close time, and the account after it, marked at its close (empty on rows from before 0003)
+    market_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    equity: Mapped[Decimal | None] = mapped_column(Money())
+    units: Mapped[Decimal | None] = mapped_column(Units())
+    unit_value: Mapped[Decimal | None] = mapped_column(Units())
+    performance_index: Mapped[Decimal | None] = mapped_column(Units())

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, Numeric, String
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from chalicelib.accounting import UNITS_SCALE
 from chalicelib.money import MONEY_SCALE, QUANTITY_SCALE
 
 
@@ -58,6 +59,11 @@ def Money() -> ExactDecimal:
 
 def Quantity() -> ExactDecimal:
     return ExactDecimal(28, QUANTITY_SCALE)
+
+
+def Units() -> ExactDecimal:
+    """Units of an account, values per unit and the performance index: NUMERIC(38, 18)."""
+    return ExactDecimal(38, UNITS_SCALE)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -117,8 +117,10 @@ class LiveTradingEngine:
         """Find, resume or start the session and report what was recovered (logged, and returned)."""
         engine = self.db_engine or get_engine()
         prepare_database(engine)
+        # A replayed account begins at the replay's first candle in market time, not today's wall clock.
+        market_time = self.clock(None) if self.is_replay else None
         self.opening = open_session(engine, self.spec, initial_balance=self.initial_balance, resume=self.resume,
-                                    fresh=self.fresh, actor=self.actor)
+                                    fresh=self.fresh, actor=self.actor, market_time=market_time)
         self.fresh = False  # a restart of this object must not start over again
         return self.opening
 

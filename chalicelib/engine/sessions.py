@@ -1,12 +1,12 @@
-"""Which session a bot trades in, and what it recovered: find the active one, resume the newest ended one, or
-start fresh; switch a session's strategy. Each is one write transaction.
+"""A bot's account for life: find it, reopen it, start it, reset it, or switch its strategy. Each is one write
+transaction (finding an account that needs no change is one read).
 
-A bot is (strategy, symbol, timeframe, mode); the database allows one active session per bot. Resuming carries
-the ended session's balance, open positions and candle cursor into a new session: the old session's ledger
-records the money leaving ("Carried over to session #N", a withdrawal that also releases the positions' cost)
-and the new session's first row (``resumed``) receives it, reserving the carried positions' cost. The
-positions themselves move to the new session, so each session's ledger still adds up on its own and the old
-history stays readable. Switching strategy is the same carry-over with a reason that says so.
+A bot is (symbol, timeframe, exchange, mode) and has exactly one account (a ``trading_sessions`` row; the
+database allows one active row per bot). The strategy is an attribute of the account: switching it — with
+``atb switch-strategy`` or by running the other strategy's command — keeps the balance, open positions, cursor,
+units and peak, and records a ``strategy_switch`` row in the same ledger. A stopped account is reopened (a
+``reopened`` row), never copied; ``--fresh --confirm`` records a ``reset`` in the same ledger, so switches,
+reopenings and resets are moments of one timeline that the history, the trades and the chart read as one.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from sqlalchemy import ColumnElement, Engine, and_, select
 from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.orm import Session
 
-from chalicelib import ledger
+from chalicelib import accounting, ledger
 from chalicelib.db.models import Position, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.engine.observability import logger
-from chalicelib.ledger import SYSTEM, Actor, held_quantities, open_positions
-from chalicelib.money import ZERO, format_usd
+from chalicelib.ledger import SYSTEM, Actor, open_positions
+from chalicelib.money import format_usd
 from chalicelib.trading.candles import format_time, timeframe_to_timedelta
 from chalicelib.trading.feeds import to_plain_symbol
 
@@ -102,43 +102,55 @@ class RecoveredPosition:
                 f"(stop {stop}, target {target})")
 
 
+OpeningHow = Literal["found", "resumed", "started", "fresh"]
+
+
 @dataclass(frozen=True)
 class SessionOpening:
-    """What opening a bot's session found or did — the lines a trader reads on start (promise 6)."""
+    """What opening a bot's account found or did — the lines a trader reads on start (promise 6)."""
 
-    how: Literal["found", "resumed", "started", "fresh"]
+    how: OpeningHow
     session_id: int
     spec: BotSpec
     total_balance: Decimal
     available_balance: Decimal
     reserved_balance: Decimal
-    peak_balance: Decimal
+    unit_value: Decimal
+    peak_unit_value: Decimal
     candle_cursor: datetime | None
     positions: tuple[RecoveredPosition, ...] = ()
-    previous_session_id: int | None = None
-    ended_session_id: int | None = None
+    switched_from: str | None = None
     reason: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def drawdown(self) -> Decimal:
+        return accounting.drawdown(self.unit_value, self.peak_unit_value)
 
     def lines(self) -> list[str]:
         sid = self.session_id
         out: list[str] = []
-        if self.ended_session_id is not None:
-            out.append(f"Ended session #{self.ended_session_id} (its history stays readable)")
         if self.how == "found":
             out.append(f"Found active session #{sid} ({self.spec.label})")
         elif self.how == "resumed":
-            out.append(f"Resumed session #{sid} ({self.spec.label}) from ended session #{self.previous_session_id}")
+            out.append(f"Reopened session #{sid} ({self.spec.label}): the same account, where it stopped")
+        elif self.how == "fresh":
+            out.append(f"Reset session #{sid} ({self.spec.label}) to {format_usd(self.total_balance)} (--fresh); "
+                       "its earlier history stays in the same ledger")
         else:
-            word = "Started fresh session" if self.how == "fresh" else "Started session"
-            out.append(f"{word} #{sid} ({self.spec.label}) with initial balance {format_usd(self.total_balance)}")
+            out.append(f"Started session #{sid} ({self.spec.label}) with initial balance "
+                       f"{format_usd(self.total_balance)}")
+        if self.switched_from is not None:
+            out.append(f"Switched strategy {self.switched_from} → {self.spec.strategy} (recorded in the ledger)")
         if self.how in ("found", "resumed"):
             out.append(f"Recovered balance for session #{sid}: {format_usd(self.total_balance)} "
                        f"(available {format_usd(self.available_balance)}, reserved "
-                       f"{format_usd(self.reserved_balance)}, peak {format_usd(self.peak_balance)})")
+                       f"{format_usd(self.reserved_balance)}, drawdown {self.drawdown * 100:.2f}%)")
+            count = len(self.positions)
+            out.append(f"Recovering {count} active position{'s' if count != 1 else ''}…")
             out.extend(f"Recovered position: {p.describe()}" for p in self.positions)
-            if not self.positions:
-                out.append("No open positions")
+            out.append(f"Successfully recovered {count} position{'s' if count != 1 else ''}")
+        out.extend(self.notes)
         out.append(
             f"Next candle after {format_time(self.candle_cursor)}" if self.candle_cursor
             else "No candle applied yet"
@@ -147,11 +159,11 @@ class SessionOpening:
 
 
 def _bot_sessions(spec: BotSpec, status: str) -> ColumnElement[bool]:
-    """The sessions of this bot (strategy, symbol, timeframe, mode) with ``status``."""
+    """The account rows of this bot (symbol, timeframe, exchange, mode) with ``status``: whatever the strategy."""
     return and_(
-        TradingSession.strategy == spec.strategy,
         TradingSession.symbol == spec.symbol,
         TradingSession.timeframe == spec.timeframe,
+        TradingSession.exchange == spec.exchange,
         TradingSession.mode == spec.mode,
         TradingSession.status == status,
     )
@@ -171,7 +183,7 @@ def _newest_ended(db: Session, spec: BotSpec) -> TradingSession | None:
 
 
 def _find_active_with_positions(db: Session, spec: BotSpec) -> tuple[TradingSession, list[Position]] | None:
-    """The active session and its open positions (by id) in one statement: the session LEFT JOIN its open
+    """The active account and its open positions (by id) in one statement: the session LEFT JOIN its open
     positions. Read path only (no lock): whoever changes money re-reads both under the session row lock."""
     rows = db.execute(
         select(TradingSession, Position)
@@ -195,47 +207,26 @@ def _recovered(positions: list[Position]) -> tuple[RecoveredPosition, ...]:
     )
 
 
-def _opening(how: Literal["found", "resumed", "started", "fresh"], session: TradingSession, spec: BotSpec,
-             positions: list[Position], **extra: object) -> SessionOpening:
+def _opening(how: OpeningHow, session: TradingSession, spec: BotSpec, positions: list[Position],
+             **extra: object) -> SessionOpening:
     return SessionOpening(
         how=how, session_id=session.id, spec=spec, total_balance=session.total_balance,
         available_balance=session.available_balance, reserved_balance=session.reserved_balance,
-        peak_balance=session.peak_balance, candle_cursor=session.candle_cursor, positions=_recovered(positions),
-        **extra,  # type: ignore[arg-type]
+        unit_value=session.unit_value, peak_unit_value=session.peak_unit_value, candle_cursor=session.candle_cursor,
+        positions=_recovered(positions), **extra,  # type: ignore[arg-type]
     )
 
 
-def _end(session: TradingSession, now: datetime) -> None:
-    session.status = "ended"
-    session.ended_at = now
-
-
-def carry_over(db: Session, old: TradingSession, spec: BotSpec, *, reason: str, actor: Actor = SYSTEM,
-               now: datetime | None = None) -> tuple[TradingSession, list[Position]]:
-    """Move ``old``'s balance, open positions and cursor into a new active session for ``spec``.
-
-    The caller holds ``old``'s lock. ``old`` ends (if it was active) and its ledger records the money leaving.
-    """
-    when = now or utcnow()
-    positions = open_positions(db, old.id)
-    cost = sum((p.cost for p in positions), ZERO)
-    total = old.total_balance
-    if old.status == "active":
-        _end(old, when)
-        db.flush()  # the one-active-session index must see the old one ended before the new one exists
-    new = ledger.start_session(
-        db, strategy=spec.strategy, symbol=spec.symbol, timeframe=spec.timeframe, exchange=spec.exchange,
-        mode=spec.mode, initial_balance=total, actor=actor, reason=reason, now=when, resumed_from=old,
-        carried_cost=cost, carried_peak=old.peak_balance, held=held_quantities(positions),
-    )
-    new.candle_cursor = old.candle_cursor
-    for p in positions:
-        p.session_id = new.id
-    if total != 0 or old.reserved_balance != 0:
-        ledger.post(db, old, kind="withdrawal", delta=-total, reserved_delta=-cost,
-                    reason=f"Carried over to session #{new.id}", actor=actor, reference=f"carried-to:{new.id}",
-                    held={}, now=when)
-    return new, positions
+def _switch(db: Session, session: TradingSession, strategy: str, actor: Actor, now: datetime) -> str | None:
+    """Make ``strategy`` the account's strategy, recorded as a ``strategy_switch`` row; the old name, or None
+    when it already trades it. The caller holds the lock."""
+    old = session.strategy
+    if old == strategy:
+        return None
+    session.strategy = strategy
+    ledger.record_event(db, session, "strategy_switch", reason=f"Strategy changed from {old} to {strategy}",
+                        actor=actor, now=now)
+    return old
 
 
 def open_session(
@@ -247,18 +238,23 @@ def open_session(
     fresh: bool = False,
     actor: Actor = SYSTEM,
     start_cursor: datetime | None = None,
+    market_time: datetime | None = None,
 ) -> SessionOpening:
-    """The session this bot trades in: the active one; else one resumed from the newest ended one (``resume``);
-    else a new one with ``initial_balance``. ``fresh`` ends an active session and starts anew (no carry-over).
+    """The bot's one account: the active one; else the newest stopped one, reopened (``resume``); else a new
+    one with ``initial_balance``. ``fresh`` resets the account to ``initial_balance`` (recorded, same ledger).
+    Running a different strategy on an existing account switches it (recorded).
 
-    Safe to call concurrently: the one-active-session index makes a second creator retry and find the first.
+    ``market_time`` is when in the market a new account begins (default: ``start_cursor``'s close, else the wall
+    clock). Safe to call concurrently: the one-active-account index makes a second creator retry and find the first.
     """
     if spec.mode != "paper":
         raise LiveTradingDisabled("live trading is not implemented: this bot only paper-trades")
+    if start_cursor is not None and market_time is None:
+        market_time = start_cursor + timeframe_to_timedelta(spec.timeframe)
     for attempt in range(3):
         try:
             opening = _open_once(engine, spec, initial_balance=initial_balance, resume=resume, fresh=fresh,
-                                 actor=actor, start_cursor=start_cursor)
+                                 actor=actor, start_cursor=start_cursor, market_time=market_time)
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -272,70 +268,61 @@ def open_session(
 
 
 def _open_once(engine: Engine | None, spec: BotSpec, *, initial_balance: Decimal, resume: bool, fresh: bool,
-               actor: Actor, start_cursor: datetime | None) -> SessionOpening:
+               actor: Actor, start_cursor: datetime | None, market_time: datetime | None) -> SessionOpening:
     if not fresh:
-        # The common case — the session exists — needs no write transaction.
+        # The common case — the account exists and trades this strategy — needs no write transaction.
         with read_transaction(engine) as db:
             found = _find_active_with_positions(db, spec)
-            if found is not None:
+            if found is not None and found[0].strategy == spec.strategy:
                 return _opening("found", found[0], spec, found[1])
     with write_transaction(engine) as db:
         now = utcnow()
-        active = _find_active(db, spec)
-        ended_id: int | None = None
-        if active is not None:
-            locked = ledger.lock_session(db, active.id)
-            assert locked is not None
-            if not fresh:
-                return _opening("found", locked, spec, open_positions(db, locked.id))
-            _end(locked, now)
-            ended_id = locked.id
+        how: OpeningHow = "found"
+        account = _find_active(db, spec)
+        if account is None and (resume or fresh):
+            account = _newest_ended(db, spec)
+            if account is not None:
+                account = ledger.lock_session(db, account.id)
+                assert account is not None
+                account.status, account.ended_at = "active", None
+                db.flush()  # the one-active-account index sees it now
+                ledger.record_event(db, account, "reopened", reason="Bot started again: the same account carries on",
+                                    actor=actor, now=now)
+                how = "resumed"
+        if account is None:
+            session = ledger.start_session(
+                db, strategy=spec.strategy, symbol=spec.symbol, timeframe=spec.timeframe, exchange=spec.exchange,
+                mode=spec.mode, initial_balance=initial_balance, actor=actor, now=now, market_time=market_time,
+            )
+            session.candle_cursor = start_cursor
             db.flush()
-        elif resume and not fresh:
-            previous = _newest_ended(db, spec)
-            if previous is not None:
-                old = ledger.lock_session(db, previous.id)
-                assert old is not None
-                new, positions = carry_over(
-                    db, old, spec, actor=actor, now=now,
-                    reason=f"Resumed from session #{old.id}: balance and open positions carried over",
-                )
-                return _opening("resumed", new, spec, positions, previous_session_id=old.id)
-        reason = "Initial capital"
+            return _opening("started", session, spec, [])
+        locked = ledger.lock_session(db, account.id)
+        assert locked is not None
+        switched = _switch(db, locked, spec.strategy, actor, now)
         if fresh:
-            reason = "Fresh start (--fresh): initial capital" + (
-                f"; session #{ended_id} ended, not resumed" if ended_id else "")
-        session = ledger.start_session(
-            db, strategy=spec.strategy, symbol=spec.symbol, timeframe=spec.timeframe, exchange=spec.exchange,
-            mode=spec.mode, initial_balance=initial_balance, actor=actor, reason=reason, now=now,
-            fresh_start=fresh,
-        )
-        session.candle_cursor = start_cursor
-        db.flush()
-        return _opening("fresh" if fresh else "started", session, spec, [], ended_session_id=ended_id)
+            ledger.record_reset(db, locked, initial_balance, actor=actor, now=now,
+                                reason="Fresh start (--fresh --confirm): the account starts over")
+            how = "fresh"
+        return _opening(how, locked, spec, open_positions(db, locked.id), switched_from=switched)
 
 
 def switch_strategy(engine: Engine | None, session_id: int, new_strategy: str, *,
                     actor: Actor = SYSTEM) -> SessionOpening:
-    """Change an active session's strategy: its balance, open positions and cursor carry over to a session
-    for the new strategy, and both ledgers record why."""
+    """Trade an active account with ``new_strategy`` from now on: the same account keeps its balance, open
+    positions, cursor, units and peak; the ledger records the switch."""
     with write_transaction(engine) as db:
-        old = ledger.lock_session(db, session_id)
-        assert old is not None
-        if old.status != "active":
-            raise SessionError(f"session #{session_id} has ended; only an active session can switch strategy")
-        if old.strategy == new_strategy:
+        session = ledger.lock_session(db, session_id)
+        assert session is not None
+        if session.status != "active":
+            raise SessionError(f"session #{session_id} has stopped; start it again with `atb live` to switch it")
+        if session.strategy == new_strategy:
             raise SessionError(f"session #{session_id} already trades {new_strategy}")
-        spec = BotSpec(strategy=new_strategy, symbol=old.symbol, timeframe=old.timeframe, exchange=old.exchange,
-                       mode=old.mode)
-        if _find_active(db, spec) is not None:
-            raise SessionError(f"a {spec.label} session is already active; stop it first")
-        new, positions = carry_over(
-            db, old, spec, actor=actor,
-            reason=f"Strategy changed from {old.strategy} to {new_strategy} (session #{old.id})",
-        )
-        opening = _opening("resumed", new, spec, positions, previous_session_id=old.id,
-                           reason=f"strategy {old.strategy} → {new_strategy}")
+        spec = BotSpec(strategy=new_strategy, symbol=session.symbol, timeframe=session.timeframe,
+                       exchange=session.exchange, mode=session.mode)
+        old = _switch(db, session, new_strategy, actor, utcnow())
+        opening = _opening("found", session, spec, open_positions(db, session.id), switched_from=old,
+                           reason=f"strategy {old} → {new_strategy}")
     for line in opening.lines():
         logger.info(line)
     return opening

@@ -30,12 +30,13 @@ from sqlalchemy import Engine, Table, insert
 from sqlalchemy.orm import Session
 
 from chalicelib import ledger
+from chalicelib.accounting import after_trading
 from chalicelib.db.models import Position, TickLog, Trade, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.engine.observability import logger, set_candle_time, tick_log_keys
 from chalicelib.ledger import held_quantities, open_positions
-from chalicelib.money import ZERO, format_usd, quantize_money
+from chalicelib.money import format_usd, quantize_money
 from chalicelib.trading.broker import (
     BrokerConfig,
     Fill,
@@ -55,7 +56,7 @@ from chalicelib.trading.candles import (
 )
 from chalicelib.trading.feeds import Feed, FeedError
 from chalicelib.trading.position import PositionView
-from chalicelib.trading.risk import RiskConfig, can_open, drawdown, size_position
+from chalicelib.trading.risk import RiskConfig, can_open, size_position
 from chalicelib.trading.strategies import EnterLong, Exit, Strategy, StrategyError, decide_safely, get_strategy
 
 DEFAULT_MAX_CANDLES_PER_TICK = 500
@@ -242,13 +243,16 @@ class _Book:
         self.opened = 0
         self.closed = 0
 
-    def equity(self, close: Decimal) -> Decimal:
-        return quantize_money(self.session.available_balance + sum((p.quantity * close for p in self.positions), ZERO))
+    def positions_value(self, close: Decimal) -> Decimal:
+        return ledger.marked_value(self.positions, close)
 
-    def close(self, position: Position, fill: Fill, candle: Candle, reason: str) -> str:
+    def equity(self, close: Decimal) -> Decimal:
+        """Cash plus open positions marked at ``close``."""
+        return ledger.equity_of(self.session, self.positions, close)
+
+    def close(self, position: Position, fill: Fill, candle: Candle, reason: str, market_time: datetime) -> str:
         trade = close_trade(_view(position), fill, entry_fee=position.fees)
         self.positions.remove(position)
-        held = held_quantities(self.positions)
         position.status = "closed"
         position.exit_price = fill.price
         position.exit_time = candle.open_time
@@ -259,22 +263,26 @@ class _Book:
             session_id=self.session.id, position_id=position.id, symbol=position.symbol, side=position.side,
             entry_price=position.entry_price, exit_price=fill.price, quantity=fill.quantity,
             entry_time=position.entry_time, exit_time=candle.open_time, realized_pnl=trade.gross_pnl,
-            fees=trade.fees, exit_reason=reason,
+            fees=trade.fees, exit_reason=reason, market_time=market_time, recorded_at=self.now,
         ))
-        self.ledger.trade_pnl(pnl=trade.gross_pnl, released_cost=position.cost, reference=f"trade:{position.id}:pnl",
-                              held=held, now=self.now)
-        self.ledger.fee(fill.fee, reason="Exit fee", reference=f"trade:{position.id}:exit_fee", held=held,
-                        now=self.now)
+        self.ledger.position_closed(
+            position_id=position.id, pnl=trade.gross_pnl, exit_fee=fill.fee, released_cost=position.cost,
+            exit_reason=reason, held=held_quantities(self.positions),
+            positions_value=self.positions_value(candle.close), now=self.now, market_time=market_time,
+        )
         self.closed += 1
         return (f"{reason.replace('_', ' ')}: sold {_qty(fill.quantity)} @ {format_usd(fill.price)}, "
                 f"P&L {format_usd(trade.gross_pnl)}, fees {format_usd(trade.fees)}, net {format_usd(trade.net_pnl)}")
 
-    def open(self, candle: Candle, decision: EnterLong, symbol: str) -> tuple[str, str | None]:
-        """Enter long at the close (plus slippage), sized by the risk rules. Returns (decision, fill text)."""
+    def open(self, candle: Candle, decision: EnterLong, symbol: str, market_time: datetime) -> tuple[str, str | None]:
+        """Enter long at the close (plus slippage), sized by the risk rules. Returns (decision, fill text).
+
+        The drawdown limit is measured on the value per unit marked at this close, from the series' peak, so
+        deposits and withdrawals never move it."""
         s, broker, risk = self.session, self.settings.broker, self.settings.risk
-        if not can_open(s.total_balance, s.peak_balance, risk.max_drawdown):
-            dd = drawdown(s.total_balance, s.peak_balance) * 100
-            return "blocked", (f"entry refused: drawdown {dd:.2f}% from peak {format_usd(s.peak_balance)} "
+        value = after_trading(ledger.unit_state(s), self.equity(candle.close))
+        if not can_open(value.unit_value, value.peak_unit_value, risk.max_drawdown):
+            return "blocked", (f"entry refused: drawdown {value.drawdown * 100:.2f}% from the peak value per unit "
                                f"reached the {risk.max_drawdown * 100:.0f}% limit")
         price = buy_price(candle.close, broker.slippage_bps)
         sizing = size_position(s.total_balance, s.available_balance, price, decision.stop_loss,
@@ -292,8 +300,10 @@ class _Book:
         self.db.add(position)
         self.db.flush()  # the position id names its ledger row
         self.positions.append(position)
-        self.ledger.position_opened(cost=fill.notional, fee=fill.fee, reference=f"position:{position.id}:open",
-                                    held=held_quantities(self.positions), now=self.now)
+        self.ledger.position_opened(cost=fill.notional, fee=fill.fee, reference=ledger.position_reference(position.id),
+                                    held=held_quantities(self.positions),
+                                    positions_value=self.positions_value(candle.close), now=self.now,
+                                    market_time=market_time)
         self.opened += 1
         return "enter_long", (f"bought {_qty(fill.quantity)} @ {format_usd(fill.price)} (cost "
                               f"{format_usd(fill.notional)}, fee {format_usd(fill.fee)}, {sizing.binding}; stop "
@@ -326,8 +336,10 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
     warmup = max(1, strategy.warmup)
     outcomes: list[CandleOutcome] = []
     logs: list[dict[str, object]] = []
+    step = timeframe_to_timedelta(session.timeframe)
     for candle in fresh:
         set_candle_time(candle.open_time)
+        market_time = candle.open_time + step
         opened_before, closed_before = book.opened, book.closed
         notes: list[str] = []
         fills: list[str] = []
@@ -338,7 +350,7 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
             signal = check_exit(_view(position), candle)
             if signal is not None:
                 fill = exit_fill(_view(position), signal, settings.broker)
-                fills.append(book.close(position, fill, candle, signal.reason))
+                fills.append(book.close(position, fill, candle, signal.reason, market_time))
         # 2. The strategy, on the candles up to and including this one.
         i = index_of[candle.open_time]
         window = fetched[max(0, i - warmup + 1) : i + 1]
@@ -351,23 +363,29 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
         else:
             kind, note = decision.kind, decision.reason
             if isinstance(decision, EnterLong):
-                kind, text = book.open(candle, decision, session.symbol)
+                kind, text = book.open(candle, decision, session.symbol, market_time)
                 if kind == "enter_long" and text:
                     fills.append(text)
                 elif text:
                     note = f"{note}; {text}" if note else text
             elif isinstance(decision, Exit) and current is not None:
                 fills.append(book.close(current, market_sell(candle, current.quantity, settings.broker), candle,
-                                        "strategy_exit"))
+                                        "strategy_exit", market_time))
         if note:
             notes.append(note)
         detail = "; ".join([*notes, *fills])
-        logs.append({"session_id": sid, "candle_time": candle.open_time, "close_price": quantize_money(candle.close),
-                     "decision": kind, "detail": detail[:2000] or None, "processed_at": now})
+        close = quantize_money(candle.close)
+        equity = book.equity(close)
+        book.ledger.mark(close=close, equity=equity, market_time=market_time)
+        logs.append({"session_id": sid, "candle_time": candle.open_time, "close_price": close,
+                     "decision": kind, "detail": detail[:2000] or None, "processed_at": now,
+                     "market_time": market_time, "equity": equity, "units": session.units,
+                     "unit_value": session.unit_value,
+                     "performance_index": ledger.unit_state(session).performance_index})
         outcome = CandleOutcome(
             candle_time=candle.open_time, close=candle.close, decision=kind, detail="; ".join(notes),
             fills=tuple(fills), balance=session.total_balance, available=session.available_balance,
-            equity=book.equity(candle.close), opened=book.opened - opened_before, closed=book.closed - closed_before,
+            equity=equity, opened=book.opened - opened_before, closed=book.closed - closed_before,
         )
         outcomes.append(outcome)
         if fills or kind in ("error", "blocked"):

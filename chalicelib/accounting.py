@@ -1,0 +1,124 @@
+"""Units and performance: capital flows kept apart from trading results, as funds keep their books.
+
+Pure arithmetic, no database (``docs/accounting.md`` and ``ACCOUNTING.md`` hold the definitions):
+
+* **equity** E = cash + Σ open positions marked at the last close;
+* the account holds U **units**; the **value per unit** V = E / U. The first capital starts a series at V = 1;
+* a **capital flow** F (deposit, withdrawal, a manual set's difference) issues or redeems ΔU = F / V units at the
+  current V, so V is the same just before and just after it; trading (fills, fees, P&L, marks) moves E and not U,
+  so it moves V;
+* the **peak** P is the highest V in the series and the **drawdown** is 1 − V / P: a flow never moves either;
+* an empty account (U = 0) or a reset starts a new series at V = 1; the **performance index** G = base × V chains
+  the series (``base`` is G where the series began), so G is continuous across series and the time-weighted return
+  between any two moments is G(t1) / G(t0) − 1. G starts at 1 when the account opens.
+
+Units and values per unit carry 18 decimal places (``UNITS_SCALE``): enough that U × V reproduces E to the
+money scale exactly (checked by :func:`units_reproduce_equity`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from chalicelib.money import ZERO, quantize_money
+
+#: Decimal places of units, values per unit and the performance index: NUMERIC(38, 18).
+UNITS_SCALE = 18
+UNITS_QUANTUM = Decimal(1).scaleb(-UNITS_SCALE)
+ONE = Decimal(1)
+
+
+def quantize_units(value: Decimal) -> Decimal:
+    """Round units, a value per unit or an index to the stored scale (banker's rounding)."""
+    return value.quantize(UNITS_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    """An account's units after some event: how many units, what each is worth, the series' peak value per unit
+    and the performance index where the series began."""
+
+    units: Decimal
+    unit_value: Decimal
+    peak_unit_value: Decimal
+    series_base: Decimal
+
+    @property
+    def performance_index(self) -> Decimal:
+        """G = base × V: 1 when the account opened; G(t1) / G(t0) − 1 is the time-weighted return."""
+        return quantize_units(self.series_base * self.unit_value)
+
+    @property
+    def drawdown(self) -> Decimal:
+        """1 − V / P within the current series (0 at the peak). Exact to the unit scale."""
+        return drawdown(self.unit_value, self.peak_unit_value)
+
+    def equity(self) -> Decimal:
+        """U × V at the money scale (what the account is worth by its units)."""
+        return quantize_money(self.units * self.unit_value)
+
+
+#: The state before an account's first capital: no units, and a performance index of 1 to chain from.
+EMPTY = UnitState(units=ZERO, unit_value=ONE, peak_unit_value=ONE, series_base=ONE)
+
+
+def drawdown(value: Decimal, peak: Decimal) -> Decimal:
+    """The fraction lost from the peak, ``1 − value / peak``; 0 at or above the peak or without a peak."""
+    if peak <= 0 or value >= peak:
+        return ZERO
+    return quantize_units(1 - value / peak)
+
+
+def new_series(state: UnitState, equity: Decimal) -> UnitState:
+    """Start a new unit series at V = 1 with ``equity`` (the first capital, a reset, or money into an empty
+    account). The performance index carries on from where the previous series left it."""
+    if equity < 0:
+        raise ValueError("equity must not be negative")
+    return UnitState(units=quantize_units(equity), unit_value=ONE, peak_unit_value=ONE,
+                     series_base=state.performance_index)
+
+
+def after_flow(state: UnitState, equity_before: Decimal, flow: Decimal) -> UnitState:
+    """A capital flow of ``flow`` (positive in, negative out) at the current value per unit.
+
+    Units change by ``flow / V``; V and the peak stay as they were. Into an empty account the flow starts a new
+    series; a flow that empties the account redeems every unit (V is kept, so the index stays continuous).
+    """
+    equity_after = equity_before + flow
+    if equity_after < 0:
+        raise ValueError("a flow cannot take equity below zero")
+    if state.units <= 0:
+        return new_series(state, equity_after) if equity_after > 0 else state
+    if equity_after == 0:
+        return replace(state, units=ZERO)
+    return replace(state, units=quantize_units(state.units + flow / state.unit_value))
+
+
+def after_trading(state: UnitState, equity: Decimal) -> UnitState:
+    """Trading (a fill, a fee, P&L, a new mark) moved equity to ``equity``: V = E / U, and the peak follows."""
+    if state.units <= 0:
+        return state
+    value = quantize_units(equity / state.units)
+    return replace(state, unit_value=value, peak_unit_value=max(state.peak_unit_value, value))
+
+
+def units_reproduce_equity(state: UnitState, equity: Decimal) -> bool:
+    """U × V equals E at the money scale (an empty account has no units and no equity)."""
+    if state.units == 0:
+        return equity == 0
+    return state.equity() == quantize_money(equity)
+
+
+def time_weighted_return(index_from: Decimal, index_to: Decimal) -> Decimal | None:
+    """G(t1) / G(t0) − 1 as a fraction, exact to the unit scale; None without a base."""
+    if index_from <= 0:
+        return None
+    return quantize_units(index_to / index_from - 1)
+
+
+def percent(fraction: Decimal | None) -> Decimal | None:
+    """A fraction as a percentage with two decimals (for display fields such as ``balance_change_24h``)."""
+    if fraction is None:
+        return None
+    return (fraction * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
