@@ -19,7 +19,7 @@ money scale exactly (checked by :func:`units_reproduce_equity`).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from chalicelib.money import ZERO, quantize_money
 
@@ -27,11 +27,22 @@ from chalicelib.money import ZERO, quantize_money
 UNITS_SCALE = 18
 UNITS_QUANTUM = Decimal(1).scaleb(-UNITS_SCALE)
 ONE = Decimal(1)
+#: Unit arithmetic needs more digits than Decimal's default 28: a trillion dollars in units is 13 + 18 digits.
+_CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN)
 
 
 def quantize_units(value: Decimal) -> Decimal:
     """Round units, a value per unit or an index to the stored scale (banker's rounding)."""
-    return value.quantize(UNITS_QUANTUM, rounding=ROUND_HALF_EVEN)
+    return value.quantize(UNITS_QUANTUM, context=_CONTEXT)
+
+
+def value_per_unit(equity: Decimal, units: Decimal) -> Decimal:
+    """E / U at the unit scale, computed with enough digits to be exact there."""
+    return quantize_units(_CONTEXT.divide(equity, units))
+
+
+def _product(a: Decimal, b: Decimal) -> Decimal:
+    return _CONTEXT.multiply(a, b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +58,7 @@ class UnitState:
     @property
     def performance_index(self) -> Decimal:
         """G = base × V: 1 when the account opened; G(t1) / G(t0) − 1 is the time-weighted return."""
-        return quantize_units(self.series_base * self.unit_value)
+        return quantize_units(_product(self.series_base, self.unit_value))
 
     @property
     def drawdown(self) -> Decimal:
@@ -56,7 +67,7 @@ class UnitState:
 
     def equity(self) -> Decimal:
         """U × V at the money scale (what the account is worth by its units)."""
-        return quantize_money(self.units * self.unit_value)
+        return quantize_money(_product(self.units, self.unit_value))
 
 
 #: The state before an account's first capital: no units, and a performance index of 1 to chain from.
@@ -67,7 +78,7 @@ def drawdown(value: Decimal, peak: Decimal) -> Decimal:
     """The fraction lost from the peak, ``1 − value / peak``; 0 at or above the peak or without a peak."""
     if peak <= 0 or value >= peak:
         return ZERO
-    return quantize_units(1 - value / peak)
+    return quantize_units(_CONTEXT.subtract(ONE, _CONTEXT.divide(value, peak)))
 
 
 def new_series(state: UnitState, equity: Decimal) -> UnitState:
@@ -88,18 +99,18 @@ def after_flow(state: UnitState, equity_before: Decimal, flow: Decimal) -> UnitS
     equity_after = equity_before + flow
     if equity_after < 0:
         raise ValueError("a flow cannot take equity below zero")
-    if state.units <= 0:
-        return new_series(state, equity_after) if equity_after > 0 else state
+    if state.units <= 0 or state.unit_value <= 0:  # empty, or wiped out by trading: nothing to price units at
+        return new_series(state, equity_after) if equity_after > 0 else replace(state, units=ZERO)
     if equity_after == 0:
         return replace(state, units=ZERO)
-    return replace(state, units=quantize_units(state.units + flow / state.unit_value))
+    return replace(state, units=quantize_units(_CONTEXT.add(state.units, _CONTEXT.divide(flow, state.unit_value))))
 
 
 def after_trading(state: UnitState, equity: Decimal) -> UnitState:
     """Trading (a fill, a fee, P&L, a new mark) moved equity to ``equity``: V = E / U, and the peak follows."""
     if state.units <= 0:
         return state
-    value = quantize_units(equity / state.units)
+    value = value_per_unit(equity, state.units)
     return replace(state, unit_value=value, peak_unit_value=max(state.peak_unit_value, value))
 
 
@@ -114,7 +125,7 @@ def time_weighted_return(index_from: Decimal, index_to: Decimal) -> Decimal | No
     """G(t1) / G(t0) − 1 as a fraction, exact to the unit scale; None without a base."""
     if index_from <= 0:
         return None
-    return quantize_units(index_to / index_from - 1)
+    return quantize_units(_CONTEXT.subtract(_CONTEXT.divide(index_to, index_from), ONE))
 
 
 def percent(fraction: Decimal | None) -> Decimal | None:

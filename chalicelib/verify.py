@@ -33,6 +33,7 @@ from chalicelib.db.migrate import SchemaStatus, schema_status
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction
 from chalicelib.ledger import CAPITAL_FLOW_KINDS, EVENT_KINDS, OPENING_KINDS, SERIES_START_KINDS, TRADING_KINDS
+from chalicelib.ledger import unit_state as ledger_unit_state
 from chalicelib.money import ZERO, money_text, quantize_money
 
 #: What each kind's reference must look like (None: no reference).
@@ -115,7 +116,7 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         when: close for when, close in db.execute(
             select(TickLog.market_time, TickLog.close_price).where(TickLog.session_id == session.id,
                                                                     TickLog.market_time.is_not(None))
-        ).tuples().all() if when is not None
+        ).all() if when is not None
     }
     rows = db.execute(
         select(AccountBalance)
@@ -189,40 +190,46 @@ class _LedgerChecker:
                               f"{money_text(expected)}")
 
     def _check_units(self, row: AccountBalance) -> None:
-        state = self.state
-        try:
-            if row.kind in SERIES_START_KINDS:
-                expected = accounting.new_series(state, row.equity)
-                self.contributions = row.total_balance
-            elif row.kind in CAPITAL_FLOW_KINDS:
-                expected = accounting.after_flow(state, row.equity - row.delta, row.delta)
-                self.contributions += row.delta
-            elif row.kind in TRADING_KINDS:
-                expected = accounting.after_trading(state, row.equity)
+        """Units follow from the row before: a series start holds one unit per dollar at 1; a flow is priced at
+        a value per unit whose units reproduce the equity before it; trading leaves the units and sets the value
+        to equity / units; the index is the series base × the value (marks between rows move the value, so each
+        row is checked against its own equity rather than the previous row's value)."""
+        prev = self.state
+        kind, equity = row.kind, row.equity
+        starts = kind in SERIES_START_KINDS or (kind in CAPITAL_FLOW_KINDS and (prev.units <= 0 or prev.unit_value <= 0)
+                                                 and equity > 0)
+        if starts:
+            expected_units, expected_value = accounting.quantize_units(equity), accounting.ONE
+            base = row.performance_index
+        else:
+            base = prev.series_base
+            expected_value = row.unit_value
+            if kind in CAPITAL_FLOW_KINDS:
+                priced = UnitState(prev.units, row.unit_value, prev.peak_unit_value, base)
+                if prev.units > 0 and not accounting.units_reproduce_equity(priced, equity - row.delta):
+                    self.problem(row, f"the flow was priced at {row.unit_value} per unit, which does not value the "
+                                      f"{prev.units} units before it at the equity before it "
+                                      f"({money_text(equity - row.delta)})")
+                expected_units = accounting.after_flow(priced, equity - row.delta, row.delta).units
+            elif kind in TRADING_KINDS and prev.units > 0:
+                expected_units, expected_value = prev.units, accounting.value_per_unit(equity, prev.units)
             else:
-                expected = state
-        except ValueError as exc:
-            self.problem(row, f"units cannot follow: {exc}")
-            expected = state
-        got = (row.units, row.unit_value, row.performance_index)
-        if got != (expected.units, expected.unit_value, expected.performance_index):
-            self.problem(row, f"units {row.units} × value per unit {row.unit_value} (index "
-                              f"{row.performance_index}) do not follow from the row before by the unit rules "
-                              f"(expected {expected.units} × {expected.unit_value}, index "
-                              f"{expected.performance_index})")
-        elif not accounting.units_reproduce_equity(expected, row.equity) and row.kind not in EVENT_KINDS:
-            self.problem(row, "units × value per unit do not reproduce the equity")
-        # Carry on from what the row says, so one break is reported once.
-        peak = accounting.ONE if row.kind in SERIES_START_KINDS else max(state.peak_unit_value, row.unit_value)
-        self.state = UnitState(row.units, row.unit_value, peak, _base(row, expected))
+                expected_units = prev.units
+        if kind in SERIES_START_KINDS or kind in CAPITAL_FLOW_KINDS:
+            self.contributions = row.total_balance if kind in SERIES_START_KINDS else self.contributions + row.delta
+        if (row.units, row.unit_value) != (expected_units, expected_value):
+            self.problem(row, f"units {row.units} × value per unit {row.unit_value} do not follow from the row "
+                              f"before by the unit rules (expected {expected_units} × {expected_value})")
+        elif kind not in EVENT_KINDS and not accounting.units_reproduce_equity(
+                UnitState(row.units, row.unit_value, prev.peak_unit_value, base), equity):
+            self.problem(row, "units × value per unit do not reproduce the row's equity")
+        if not starts and row.performance_index != UnitState(row.units, row.unit_value, accounting.ONE,
+                                                               base).performance_index:
+            self.problem(row, f"performance index {row.performance_index} is not the series base {base} × the "
+                              f"value per unit {row.unit_value}")
+        peak = accounting.ONE if starts else max(prev.peak_unit_value, row.unit_value)
+        self.state = UnitState(row.units, row.unit_value, peak, base)
         self.peak_needed = peak
-
-
-def _base(row: AccountBalance, expected: UnitState) -> Decimal:
-    """The series base implied by a row: its index over its value per unit (the expected one when consistent)."""
-    if row.unit_value and accounting.quantize_units(expected.series_base * row.unit_value) == row.performance_index:
-        return expected.series_base
-    return accounting.quantize_units(row.performance_index / row.unit_value) if row.unit_value else expected.series_base
 
 
 def _check_cache(report: SessionReport, session: TradingSession, last: AccountBalance,
@@ -256,14 +263,12 @@ def _check_positions_and_trades(db: Session, report: SessionReport, session: Tra
         problems.append(
             f"reserved {money_text(session.reserved_balance)} ≠ cost of open positions {money_text(open_cost)}"
         )
-    if session.units > 0:
-        held = sum((p.quantity for p in open_positions), ZERO)
-        mark = session.mark_price
-        equity = session.available_balance + (quantize_money(held * mark) if mark is not None else open_cost)
-        value = accounting.quantize_units(equity / session.units)
-        if value != session.unit_value:
-            problems.append(f"cached value per unit {session.unit_value} ≠ equity {money_text(equity)} at the last "
-                            f"close over {session.units} units ({value})")
+    held = sum((p.quantity for p in open_positions), ZERO)
+    mark = session.mark_price
+    equity = session.available_balance + (quantize_money(held * mark) if mark is not None else open_cost)
+    if not accounting.units_reproduce_equity(ledger_unit_state(session), equity):
+        problems.append(f"cached units {session.units} × value per unit {session.unit_value} do not reproduce the "
+                        f"equity at the last close, {money_text(equity)}")
     entry_fees = {p.id: p for p in positions}
     recovered = any(r.kind == "recovered_from_trades" for r in by_reference.values())
     for trade in _trades(db, session.id):

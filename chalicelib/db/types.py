@@ -8,7 +8,7 @@ Timestamps are timezone-aware UTC everywhere; SQLite keeps them as naive UTC tex
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Numeric, String
@@ -28,6 +28,7 @@ class ExactDecimal(TypeDecorator[Decimal]):
         super().__init__(precision=precision, scale=scale, asdecimal=True)
         self.precision = precision
         self.scale = scale
+        self._context = Context(prec=precision + 2)
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
@@ -41,16 +42,17 @@ class ExactDecimal(TypeDecorator[Decimal]):
             raise TypeError("money and quantities are Decimal, never float")
         dec = Decimal(value)
         quantum = Decimal(1).scaleb(-self.scale)
-        if dec != dec.quantize(quantum):
+        exact = dec.quantize(quantum, context=self._context)
+        if dec != exact:
             raise ValueError(f"{dec} has more than {self.scale} decimal places")
         if dialect.name == "sqlite":
-            return format(dec.quantize(quantum), "f")
+            return format(exact, "f")
         return dec
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(str(value)).quantize(Decimal(1).scaleb(-self.scale))
+        return Decimal(str(value)).quantize(Decimal(1).scaleb(-self.scale), context=self._context)
 
 
 def Money() -> ExactDecimal:

@@ -41,7 +41,10 @@ def test_starting_a_session_records_the_initial_capital_as_the_first_ledger_row(
     summary = read_summary(sid, engine=engine)
     assert summary.session.total_balance == Decimal("1250.50")
     assert summary.session.available_balance == Decimal("1250.50")
-    assert summary.session.peak_balance == Decimal("1250.50")
+    # The first capital starts the unit series: one unit per dollar, each worth 1.
+    assert (summary.session.units, summary.session.unit_value, summary.session.peak_unit_value) == (
+        Decimal("1250.50"), Decimal(1), Decimal(1))
+    assert rows[0].units == Decimal("1250.50") and rows[0].unit_value == 1 and rows[0].performance_index == 1
     assert verify(engine).ok
 
 
@@ -64,7 +67,7 @@ def test_set_deposit_and_withdraw_each_write_one_row_with_the_exact_delta(engine
 
 def test_a_withdrawal_beyond_the_available_balance_is_refused_and_writes_nothing(engine: Engine) -> None:
     sid = start(engine, "100")
-    with pytest.raises(ledger.InsufficientFunds, match=r"available balance would be -0\.01"):
+    with pytest.raises(ledger.InsufficientFunds, match=r"available balance would be -\$0\.01"):
         change_balance("withdraw", Decimal("100.01"), reason="too much", actor=OWNER, engine=engine)
     assert len(ledger_rows(engine, sid)) == 1
     assert read_summary(sid, engine=engine).session.total_balance == Decimal("100")
@@ -86,12 +89,33 @@ def test_setting_the_total_below_what_open_positions_hold_is_refused(engine: Eng
     assert summary.session.reserved_balance == Decimal("400")
     assert summary.session.available_balance == Decimal("599.6")
     assert summary.latest is not None and summary.latest.asset_balances["BTC"] == "0.01"
-    with pytest.raises(ledger.InsufficientFunds, match="held by open positions"):
+    with pytest.raises(ledger.InsufficientFunds, match=r"held by open positions"):
         change_balance("set", Decimal("300"), reason="shrink", actor=OWNER, engine=engine)
-    with pytest.raises(ledger.InsufficientFunds), write_transaction(engine) as db:
+    assert verify(engine).ok
+
+
+def test_a_reset_writes_off_open_positions_and_starts_a_new_unit_series_in_the_same_ledger(engine: Engine) -> None:
+    sid = start(engine, "1000")
+    now = datetime(2024, 1, 1, tzinfo=UTC)
+    with write_transaction(engine) as db:
         session = ledger.lock_session(db, sid)
         assert session is not None
-        ledger.record_reset(db, session, Decimal("1000"), reason="start over", actor=OWNER)
+        pos = Position(session_id=sid, symbol="BTCUSDT", side="long", status="open", entry_price=Decimal("40000"),
+                       quantity=Decimal("0.01"), cost=Decimal("400"), entry_time=now, fees=Decimal("0.4"))
+        db.add(pos)
+        db.flush()
+        ledger.record_position_opened(db, session, cost=Decimal("400"), fee=Decimal("0.4"),
+                                      reference=f"position:{pos.id}:open", now=now)
+        ledger.record_reset(db, session, Decimal("2000"), reason="start over", actor=OWNER)
+    rows = ledger_rows(engine, sid)
+    assert [r.kind for r in rows] == ["initial", "fee", "reset"]
+    reset = rows[-1]
+    assert (reset.total_balance, reset.reserved_balance, reset.delta) == (Decimal(2000), 0, Decimal("1000.4"))
+    assert (reset.units, reset.unit_value) == (Decimal(2000), Decimal(1))
+    # The index chains across the reset: the fee had cost 0.04 % before it.
+    assert reset.performance_index == rows[1].performance_index == Decimal("0.9996")
+    with read_transaction(engine) as db:
+        assert db.get(Position, pos.id).status == "closed"  # type: ignore[union-attr]
     assert verify(engine).ok
 
 
@@ -145,17 +169,22 @@ def test_history_pages_newest_first_without_gaps_or_repeats(engine: Engine) -> N
     assert len(seen) == 24 and seen == sorted(seen, reverse=True) and len(set(seen)) == 24
 
 
-def test_peak_follows_trading_results_and_moves_with_capital_flows(engine: Engine) -> None:
+def test_the_peak_value_per_unit_follows_trading_and_a_withdrawal_leaves_the_drawdown_alone(engine: Engine) -> None:
     sid = start(engine, "1000")
     with write_transaction(engine) as db:
         s = ledger.lock_session(db, sid)
         assert s is not None
-        ledger.post(db, s, kind="trade_pnl", delta=Decimal("100"), reason="win", reference="t1")
-        ledger.post(db, s, kind="trade_pnl", delta=Decimal("-50"), reason="loss", reference="t2")
-        assert s.peak_balance == Decimal("1100")  # a new high from trading
+        ledger.post(db, s, kind="trade_pnl", delta=Decimal("100"), reason="win", reference="trade:1:pnl")
+        ledger.post(db, s, kind="trade_pnl", delta=Decimal("-50"), reason="loss", reference="trade:2:pnl")
+        assert (s.unit_value, s.peak_unit_value) == (Decimal("1.05"), Decimal("1.1"))  # a new high, then 5 % off
         ledger.record_withdrawal(db, s, Decimal("500"), reason="take profit home", actor=OWNER)
-        # capital left, so the peak moves down with it: drawdown is still 50 / 1100-ish, not 550
-        assert s.total_balance == Decimal("550") and s.peak_balance == Decimal("600")
+        assert s.total_balance == Decimal("550")
+        # 500 / 1.05 units redeemed; value per unit, peak and drawdown unchanged by the flow
+        assert s.units == Decimal("523.809523809523809524")
+        assert (s.unit_value, s.peak_unit_value) == (Decimal("1.05"), Decimal("1.1"))
+    with read_transaction(engine) as db:
+        saved = db.get(TradingSession, sid)
+        assert saved is not None and saved.peak_unit_value == Decimal("1.1")  # the peak is what was stored
 
 
 def test_balance_change_24h_compares_with_the_balance_in_force_24_hours_ago(engine: Engine) -> None:
@@ -168,11 +197,13 @@ def test_balance_change_24h_compares_with_the_balance_in_force_24_hours_ago(engi
         sid = s.id
     summary = read_summary(sid, engine=engine)
     assert summary.balance_24h_ago == Decimal("2000")
-    assert summary.change_24h_percent == Decimal("25.00")
+    # Deposits are not performance: the plain change is all flows, the 24 h performance is 0.
+    assert summary.change_24h_percent == Decimal("0.00")
+    assert (summary.balance_delta_24h, summary.window.net_flows, summary.pnl_24h) == (Decimal(500), Decimal(500), 0)
 
 
 def test_rows_count_matches_changes(engine: Engine) -> None:
     sid = start(engine)
     with read_transaction(engine) as db:
         assert db.execute(select(func.count()).select_from(AccountBalance)).scalar_one() == 1
-        assert ledger.count_entries(db, sid) == 1
+        assert db.execute(select(func.count()).where(AccountBalance.session_id == sid)).scalar_one() == 1

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import os
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
-from chalicelib import ledger
-from chalicelib.db.models import AccountBalance, Position, TradingSession
+from chalicelib import accounting, ledger
+from chalicelib.db.models import AccountBalance, Position, TickLog, TradingSession
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import Actor
 from chalicelib.verify import verify
@@ -26,6 +27,7 @@ ops = st.lists(
         st.tuples(st.just("open"), cents),
         st.tuples(st.just("close"), st.decimals(min_value=Decimal("-500"), max_value=Decimal("500"), places=8)),
         st.tuples(st.just("reset"), cents),
+        st.tuples(st.just("mark"), st.decimals(min_value=Decimal("1"), max_value=Decimal("1000"), places=2)),
     ),
     min_size=1,
     max_size=12,
@@ -45,7 +47,7 @@ def _apply(db, session: TradingSession, op: str, amount: Decimal, step: int) -> 
         ledger.record_reset(db, session, amount, reason="reset", actor=OWNER)
     elif op == "open":
         pos = Position(session_id=session.id, symbol="BTCUSDT", side="long", status="open",
-                       entry_price=Decimal("100"), quantity=Decimal("1"), cost=amount, entry_time=now,
+                       entry_price=Decimal("100"), quantity=amount / 100, cost=amount, entry_time=now,
                        fees=Decimal("0"))
         db.add(pos)
         db.flush()
@@ -57,8 +59,16 @@ def _apply(db, session: TradingSession, op: str, amount: Decimal, step: int) -> 
         if pos is None:
             raise ledger.InvalidChange("nothing to close")
         pos.status = "closed"
-        ledger.record_trade_pnl(db, session, pnl=max(amount, -pos.cost), released_cost=pos.cost,
-                                reference=f"trade:{pos.id}:pnl")
+        ledger.record_position_closed(db, session, position_id=pos.id, pnl=max(amount, -pos.cost),
+                                      exit_fee=Decimal(0), released_cost=pos.cost)
+    elif op == "mark":  # a candle closed at ``amount``: open positions are marked there (no ledger row)
+        book = ledger.Batch(db, session)
+        equity = ledger.equity_of(session, ledger.open_positions(db, session.id), amount)
+        book.mark(close=amount, equity=equity, market_time=now)
+        book.write()
+        db.add(TickLog(session_id=session.id, candle_time=now, close_price=amount, decision="hold", processed_at=now,
+                       market_time=now, equity=equity, units=session.units, unit_value=session.unit_value,
+                       performance_index=ledger.unit_state(session).performance_index))
 
 
 def _model_total(db, sid: int) -> Decimal:  # type: ignore[no-untyped-def]
@@ -66,17 +76,19 @@ def _model_total(db, sid: int) -> Decimal:  # type: ignore[no-untyped-def]
     return sum(deltas, Decimal(0))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("ATB_PROPERTY_EXAMPLES", "25")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=ops)
 def test_random_ledger_operations_keep_every_invariant(engine: Engine, sequence: list[tuple[str, Decimal]]) -> None:
     with write_transaction(engine) as db:
-        sid = ledger.start_session(db, strategy=f"prop{next(_names)}", symbol="BTCUSDT", timeframe="1h",
-                                   exchange="binance", mode="paper", initial_balance=Decimal("10000")).id
+        sid = ledger.start_session(db, strategy="prop", symbol="BTCUSDT", timeframe="1h",
+                                   exchange=f"exchange{next(_names)}", mode="paper",
+                                   initial_balance=Decimal("10000")).id
     for step, (op, amount) in enumerate(sequence):
         with read_transaction(engine) as db:
             before = db.get(TradingSession, sid)
             assert before is not None
-            before_total, before_rows = before.total_balance, ledger.count_entries(db, sid)
+            before_total, before_rows = before.total_balance, _count(db, sid)
+            before_units = ledger.unit_state(before)
         refused = False
         try:
             with write_transaction(engine) as db:
@@ -95,9 +107,27 @@ def test_random_ledger_operations_keep_every_invariant(engine: Engine, sequence:
             open_cost = sum(db.execute(select(Position.cost).where(Position.session_id == sid,
                                                                    Position.status == "open")).scalars(), Decimal(0))
             assert session.reserved_balance == open_cost
-            rows = ledger.count_entries(db, sid)
+            rows = _count(db, sid)
             if refused:  # a refused change writes nothing
                 assert (session.total_balance, rows) == (before_total, before_rows)
-            elif op != "close" or rows > before_rows:
+            elif op == "close":
+                assert rows == before_rows + 2  # the exit fee (releasing the cost), then the P&L
+            elif op != "mark":
                 assert rows == before_rows + 1
-    assert verify(engine).ok
+            # Units × value per unit reproduce the equity (cash + positions at the last mark) exactly.
+            after = ledger.unit_state(session)
+            positions = ledger.open_positions(db, sid)
+            assert accounting.units_reproduce_equity(after, ledger.equity_of(session, positions))
+            if op in ("deposit", "withdraw", "set") and not refused:
+                # A capital flow never moves performance: the index (TWR), and while the account holds units
+                # the value per unit, its peak and so the drawdown, are exactly what they were.
+                assert after.performance_index == before_units.performance_index
+                if before_units.units > 0 and before_units.unit_value > 0 and after.units > 0:
+                    assert (after.unit_value, after.peak_unit_value, after.drawdown) == (
+                        before_units.unit_value, before_units.peak_unit_value, before_units.drawdown)
+    report = verify(engine)
+    assert report.ok, [s.problems for s in report.sessions if s.problems]
+
+
+def _count(db, sid: int) -> int:  # type: ignore[no-untyped-def]
+    return int(db.execute(select(func.count()).where(AccountBalance.session_id == sid)).scalar_one())
