@@ -98,11 +98,44 @@ def test_one_failing_bot_is_reported_and_does_not_stop_the_others(pg_engine, mon
     assert payload["ok"] is False
 
 
-def test_a_bad_bot_list_is_a_clear_error_not_a_crash(pg_engine, monkeypatch, tmp_path):
+def test_an_unreadable_bot_entry_is_a_clear_error_not_a_crash(pg_engine, monkeypatch, tmp_path):
     monkeypatch.setenv("ATB_BOTS", "ml_basic")
     client = Client(_fresh_app(), project_dir=str(tmp_path))
     payload = client.lambda_.invoke("tick", _event(client, FIRST + HOUR * 80)).payload
-    assert payload["ok"] is False and "STRATEGY:SYMBOL" in payload["error"]
+    [bot] = payload["bots"]
+    assert payload["ok"] is False and bot["status"] == "error" and "STRATEGY:SYMBOL" in bot["error"]
+
+
+BAD_BOTS = {
+    "nosuch:BTCUSDT:1h:binance": "unknown strategy 'nosuch' (available: ma_crossover, ml_basic",
+    "ml_basic:BTCUSDT:7x:binance": "unsupported timeframe '7x'",
+    "ml_basic:ETHBTC:1h:binance": "ETHBTC: quote BTC is not USD or a USD stablecoin",
+    "ml_basic:???:1h:binance": "cannot read symbol '???'",
+    "ml_basic:BTCUSDT:1h:nosuchexchange": "unknown exchange 'nosuchexchange'",
+    "ml_basic:btc/usdt:1h:BINANCE": "the same bot as 'ma_crossover:BTCUSDT:1h:binance'",
+}
+
+
+def test_each_bad_bot_in_atb_bots_fails_alone_with_a_logged_reason_and_writes_nothing(
+    pg_engine, monkeypatch, tmp_path, caplog
+):
+    exchange = ReplayExchange()
+    monkeypatch.setattr(scheduled, "make_feed", lambda exchange_id: exchange)
+    monkeypatch.setenv("ATB_BOTS", ",".join(["ma_crossover:BTCUSDT:1h:binance", *BAD_BOTS]))
+    caplog.set_level(logging.INFO, logger="atb")
+    client = Client(_fresh_app(), project_dir=str(tmp_path))
+    payload = client.lambda_.invoke("tick", _event(client, FIRST + HOUR * 80)).payload
+
+    by_entry = {b["bot"]: b for b in payload["bots"]}
+    assert by_entry["ma_crossover:BTCUSDT:1h:binance"]["status"] == "applied"
+    for entry, reason in BAD_BOTS.items():
+        assert by_entry[entry]["status"] == "error" and reason in by_entry[entry]["error"], entry
+        assert f"Bot definition refused in ATB_BOTS: bot {entry!r}: {reason}" in caplog.text
+    assert payload["ok"] is False
+    # Only the good bot has a session and ledger rows.
+    snap = snapshot(pg_engine)
+    assert [(s[0], s[1]) for s in snap["sessions"]] == [("ma_crossover", "BTCUSDT")]
+    assert snap["ledger"][0][0] == "initial" and len(snap["ledger"]) == 1
 
 
 @pytest.mark.parametrize("rounds", [3])
