@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -126,3 +128,77 @@ def test_switch_strategy_prints_no_json_log_lines(database_url: str, tmp_path: P
     assert switched.stdout.startswith("Session #1 (ml_basic) switched to ma_crossover: now session #2\n")
     assert not [line for line in switched.stdout.splitlines() if line.lstrip().startswith("{")], switched.stdout
     assert "{" not in switched.stderr
+
+
+def test_live_without_feed_trades_live_exchange_prices_and_says_so_on_its_first_line(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chalicelib.trading.feeds import CcxtFeed, ReplayFeed
+
+    served = ReplayFeed().all_candles("BTCUSDT", "1h")
+    asked: list[str] = []
+
+    def exchange_answers(self: CcxtFeed, symbol: str, timeframe: str, since: Any, limit: int, now: Any) -> Any:
+        asked.append(f"{self.exchange_id} {symbol} {timeframe}")
+        newer = [c for c in served if since is None or c.open_time > since]
+        return newer[:limit] if since is not None else newer[-limit:]
+
+    monkeypatch.setattr(CcxtFeed, "fetch_closed_candles", exchange_answers)
+    code, out, err = run("live", "ml_basic", "--symbol", "BTCUSDT", "--paper-trading", "--ticks", "1")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "Feed: live binance prices via ccxt"
+    assert lines[1] == "Started session #1 (ml_basic BTCUSDT 1h paper) with initial balance $1,000.00"
+    assert asked and set(asked) == {"binance BTCUSDT 1h"}
+    assert everything(database_url)[0][0][4] == "binance"
+
+    code, out, err = run("live", "ml_basic", "--symbol", "BTC/USDT", "--paper-trading", "--ticks", "1",
+                         "--initial-balance", "250")
+    assert code == 0, err
+    assert out.splitlines()[1] == "Found active session #1 (ml_basic BTCUSDT 1h paper)"
+    balance = everything(database_url)[0][0][6]
+    assert any(re.fullmatch(r"--initial-balance ignored: account #1 already exists with \$[\d,]+\.\d\d; "
+                            r"--initial-balance applies only to a new account", line) for line in out.splitlines())
+    assert balance != 250
+
+
+def test_replay_names_no_exchange(tmp_path: Path) -> None:
+    code, _, err = run("live", "ml_basic", "--symbol", "BTCUSDT", "--paper-trading", "--feed", "replay",
+                       "--exchange", "kraken")
+    assert code == 2 and err.startswith("error: --exchange only applies to --feed exchange")
+
+
+def test_a_backtest_of_ethusdt_runs_on_the_bundled_eth_candles_and_says_so() -> None:
+    from chalicelib.trading.feeds import ReplayFeed
+
+    code, out, err = run("backtest", "ma_crossover", "--symbol", "ETHUSDT", "--days", "10")
+    assert code == 0, err
+    eth = ReplayFeed(symbol="ETHUSDT").all_candles("ETHUSDT", "1h")[-240:]
+    hold = (eth[-1].close - eth[0].close) / eth[0].close * 100
+    assert out.startswith("ma_crossover on ETHUSDT 1h: 240 candles")
+    assert f"data             replay of bundled ETHUSDT 1h candles ({ROOT / 'chalicelib' / 'data'}" in out
+    assert f"(buy and hold {hold:+.2f}%)" in out
+
+
+def test_a_backtest_of_a_symbol_without_bundled_candles_is_refused_and_data_of_unknown_symbol_is_accepted(
+    tmp_path: Path
+) -> None:
+    code, out, err = run("backtest", "ma_crossover", "--symbol", "SOLUSDT", "--days", "1")
+    assert (code, out) == (2, "") and err == "error: no bundled candles for SOLUSDT; pass --data FILE\n"
+
+    from chalicelib.trading.feeds import ReplayFeed
+
+    lines = ["timestamp_ms,open,high,low,close,volume"]
+    for c in ReplayFeed().all_candles("BTCUSDT", "1h")[:200]:
+        lines.append(f"{int(c.open_time.timestamp() * 1000)},{c.open},{c.high},{c.low},{c.close},{c.volume}")
+    data = tmp_path / "candles.csv"
+    data.write_text("\n".join(lines) + "\n")
+    code, out, err = run("backtest", "ma_crossover", "--symbol", "SOLUSDT", "--days", "2", "--data", str(data))
+    assert code == 0, err
+    assert out.startswith("ma_crossover on SOLUSDT 1h: 48 candles")
+    assert f"replay of SOLUSDT 1h candles ({data})" in out
+
+    named = tmp_path / "BTCUSDT_1h.csv"
+    named.write_text(data.read_text())
+    code, _, err = run("backtest", "ma_crossover", "--symbol", "ETHUSDT", "--data", str(named))
+    assert code == 2 and "holds BTCUSDT, not ETHUSDT" in err
