@@ -5,9 +5,10 @@ than ``since`` are closed at ``now``?" -- oldest first, at most ``limit``, never
 (``open_time + timeframe <= now``). With ``since=None`` it returns the most recent ``limit`` closed candles.
 ``now`` is always passed in, never read from a clock here, so the caller owns time.
 
-* :class:`ReplayFeed` serves a CSV of recorded candles (the bundled ``chalicelib/data/BTCUSDT_1h.csv.gz`` by
-  default). Replay has no wall clock: :meth:`ReplayFeed.replay_now` turns "reveal the next N candles after
-  the session's cursor" into a ``now``, so 500 ticks at once or 100 ticks five times reveal the same candles.
+* :class:`ReplayFeed` serves a CSV of recorded candles (by default the symbol's bundled
+  ``chalicelib/data/SYMBOL_1h.csv.gz``: BTCUSDT or ETHUSDT). Replay has no wall clock:
+  :meth:`ReplayFeed.replay_now` turns "reveal the next N candles after the session's cursor" into a ``now``, so
+  500 ticks at once or 100 ticks five times reveal the same candles.
 * :class:`CcxtFeed` asks an exchange through ccxt (imported lazily on first use, so importing this module
   stays cheap on the API path). Network trouble is retried with backoff and ends as a one-line
   :class:`FeedError`, never a traceback.
