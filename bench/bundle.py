@@ -73,7 +73,8 @@ DEV_ONLY = frozenset({
 RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer")
 
 #: Files that must be in the bundle for the app to work in Lambda.
-REQUIRED_FILES = ("app.py", "migrations/env.py", "migrations/alembic.ini", "chalicelib/data/BTCUSDT_1h.csv.gz")
+REQUIRED_FILES = ("app.py", "migrations/env.py", "migrations/alembic.ini", "chalicelib/data/BTCUSDT_1h.csv.gz",
+                  "chalicelib/data/ETHUSDT_1h.csv.gz")
 
 #: Name of Chalice's own zip (no bytecode) next to the output directory of :func:`package`.
 PLAIN_ZIP = "chalice-deployment.zip"

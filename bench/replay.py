@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C
 
+from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
 from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import BotSpec, open_session
+from chalicelib.engine.sessions import open_session
 from chalicelib.engine.tick import TickSettings, tick_session
 from chalicelib.trading.feeds import ReplayFeed
 from chalicelib.trading.strategies import get_strategy

@@ -47,16 +47,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 from chalicelib import ledger
+from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
 from chalicelib.db.models import Position
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import write_transaction
 from chalicelib.engine import tick as tick_module
 from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import BotSpec, open_session
+from chalicelib.engine.sessions import open_session
 from chalicelib.engine.tick import TickSettings, tick_session
 from chalicelib.ledger import held_quantities, open_positions
 from chalicelib.money import quantize_money
+from chalicelib.trading import strategies
 from chalicelib.trading.candles import Candle
 from chalicelib.trading.feeds import ReplayFeed
 from chalicelib.trading.position import PositionView
@@ -123,6 +125,7 @@ def _timed_write_transaction(engine: Any = None) -> Iterator[Any]:
 
 def make_bot(engine: Any, k: int, candles: Sequence[Candle], start: int, tag: str) -> Bot:
     strategy = ModelThenHold(f"bench_hold_{tag}")
+    strategies._REGISTRY[strategy.name] = lambda: strategy  # a bot's strategy must be registered
     spec = BotSpec(strategy=strategy.name, symbol=SYMBOL, timeframe=TIMEFRAME, exchange="replay")
     sid = open_session(engine, spec, initial_balance=INITIAL, resume=False,
                        start_cursor=candles[start].open_time).session_id

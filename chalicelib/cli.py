@@ -340,12 +340,15 @@ def sessions_list(as_json: bool, show_all: bool) -> None:
 @domain_errors
 def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, initial_balance: str,
                    paper_trading: bool, as_json: bool) -> None:
-    """Start a session and record its initial capital in the ledger."""
-    from sqlalchemy.exc import IntegrityError
+    """Start a bot's session and record its initial capital in the ledger; a bot that already has one keeps it."""
+    import logging
 
-    from chalicelib import ledger
-    from chalicelib.db.uow import write_transaction
-    from chalicelib.ledger import Actor
+    from chalicelib.db.engine import get_engine
+    from chalicelib.db.models import TradingSession
+    from chalicelib.db.uow import read_transaction
+    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.engine.runner import SchemaNotReady, prepare_database
+    from chalicelib.engine.sessions import SessionError, open_session
     from chalicelib.views import session_view
 
     if not paper_trading:
@@ -353,22 +356,33 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
     amount = amount_arg(initial_balance, "initial balance")
     if amount < 0:
         fail("initial balance must not be negative")
-    if not symbol.strip() or not strategy.strip():
-        fail("strategy and symbol must not be empty")
+    spec = _bot_arg(strategy, symbol, timeframe, exchange)
+    use_plain_logs(logging.WARNING)
+    engine = get_engine()
     try:
-        with write_transaction() as dbs:
-            session = ledger.start_session(
-                dbs, strategy=strategy, symbol=symbol.upper(), timeframe=timeframe, exchange=exchange,
-                mode="paper", initial_balance=amount, actor=Actor(operator_name()),
-            )
-    except IntegrityError:
-        fail(f"a {strategy} {symbol.upper()} {timeframe} paper session is already active "
-             "(stop it first: atb sessions stop)", EXIT_REFUSED)
+        created = prepare_database(engine)
+        if created and not as_json:
+            click.echo(created)
+        opening = open_session(engine, spec, initial_balance=amount, resume=True, actor=_actor())
+    except (SchemaNotReady, SessionError) as exc:
+        fail(str(exc), EXIT_REFUSED)
+    note = _existing_account_note(opening)
     if as_json:
-        print_json(session_view(session))
+        with read_transaction(engine) as dbs:
+            session = dbs.get(TradingSession, opening.session_id)
+            assert session is not None
+            print_json(session_view(session))
+    elif opening.how == "found":
+        click.echo(f"Session #{opening.session_id} ({spec.label}) already exists with balance "
+                   f"{format_usd(opening.total_balance)}: nothing started")
+    elif opening.how == "resumed":
+        for line in opening.lines():
+            click.echo(line)
     else:
-        click.echo(f"Started session #{session.id}: {strategy} {session.symbol} {timeframe} paper, "
+        click.echo(f"Started session #{opening.session_id}: {spec.strategy} {spec.symbol} {spec.timeframe} paper, "
                    f"initial balance {format_usd(amount)}")
+    if note and not as_json:
+        click.echo(note)
 
 
 @sessions.command("stop")
@@ -396,32 +410,38 @@ def sessions_stop(session_id: int | None) -> None:
 
 
 def _strategy_arg(name: str) -> str:
-    from chalicelib.trading.strategies import UnknownStrategyError, get_strategy
+    from chalicelib.trading.strategies import UnknownStrategyError, require_strategy
 
     try:
-        get_strategy(name)
+        return require_strategy(name)
     except UnknownStrategyError as exc:
         fail(str(exc))
-    return name
 
 
-def _timeframe_arg(timeframe: str) -> str:
-    from chalicelib.trading.candles import UnsupportedTimeframeError, timeframe_to_timedelta
-
-    try:
-        timeframe_to_timedelta(timeframe)
-    except UnsupportedTimeframeError as exc:
-        fail(str(exc))
-    return timeframe
-
-
-def _symbol_arg(symbol: str) -> str:
-    from chalicelib.trading.feeds import FeedError, to_plain_symbol
+def _bot_arg(strategy: str, symbol: str, timeframe: str, exchange: str) -> Any:
+    """The bot these arguments define (a ``BotSpec``), or exit 2 with the one-line reason it cannot run."""
+    from chalicelib.bots import BotDefinitionError, BotSpec
 
     try:
-        return to_plain_symbol(symbol)
-    except FeedError as exc:
+        return BotSpec(strategy=strategy, symbol=symbol, timeframe=timeframe, exchange=exchange)
+    except BotDefinitionError as exc:
         fail(str(exc))
+
+
+def _given(name: str) -> bool:
+    """Whether the user passed option ``name`` (rather than its default)."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source is not None and source is not ParameterSource.DEFAULT
+
+
+def _existing_account_note(opening: Any) -> str | None:
+    """Why an explicit --initial-balance did nothing: the bot's account already exists."""
+    if opening.how not in ("found", "resumed") or not _given("initial_balance"):
+        return None
+    return (f"--initial-balance ignored: account #{opening.session_id} already exists with "
+            f"{format_usd(opening.total_balance)}; --initial-balance applies only to a new account")
 
 
 def _print_tick(result: Any, verbose: bool) -> None:
@@ -453,16 +473,17 @@ def _print_tick(result: Any, verbose: bool) -> None:
 
 @main.command("live", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
-@click.option("--symbol", required=True, help="Market, e.g. BTCUSDT or BTC/USDT.")
+@click.option("--symbol", required=True, help="Market, e.g. BTCUSDT or BTC/USDT (quoted in USD or a USD stablecoin).")
 @click.option("--paper-trading", is_flag=True, help="Trade on paper (required: live trading is not implemented).")
 @click.option("--timeframe", default="1h", show_default=True)
-@click.option("--initial-balance", default="1000", show_default=True, help="Capital of a new session.")
+@click.option("--initial-balance", default="1000", show_default=True, help="Capital of a new account.")
 @click.option("--exchange", "exchange_id", default="binance", show_default=True,
               help="ccxt exchange id for --feed exchange (binance, binanceus, kraken, coinbase, …).")
-@click.option("--feed", "feed_kind", type=click.Choice(["replay", "exchange"]), default="replay", show_default=True,
-              help="replay: recorded candles, one per tick, no waiting; exchange: live candles on the clock.")
+@click.option("--feed", "feed_kind", type=click.Choice(["exchange", "replay"]), default="exchange",
+              show_default=True,
+              help="exchange: live prices through ccxt on the clock; replay: recorded candles, one per tick.")
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="CSV of candles for --feed replay (default: the bundled BTCUSDT 1h data).")
+              help="CSV of candles for --feed replay (default: the bundled candles of the symbol).")
 @click.option("--ticks", type=click.IntRange(min=1), default=None, help="Stop after this many ticks.")
 @click.option("--fresh", is_flag=True, help="Do not recover: end the active session and start anew.")
 @click.option("--confirm", is_flag=True, help="Confirm --fresh.")
@@ -489,9 +510,9 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
              "readable); add --confirm to do that")
     if data_path is not None and feed_kind != "replay":
         fail("--data only applies to --feed replay")
-    _strategy_arg(strategy)
-    timeframe = _timeframe_arg(timeframe)
-    symbol = _symbol_arg(symbol)
+    if feed_kind == "replay" and _given("exchange_id"):
+        fail("--exchange only applies to --feed exchange (a replay bot trades recorded candles)")
+    spec = _bot_arg(strategy, symbol, timeframe, exchange_id if feed_kind == "exchange" else "replay")
     capital = amount_arg(initial_balance, "initial balance")
     if capital < 0:
         fail("initial balance must not be negative")
@@ -502,24 +523,27 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     from chalicelib.engine.runner import LiveTradingEngine, SchemaNotReady, prepare_database
     from chalicelib.engine.sessions import SessionError
     from chalicelib.engine.tick import TickSettings
-    from chalicelib.ledger import Actor
     from chalicelib.trading.feeds import CcxtFeed, Feed, FeedError, ReplayFeed
 
     use_plain_logs(logging.INFO if verbose else logging.WARNING)
     # Market data first: with no data (no network, wrong file) nothing is created or changed.
     feed: Feed
-    try:
-        if feed_kind == "replay":
-            replay = ReplayFeed(Path(data_path), symbol=symbol, timeframe=timeframe) if data_path else ReplayFeed()
-            if not replay.reveal_next(symbol, timeframe, None, 1):
+    if feed_kind == "replay":
+        try:
+            replay = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol, timeframe=spec.timeframe)
+            if not replay.reveal_next(spec.symbol, spec.timeframe, None, 1):
                 fail(f"no candles in {replay.path}")
-            feed = replay
-        else:
-            exchange_feed = CcxtFeed(exchange_id)
-            exchange_feed.fetch_closed_candles(symbol, timeframe, None, 1, utcnow())
-            feed = exchange_feed
-    except FeedError as exc:
-        fail(str(exc), EXIT_REFUSED)
+        except FeedError as exc:
+            fail(str(exc))
+        feed, described = replay, replay.describe()
+    else:
+        exchange_feed = CcxtFeed(spec.exchange)
+        try:
+            exchange_feed.fetch_closed_candles(spec.symbol, spec.timeframe, None, 1, utcnow())
+        except FeedError as exc:
+            fail(str(exc), EXIT_REFUSED)
+        feed, described = exchange_feed, exchange_feed.describe()
+    click.echo(f"Feed: {described}")
 
     engine = get_engine()
     try:
@@ -527,15 +551,18 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
         if created:
             click.echo(created)
         bot = LiveTradingEngine(
-            strategy, feed, initial_balance=capital, symbol=symbol, timeframe=timeframe,
-            exchange=exchange_id if feed_kind == "exchange" else "replay", fresh=fresh, engine=engine,
-            settings=TickSettings(max_candles_per_tick=max_candles_per_tick), actor=Actor(operator_name()),
+            spec.strategy, feed, initial_balance=capital, symbol=spec.symbol, timeframe=spec.timeframe,
+            exchange=spec.exchange, fresh=fresh, engine=engine,
+            settings=TickSettings(max_candles_per_tick=max_candles_per_tick), actor=_actor(),
         )
         opening = bot.start()
     except (SchemaNotReady, SessionError) as exc:
         fail(str(exc), EXIT_REFUSED)
     for line in opening.lines():
         click.echo(line)
+    note = _existing_account_note(opening)
+    if note:
+        click.echo(note)
 
     stop = threading.Event()
 
@@ -582,7 +609,7 @@ def _print_session_end(session_id: int, ticks: int) -> None:
               help="Test on the last N days of the data.")
 @click.option("--initial-balance", default="1000", show_default=True)
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="CSV of candles (default: the bundled BTCUSDT 1h data).")
+              help="CSV of candles (default: the bundled candles of the symbol).")
 @domain_errors
 def backtest(strategy: str, symbol: str, timeframe: str, days: int, initial_balance: str,
              data_path: str | None) -> None:
@@ -595,9 +622,7 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int, initial_bala
     from chalicelib.trading.candles import format_time
     from chalicelib.trading.feeds import FeedError
 
-    _strategy_arg(strategy)
-    timeframe = _timeframe_arg(timeframe)
-    symbol = _symbol_arg(symbol)
+    spec = _bot_arg(strategy, symbol, timeframe, "replay")
     capital = amount_arg(initial_balance, "initial balance")
     if capital <= 0:
         fail("initial balance must be greater than zero")
@@ -612,7 +637,7 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int, initial_bala
         bar.update(done - bar.pos)
 
     try:
-        summary = run_backtest(strategy, symbol, timeframe, days=days, initial_balance=capital,
+        summary = run_backtest(spec.strategy, spec.symbol, spec.timeframe, days=days, initial_balance=capital,
                                data=Path(data_path) if data_path else None, progress=progress)
     except (BacktestError, FeedError) as exc:
         fail(str(exc))
@@ -622,6 +647,7 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int, initial_bala
     s = summary
     click.echo(f"{s.strategy} on {s.symbol} {s.timeframe}: {s.candles} candles, {format_time(s.first_candle)} → "
                f"{format_time(s.last_candle)}")
+    click.echo(f"  data             {s.data}")
     click.echo(f"  initial balance  {format_usd(s.initial_balance)}")
     click.echo(f"  final balance    {format_usd(s.final_balance)}   equity {format_usd(s.final_equity)}")
     click.echo(f"  return           {s.return_pct:+.2f}%   (buy and hold {s.buy_and_hold_pct:+.2f}%)")
@@ -640,11 +666,15 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int, initial_bala
 def switch_strategy_command(strategy: str, session_id: int | None) -> None:
     """Trade an active session with STRATEGY from now on: balance, open positions and cursor carry over, and
     both sessions' ledgers record the change."""
+    import logging
+
     from chalicelib.balances import select_session
     from chalicelib.db.uow import read_transaction
+    from chalicelib.engine.observability import use_plain_logs
     from chalicelib.engine.sessions import SessionError, switch_strategy
 
     _strategy_arg(strategy)
+    use_plain_logs(logging.WARNING)  # the report below is the output: no JSON log lines on stdout
     with read_transaction() as dbs:
         target = select_session(dbs, session_id)
     try:

@@ -88,12 +88,9 @@ def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> 
 
 def base_asset(symbol: str) -> str:
     """``BTCUSDT`` → ``BTC``; ``BTC/USDT`` → ``BTC``."""
-    if "/" in symbol:
-        return symbol.split("/", 1)[0].upper()
-    for quote in ("USDT", "USDC", "BUSD", "FDUSD", "USD", "EUR"):
-        if symbol.upper().endswith(quote) and len(symbol) > len(quote):
-            return symbol[: -len(quote)].upper()
-    return symbol.upper()
+    from chalicelib.trading.symbols import parse_symbol
+
+    return parse_symbol(symbol).base
 
 
 def open_positions(db: Session, session_id: int) -> list[Position]:

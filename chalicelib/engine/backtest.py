@@ -12,12 +12,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
 from chalicelib.db.migrate import upgrade
 from chalicelib.db.models import AccountBalance, Trade, TradingSession
 from chalicelib.db.uow import read_transaction
 from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import BotSpec, open_session
+from chalicelib.engine.sessions import open_session
 from chalicelib.engine.tick import DEFAULT_MAX_CANDLES_PER_TICK, TickSettings, tick_session
 from chalicelib.money import ZERO, quantize_money
 from chalicelib.trading.feeds import ReplayFeed
@@ -45,6 +46,7 @@ class BacktestSummary:
     fees: Decimal
     buy_and_hold_pct: Decimal
     verified: bool
+    data: str = ""
 
     @property
     def return_pct(self) -> Decimal:
@@ -65,10 +67,10 @@ def run_backtest(
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestSummary:
     """Replay the last ``days`` of recorded candles through the engine; ``progress(done, total)`` after each tick."""
-    strategy_obj = get_strategy(strategy)
-    feed = ReplayFeed(data, symbol=symbol, timeframe=timeframe)
-    candles = feed.all_candles(symbol, timeframe)
     spec = BotSpec(strategy=strategy, symbol=symbol, timeframe=timeframe, exchange="replay")
+    strategy_obj = get_strategy(spec.strategy)
+    feed = ReplayFeed(data, symbol=spec.symbol, timeframe=timeframe)
+    candles = feed.all_candles(spec.symbol, timeframe)
     step = spec_step(timeframe)
     wanted = max(1, (days * 86_400) // step)
     if days < 1:
@@ -128,7 +130,7 @@ def run_backtest(
         last_candle=last.open_time, candles=len(tested), initial_balance=initial_balance,
         final_balance=final_balance, final_equity=equity, max_drawdown_pct=quantize_money(max_dd * 100),
         trades=len(nets), winning_trades=sum(1 for n in nets if n > 0), fees=fees,
-        buy_and_hold_pct=quantize_money(buy_hold), verified=verified,
+        buy_and_hold_pct=quantize_money(buy_hold), verified=verified, data=feed.describe(),
     )
 
 

@@ -16,9 +16,10 @@ from decimal import Decimal
 
 from sqlalchemy import Engine
 
+from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
 from chalicelib.db.types import utcnow
-from chalicelib.engine.sessions import BotSpec, LiveTradingDisabled, SessionError, SessionOpening, open_session
+from chalicelib.engine.sessions import LiveTradingDisabled, SessionError, SessionOpening, open_session
 from chalicelib.engine.tick import Clock, TickResult, TickSettings, tick_session, wall_clock
 from chalicelib.ledger import SYSTEM, Actor
 from chalicelib.money import parse_money
@@ -85,15 +86,16 @@ class LiveTradingEngine:
         if enable_live_trading:
             raise LiveTradingDisabled("live trading is not implemented: this bot only paper-trades")
         self.strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
-        self.feed: Feed = data_provider if data_provider is not None else ReplayFeed()
+        default_exchange = "replay" if data_provider is None or isinstance(data_provider, ReplayFeed) else "binance"
+        exchange_id = exchange or str(getattr(data_provider, "exchange_id", default_exchange))
+        self.spec = BotSpec(strategy=self.strategy.name, symbol=symbol, timeframe=timeframe, exchange=exchange_id)
+        self.feed: Feed = (data_provider if data_provider is not None
+                           else ReplayFeed(symbol=self.spec.symbol, timeframe=self.spec.timeframe))
         self.initial_balance = parse_money(initial_balance, field="initial balance")
         if self.initial_balance < 0:
             raise SessionError("initial balance must not be negative")
         self.resume = resume_from_last_balance
         self.fresh = fresh
-        default_exchange = "replay" if isinstance(self.feed, ReplayFeed) else "binance"
-        exchange_id = exchange or str(getattr(self.feed, "exchange_id", default_exchange))
-        self.spec = BotSpec(strategy=self.strategy.name, symbol=symbol, timeframe=timeframe, exchange=exchange_id)
         self.db_engine = engine
         self.settings = settings or TickSettings()
         if isinstance(self.feed, ReplayFeed):

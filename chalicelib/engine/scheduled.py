@@ -1,6 +1,10 @@
 """The scheduled tick in Lambda: every bot named in ``ATB_BOTS`` gets its session opened (or recovered) and one
 tick against its exchange. One failing bot is logged and counted (``TickErrors``) and does not stop the others.
 
+Each entry is read through :class:`chalicelib.bots.BotSpec`. A bad entry (unknown strategy, timeframe, symbol or
+exchange, or a second entry for a bot already listed) fails that one bot: an error log naming the entry and why,
+``TickErrors`` counted, status ``error`` in the summary, and nothing written for it; the other bots still tick.
+
 "Now" is the schedule event's ``time`` — when the schedule fired — so a retried or duplicated event asks for
 exactly the same closed candles and changes nothing; a manual invocation without a time uses the clock.
 """
@@ -14,10 +18,11 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from chalicelib.bots import BotDefinitionError, BotSpec, bot_entries
 from chalicelib.db.engine import get_engine
 from chalicelib.db.types import utcnow
 from chalicelib.engine.observability import logger, make_metrics, traced
-from chalicelib.engine.sessions import BotSpec, SessionError, open_session, parse_bots
+from chalicelib.engine.sessions import SessionError, open_session
 from chalicelib.engine.tick import DEFAULT_MAX_CANDLES_PER_TICK, TickSettings, fixed_clock, tick_session
 from chalicelib.money import MoneyError, parse_money
 from chalicelib.trading.feeds import CcxtFeed, Feed
@@ -59,18 +64,41 @@ def run_scheduled_tick(event_time: str | None = None, request_id: str | None = N
         logger.append_keys(request_id=request_id)
     now = event_now(event_time)
     try:
-        bots = parse_bots(os.environ.get("ATB_BOTS", ""))
+        entries = bot_entries(os.environ.get("ATB_BOTS", ""))
         initial = _initial_balance()
         max_candles = int(os.environ.get("ATB_MAX_CANDLES_PER_TICK", str(DEFAULT_MAX_CANDLES_PER_TICK)))
         settings = TickSettings(max_candles_per_tick=max_candles)
     except (SessionError, ValueError) as exc:
         logger.error(f"Tick configuration is invalid: {exc}")
         return {"ok": False, "error": str(exc), "bots": []}
-    if not bots:
+    if not entries:
         logger.warning("ATB_BOTS is empty: no bot to tick")
     engine = get_engine()
-    summaries = [_tick_bot(engine, bot, now, initial, settings) for bot in bots]
+    summaries: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str, str, str], str] = {}
+    for entry in entries:
+        try:
+            bot = BotSpec.parse(entry)
+            if bot.identity in seen:
+                raise BotDefinitionError(f"bot {entry!r}: the same bot as {seen[bot.identity]!r} "
+                                         "(a bot is its symbol, timeframe, exchange and mode)")
+        except BotDefinitionError as exc:
+            summaries.append(_refuse_bot(entry, exc))
+            continue
+        seen[bot.identity] = entry
+        summaries.append(_tick_bot(engine, bot, now, initial, settings))
     return {"ok": all(s["status"] not in ("error",) for s in summaries), "now": now.isoformat(), "bots": summaries}
+
+
+def _refuse_bot(entry: str, exc: BotDefinitionError) -> dict[str, Any]:
+    """A bad ``ATB_BOTS`` entry: logged, counted, and nothing opened or written for it."""
+    metrics = make_metrics()
+    metrics.clear_metrics()
+    metrics.add_dimension(name="Bot", value=entry[:100])
+    logger.error(f"Bot definition refused in ATB_BOTS: {exc}")
+    metrics.add_metric(name="TickErrors", unit="Count", value=1)
+    metrics.flush_metrics()
+    return {"bot": entry, "status": "error", "error": str(exc)[:300]}
 
 
 def _tick_bot(engine: Any, bot: BotSpec, now: datetime, initial: Decimal, settings: TickSettings) -> dict[str, Any]:

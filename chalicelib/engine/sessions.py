@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.orm import Session
 
 from chalicelib import accounting, ledger
+from chalicelib.bots import BotSpec
 from chalicelib.db.models import Position, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
@@ -28,7 +29,6 @@ from chalicelib.engine.observability import logger
 from chalicelib.ledger import SYSTEM, Actor, open_positions
 from chalicelib.money import format_usd
 from chalicelib.trading.candles import format_time, timeframe_to_timedelta
-from chalicelib.trading.feeds import to_plain_symbol
 
 MODES = ("paper", "live")
 
@@ -39,48 +39,6 @@ class SessionError(RuntimeError):
 
 class LiveTradingDisabled(SessionError):
     """Real-money trading is not implemented; this bot only paper-trades."""
-
-
-@dataclass(frozen=True)
-class BotSpec:
-    """What a bot trades: strategy × symbol × timeframe × mode, and the exchange its candles come from."""
-
-    strategy: str
-    symbol: str
-    timeframe: str = "1h"
-    exchange: str = "binance"
-    mode: str = "paper"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "symbol", to_plain_symbol(self.symbol))
-        timeframe_to_timedelta(self.timeframe)
-        if self.mode != "paper":
-            raise LiveTradingDisabled("live trading is not implemented: this bot only paper-trades")
-        if not self.strategy.strip():
-            raise SessionError("strategy must not be empty")
-
-    @classmethod
-    def parse(cls, text: str) -> BotSpec:
-        """``"ml_basic:BTCUSDT:1h:binanceus"`` (timeframe and exchange optional)."""
-        parts = [p.strip() for p in text.strip().split(":")]
-        if len(parts) < 2 or len(parts) > 4 or not all(parts):
-            raise SessionError(f"cannot read bot {text!r}: expected STRATEGY:SYMBOL[:TIMEFRAME[:EXCHANGE]]")
-        strategy, symbol, *rest = parts
-        timeframe = rest[0] if rest else "1h"
-        exchange = rest[1].lower() if len(rest) > 1 else "binance"
-        try:
-            return cls(strategy=strategy, symbol=symbol, timeframe=timeframe, exchange=exchange)
-        except ValueError as exc:
-            raise SessionError(f"cannot read bot {text!r}: {exc}") from None
-
-    @property
-    def label(self) -> str:
-        return f"{self.strategy} {self.symbol} {self.timeframe} {self.mode}"
-
-
-def parse_bots(text: str) -> list[BotSpec]:
-    """A comma-separated list of bots, as in ``ATB_BOTS``."""
-    return [BotSpec.parse(item) for item in text.split(",") if item.strip()]
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,17 @@ candles (``chalicelib.trading.candles``)
 feeds (``chalicelib.trading.feeds``)
     Feed.fetch_closed_candles(symbol, timeframe, since: datetime | None, limit: int, now: datetime)
         -> list[Candle]   # closed at now, open_time > since, oldest first; since=None -> newest `limit`
-    ReplayFeed(csv_path=None, *, symbol=None, timeframe=None)   # default: bundled BTCUSDT 1h data
+    ReplayFeed(csv_path=None, *, symbol=None, timeframe=None)   # default: the bundled data for the symbol
+                                                                # (BTCUSDT, ETHUSDT 1h); .describe() -> str
         .reveal_next(symbol, timeframe, after: datetime | None, count=1) -> list[Candle]
         .replay_now(symbol, timeframe, after, count=1) -> datetime | None   # "now" for replay ticks
         .all_candles(symbol, timeframe) -> tuple[Candle, ...]
     CcxtFeed(exchange_id="binance", timeout_ms=10000, retries=3, *, backoff_s=1.0, sleep=time.sleep)
-    FeedError (one-line message), to_ccxt_symbol("BTCUSDT") -> "BTC/USDT", to_plain_symbol("BTC/USDT") -> "BTCUSDT"
+    FeedError (one-line message)
+
+symbols (``chalicelib.trading.symbols``) -- the one symbol parser
+    parse_symbol("btc/usdt") -> Symbol(base="BTC", quote="USDT"); .plain "BTCUSDT", .ccxt "BTC/USDT"
+    require_usd_quote(symbol) -> Symbol;  parse_usd_symbol(text) -> Symbol   # SymbolError(ValueError), one line
 
 strategies (``chalicelib.trading.strategies``)
     get_strategy(name) -> Strategy   # UnknownStrategyError lists the names;  available_strategies() -> list[str]

@@ -5,9 +5,10 @@ than ``since`` are closed at ``now``?" -- oldest first, at most ``limit``, never
 (``open_time + timeframe <= now``). With ``since=None`` it returns the most recent ``limit`` closed candles.
 ``now`` is always passed in, never read from a clock here, so the caller owns time.
 
-* :class:`ReplayFeed` serves a CSV of recorded candles (the bundled ``chalicelib/data/BTCUSDT_1h.csv.gz`` by
-  default). Replay has no wall clock: :meth:`ReplayFeed.replay_now` turns "reveal the next N candles after
-  the session's cursor" into a ``now``, so 500 ticks at once or 100 ticks five times reveal the same candles.
+* :class:`ReplayFeed` serves a CSV of recorded candles (by default the symbol's bundled
+  ``chalicelib/data/SYMBOL_1h.csv.gz``: BTCUSDT or ETHUSDT). Replay has no wall clock:
+  :meth:`ReplayFeed.replay_now` turns "reveal the next N candles after the session's cursor" into a ``now``, so
+  500 ticks at once or 100 ticks five times reveal the same candles.
 * :class:`CcxtFeed` asks an exchange through ccxt (imported lazily on first use, so importing this module
   stays cheap on the API path). Network trouble is retried with backoff and ends as a one-line
   :class:`FeedError`, never a traceback.
@@ -36,13 +37,15 @@ from chalicelib.trading.candles import (
     timeframe_to_timedelta,
     to_epoch_ms,
 )
+from chalicelib.trading.symbols import SymbolError, parse_symbol
 
-#: The recorded market data shipped with the package (Binance spot BTC/USDT, 1h, 2023-01-01 .. 2025-01-20).
-BUNDLED_CSV = Path(__file__).resolve().parent.parent / "data" / "BTCUSDT_1h.csv.gz"
+#: Where the recorded market data shipped with the package lives: ``SYMBOL_TIMEFRAME.csv.gz`` (Binance spot,
+#: 1h, 2023-01-01 .. 2025-01-20: BTCUSDT and ETHUSDT).
+BUNDLED_DATA = Path(__file__).resolve().parent.parent / "data"
+#: The default replay data (BTC/USDT 1h).
+BUNDLED_CSV = BUNDLED_DATA / "BTCUSDT_1h.csv.gz"
 #: Exchanges known to work by configuration alone (any other ccxt id is tried as-is).
 KNOWN_EXCHANGES: tuple[str, ...] = ("binance", "binanceus", "kraken", "coinbase")
-#: Quote assets recognised when splitting an exchange-style symbol such as ``BTCUSDT``; longest match wins.
-_QUOTES: tuple[str, ...] = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "GBP", "BTC", "ETH", "BNB")
 _CSV_COLUMNS = ("timestamp_ms", "open", "high", "low", "close", "volume")
 
 
@@ -61,25 +64,6 @@ class Feed(Protocol):
         At most ``limit`` of them: the oldest ones after ``since``, or the newest ones when ``since`` is None.
         """
         ...
-
-
-def to_ccxt_symbol(symbol: str) -> str:
-    """``"BTCUSDT"`` -> ``"BTC/USDT"``; ``"BTC/USDT"`` passes through; ``"btc-usdt"`` -> ``"BTC/USDT"``."""
-    text = symbol.strip().upper().replace("-", "/").replace("_", "/")
-    if "/" in text:
-        base, _, quote = text.partition("/")
-        if base and quote:
-            return f"{base}/{quote}"
-        raise FeedError(f"cannot read symbol {symbol!r}: expected BASE/QUOTE such as BTC/USDT")
-    for quote in sorted(_QUOTES, key=len, reverse=True):
-        if text.endswith(quote) and len(text) > len(quote):
-            return f"{text[: -len(quote)]}/{quote}"
-    raise FeedError(f"cannot read symbol {symbol!r}: write it as BASE/QUOTE, e.g. BTC/USDT")
-
-
-def to_plain_symbol(symbol: str) -> str:
-    """``"BTC/USDT"`` or ``"BTCUSDT"`` -> ``"BTCUSDT"`` (how sessions store symbols)."""
-    return to_ccxt_symbol(symbol).replace("/", "")
 
 
 def _select(
@@ -155,37 +139,76 @@ def read_candles_csv(path: Path) -> list[Candle]:
     return candles
 
 
-def _infer_symbol_timeframe(path: Path) -> tuple[str | None, str | None]:
-    """``BTCUSDT_1h.csv.gz`` -> ``("BTCUSDT", "1h")``; unknown parts are None."""
-    stem = path.name.split(".")[0]
-    symbol, _, timeframe = stem.partition("_")
+def _plain(symbol: str) -> str:
+    """``symbol`` as sessions store it (``BTCUSDT``); an unreadable one is a FeedError."""
     try:
-        timeframe_to_timedelta(timeframe)
+        return parse_symbol(symbol).plain
+    except SymbolError as exc:
+        raise FeedError(str(exc)) from None
+
+
+def _infer_symbol_timeframe(path: Path) -> tuple[str | None, str | None]:
+    """``BTCUSDT_1h.csv.gz`` -> ``("BTCUSDT", "1h")``; a part the name does not tell is None."""
+    stem = path.name.split(".")[0]
+    head, _, tail = stem.partition("_")
+    try:
+        symbol: str | None = parse_symbol(head).plain
+    except SymbolError:
+        symbol = None
+    try:
+        timeframe_to_timedelta(tail)
     except ValueError:
-        return (symbol or None), None
-    return (symbol or None), timeframe
+        return symbol, None
+    return symbol, tail
+
+
+def bundled_csv(symbol: str, timeframe: str = "1h") -> Path:
+    """The candles shipped with the package for ``symbol`` and ``timeframe``; FeedError when there are none."""
+    plain = _plain(symbol)
+    path = BUNDLED_DATA / f"{plain}_{timeframe}.csv.gz"
+    if not path.is_file():
+        what = plain if timeframe == "1h" else f"{plain} {timeframe}"
+        raise FeedError(f"no bundled candles for {what}; pass --data FILE")
+    return path
 
 
 class ReplayFeed:
     """Closed candles from a recorded CSV; the caller's ``now`` decides how much of it has "happened".
 
-    ``csv_path`` defaults to the bundled BTCUSDT 1h data. The symbol and timeframe are read from a file name
-    like ``BTCUSDT_1h.csv.gz`` or given explicitly; asking for another symbol or timeframe is a FeedError.
-    The file is read once, on first use.
+    Without ``csv_path`` it reads the bundled file for ``symbol`` and ``timeframe`` (BTCUSDT 1h by default) and
+    refuses a symbol with no bundled candles. With a path, the symbol and timeframe are read from a file name
+    like ``BTCUSDT_1h.csv.gz``; one the name does not tell is taken from the caller, and one that contradicts
+    the caller is a FeedError (ETH prices never trade as BTC). The file is read once, on first use.
     """
 
     def __init__(
         self, csv_path: str | Path | None = None, *, symbol: str | None = None, timeframe: str | None = None
     ) -> None:
-        self.path = Path(csv_path) if csv_path is not None else BUNDLED_CSV
+        wanted_symbol = _plain(symbol) if symbol is not None else None
+        if csv_path is None:
+            self.bundled = True
+            self.path = bundled_csv(wanted_symbol or "BTCUSDT", timeframe or "1h")
+        else:
+            self.bundled = False
+            self.path = Path(csv_path)
         inferred_symbol, inferred_timeframe = _infer_symbol_timeframe(self.path)
-        self.symbol = to_plain_symbol(symbol or inferred_symbol or "BTCUSDT")
+        for what, inferred, wanted in (("symbol", inferred_symbol, wanted_symbol),
+                                       ("timeframe", inferred_timeframe, timeframe)):
+            if inferred is not None and wanted is not None and inferred != wanted:
+                raise FeedError(f"replay data {self.path.name} holds {inferred}, not {wanted} "
+                                f"(its name says which {what} it holds)")
+        self.symbol = wanted_symbol or inferred_symbol or "BTCUSDT"
         self.timeframe = timeframe or inferred_timeframe or "1h"
         timeframe_to_timedelta(self.timeframe)
         self._data: _Dataset | None = None
 
+    def describe(self) -> str:
+        """One line for the trader: which candles this replay serves."""
+        where = "bundled " if self.bundled else ""
+        return f"replay of {where}{self.symbol} {self.timeframe} candles ({self.path})"
+
     def _dataset(self, symbol: str, timeframe: str) -> _Dataset:
-        if to_plain_symbol(symbol) != self.symbol or timeframe != self.timeframe:
+        if _plain(symbol) != self.symbol or timeframe != self.timeframe:
             raise FeedError(
                 f"replay data {self.path.name} holds {self.symbol} {self.timeframe}, not {symbol} {timeframe}"
             )
@@ -285,6 +308,10 @@ class CcxtFeed:
         self._sleep = sleep
         self._exchange: Any = None
 
+    def describe(self) -> str:
+        """One line for the trader: where the prices come from."""
+        return f"live {self.exchange_id} prices via ccxt"
+
     @property
     def exchange(self) -> Any:
         """The ccxt exchange object, created on first use and reused (markets are loaded once)."""
@@ -342,7 +369,10 @@ class CcxtFeed:
         """See :class:`Feed`. The newest kline an exchange returns is usually still open; it is dropped."""
         if limit <= 0:
             return []
-        market = to_ccxt_symbol(symbol)
+        try:
+            market = parse_symbol(symbol).ccxt
+        except SymbolError as exc:
+            raise FeedError(str(exc)) from None
         step = timeframe_to_timedelta(timeframe)
         if since is None:
             # One request for the newest candles; one extra because the last is probably still open.

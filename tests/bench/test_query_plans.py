@@ -30,9 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import _common
 
 from chalicelib import balances, ledger
+from chalicelib.bots import BotSpec
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine.sessions import BotSpec, open_session
+from chalicelib.engine.sessions import open_session
 
 SESSIONS = 4
 ROWS_PER_SESSION = 50_000
@@ -43,7 +44,9 @@ SPACING = timedelta(seconds=5)  # 50,000 rows × 5 s ≈ 69 h: the 24h-ago row s
 def loaded(pg_engine: Engine) -> list[int]:
     ids = []
     for i in range(SESSIONS):
-        spec = BotSpec(strategy=f"plans_{i}", symbol="BTCUSDT", timeframe="1h", exchange="replay")
+        # four distinct bots (a bot is its symbol, timeframe, exchange and mode)
+        spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe=("1h", "4h", "1d", "15m")[i],
+                       exchange="replay")
         sid = open_session(pg_engine, spec, initial_balance=Decimal(10_000), resume=False).session_id
         # sessions' rows interleave in time like real bots; each session's rows are one id range
         _common.load_ledger(pg_engine, sid, ROWS_PER_SESSION, spacing=SPACING)

@@ -81,7 +81,7 @@ def aws_stage(empty_pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aw
 class ReplayExchange(ReplayFeed):
     """The bundled BTCUSDT 1h candles served like an exchange: whatever has closed at ``now``."""
 
-    exchange_id = "fake"
+    exchange_id = "binance"
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def replay_exchange(monkeypatch: pytest.MonkeyPatch) -> ReplayExchange:
     """Every bot of the scheduled tick trades against the replay exchange instead of ccxt."""
     feed = ReplayExchange()
     monkeypatch.setattr(scheduled, "make_feed", lambda _exchange_id: feed)
-    monkeypatch.setenv("ATB_BOTS", "ma_crossover:BTCUSDT:1h:fake")
+    monkeypatch.setenv("ATB_BOTS", "ma_crossover:BTCUSDT:1h:binance")
     return feed
 
 

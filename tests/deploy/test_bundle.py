@@ -45,7 +45,8 @@ def test_the_prod_package_holds_the_app_migrations_and_data_and_no_dev_only_pack
     bench, out = packaged
     report = bench.inspect_zip(out / "deployment.zip")
     assert report.dev_only == []
-    for required in ("app.py", "migrations/env.py", "migrations/alembic.ini", "chalicelib/data/BTCUSDT_1h.csv.gz"):
+    for required in ("app.py", "migrations/env.py", "migrations/alembic.ini", "chalicelib/data/BTCUSDT_1h.csv.gz",
+                     "chalicelib/data/ETHUSDT_1h.csv.gz"):
         assert required in report.names, required
     assert any(n.startswith("migrations/versions/") and n.endswith(".py") for n in report.names)
     assert not any(n.startswith(("tests/", "bench/", "vendor/", "infra/")) for n in report.names)

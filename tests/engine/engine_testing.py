@@ -79,7 +79,7 @@ class ReplayExchange(ReplayFeed):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.calls = 0
-        self.exchange_id = "fake"
+        self.exchange_id = "binance"
 
     def fetch_closed_candles(self, symbol: str, timeframe: str, since: datetime | None, limit: int,
                              now: datetime) -> list[Candle]:

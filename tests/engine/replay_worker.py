@@ -17,9 +17,10 @@ from typing import Any
 
 from sqlalchemy import event
 
+from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
 from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import BotSpec, open_session
+from chalicelib.engine.sessions import open_session
 from chalicelib.engine.tick import TickSettings, tick_session
 from chalicelib.trading.feeds import ReplayFeed
 

@@ -33,6 +33,8 @@ def test_live_replay_works_offline_in_an_empty_directory_and_a_second_run_recove
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "atb.sqlite3").exists()
     out = first.stdout
+    bundled = ROOT / "chalicelib" / "data" / "BTCUSDT_1h.csv.gz"
+    assert out.splitlines()[0] == f"Feed: replay of bundled BTCUSDT 1h candles ({bundled})"
     assert "Started session #1 (ml_basic BTCUSDT 1h paper) with initial balance $1,000.00" in out
     assert re.search(r"^2023-01-01T00:00:00Z  close +\$16,", out, re.M)
     assert "Stopped after 300 tick(s): session #1" in out
@@ -41,7 +43,7 @@ def test_live_replay_works_offline_in_an_empty_directory_and_a_second_run_recove
 
     second = _run([*LIVE, "--ticks", "5"], tmp_path)
     assert second.returncode == 0, second.stderr
-    lines = second.stdout.splitlines()
+    lines = second.stdout.splitlines()[1:]  # after the feed line
     assert lines[0] == "Found active session #1 (ml_basic BTCUSDT 1h paper)"
     assert lines[1].startswith("Recovered balance for session #1: $")
     assert "Next candle after 2023-01-13T11:00:00Z" in second.stdout
@@ -90,7 +92,8 @@ def test_exchange_feed_without_network_exits_with_one_line_and_changes_nothing(t
     [
         (["live", "nope", "--symbol", "BTCUSDT", "--paper-trading"], "unknown strategy 'nope'"),
         (["live", "ml_basic", "--symbol", "BTCUSDT"], "pass --paper-trading"),
-        (["live", "ml_basic", "--symbol", "ETHUSDT", "--paper-trading"], "replay data"),
+        (["live", "ml_basic", "--symbol", "SOLUSDT", "--paper-trading", "--feed", "replay"],
+         "no bundled candles for SOLUSDT; pass --data FILE"),
         (["live", "ml_basic", "--symbol", "BTCUSDT", "--paper-trading", "--initial-balance", "-5"],
          "initial balance must not be negative"),
         (["live", "ml_basic", "--symbol", "BTCUSDT", "--paper-trading", "--timeframe", "7m"], "unsupported timeframe"),

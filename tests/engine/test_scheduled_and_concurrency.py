@@ -13,11 +13,12 @@ import pytest
 from chalice.test import Client
 from engine_testing import HOUR, T0, FakeExchange, ReplayExchange, ScriptedStrategy, candle, snapshot
 
+from chalicelib.bots import BotSpec
 from chalicelib.db import engine as engine_module
 from chalicelib.db.models import Position, TradingSession
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.engine import scheduled
-from chalicelib.engine.sessions import BotSpec, open_session, switch_strategy
+from chalicelib.engine.sessions import open_session, switch_strategy
 from chalicelib.engine.tick import fixed_clock, tick_session
 from chalicelib.trading.strategies import EnterLong
 from chalicelib.verify import verify
@@ -43,7 +44,7 @@ def test_the_scheduled_tick_creates_trades_recovers_after_a_restart_and_ignores_
 ):
     exchange = ReplayExchange()
     monkeypatch.setattr(scheduled, "make_feed", lambda exchange_id: exchange)
-    monkeypatch.setenv("ATB_BOTS", "ml_basic:BTCUSDT:1h:fakeex")
+    monkeypatch.setenv("ATB_BOTS", "ml_basic:BTCUSDT:1h:binance")
     client = Client(_fresh_app(), project_dir=str(tmp_path))
 
     start = FIRST + HOUR * 100 + HOUR / 60  # one minute past the hour, as the cron fires
@@ -88,20 +89,53 @@ def test_the_scheduled_tick_creates_trades_recovers_after_a_restart_and_ignores_
 def test_one_failing_bot_is_reported_and_does_not_stop_the_others(pg_engine, monkeypatch, tmp_path):
     good = ReplayExchange()
     broken = FakeExchange([], fail_with=RuntimeError("exchange on fire"))
-    monkeypatch.setattr(scheduled, "make_feed", lambda exchange_id: broken if exchange_id == "broken" else good)
-    monkeypatch.setenv("ATB_BOTS", "ma_crossover:BTCUSDT:1h:broken, ml_basic:BTCUSDT:1h:fakeex")
+    monkeypatch.setattr(scheduled, "make_feed", lambda exchange_id: broken if exchange_id == "kraken" else good)
+    monkeypatch.setenv("ATB_BOTS", "ma_crossover:BTCUSDT:1h:kraken, ml_basic:BTCUSDT:1h:binance")
     client = Client(_fresh_app(), project_dir=str(tmp_path))
     payload = client.lambda_.invoke("tick", _event(client, FIRST + HOUR * 80)).payload
     statuses = {b["bot"]: b["status"] for b in payload["bots"]}
-    assert statuses == {"ma_crossover:BTCUSDT:1h:broken": "error", "ml_basic:BTCUSDT:1h:fakeex": "applied"}
+    assert statuses == {"ma_crossover:BTCUSDT:1h:kraken": "error", "ml_basic:BTCUSDT:1h:binance": "applied"}
     assert payload["ok"] is False
 
 
-def test_a_bad_bot_list_is_a_clear_error_not_a_crash(pg_engine, monkeypatch, tmp_path):
+def test_an_unreadable_bot_entry_is_a_clear_error_not_a_crash(pg_engine, monkeypatch, tmp_path):
     monkeypatch.setenv("ATB_BOTS", "ml_basic")
     client = Client(_fresh_app(), project_dir=str(tmp_path))
     payload = client.lambda_.invoke("tick", _event(client, FIRST + HOUR * 80)).payload
-    assert payload["ok"] is False and "STRATEGY:SYMBOL" in payload["error"]
+    [bot] = payload["bots"]
+    assert payload["ok"] is False and bot["status"] == "error" and "STRATEGY:SYMBOL" in bot["error"]
+
+
+BAD_BOTS = {
+    "nosuch:BTCUSDT:1h:binance": "unknown strategy 'nosuch' (available: ma_crossover, ml_basic",
+    "ml_basic:BTCUSDT:7x:binance": "unsupported timeframe '7x'",
+    "ml_basic:ETHBTC:1h:binance": "ETHBTC: quote BTC is not USD or a USD stablecoin",
+    "ml_basic:???:1h:binance": "cannot read symbol '???'",
+    "ml_basic:BTCUSDT:1h:nosuchexchange": "unknown exchange 'nosuchexchange'",
+    "ml_basic:btc/usdt:1h:BINANCE": "the same bot as 'ma_crossover:BTCUSDT:1h:binance'",
+}
+
+
+def test_each_bad_bot_in_atb_bots_fails_alone_with_a_logged_reason_and_writes_nothing(
+    pg_engine, monkeypatch, tmp_path, caplog
+):
+    exchange = ReplayExchange()
+    monkeypatch.setattr(scheduled, "make_feed", lambda exchange_id: exchange)
+    monkeypatch.setenv("ATB_BOTS", ",".join(["ma_crossover:BTCUSDT:1h:binance", *BAD_BOTS]))
+    caplog.set_level(logging.INFO, logger="atb")
+    client = Client(_fresh_app(), project_dir=str(tmp_path))
+    payload = client.lambda_.invoke("tick", _event(client, FIRST + HOUR * 80)).payload
+
+    by_entry = {b["bot"]: b for b in payload["bots"]}
+    assert by_entry["ma_crossover:BTCUSDT:1h:binance"]["status"] == "applied"
+    for entry, reason in BAD_BOTS.items():
+        assert by_entry[entry]["status"] == "error" and reason in by_entry[entry]["error"], entry
+        assert f"Bot definition refused in ATB_BOTS: bot {entry!r}: {reason}" in caplog.text
+    assert payload["ok"] is False
+    # Only the good bot has a session and ledger rows.
+    snap = snapshot(pg_engine)
+    assert [(s[0], s[1]) for s in snap["sessions"]] == [("ma_crossover", "BTCUSDT")]
+    assert snap["ledger"][0][0] == "initial" and len(snap["ledger"]) == 1
 
 
 @pytest.mark.parametrize("rounds", [3])
@@ -109,7 +143,7 @@ def test_overlapping_ticks_apply_each_candle_once(database_url, rounds):
     """Tick A holds the session lock while it decides; tick B, started meanwhile, skips (Postgres SKIP LOCKED)
     or waits and finds nothing new (SQLite serialises writers). Each candle is applied once."""
     engine = engine_module.get_engine(database_url)
-    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
     sid = open_session(engine, spec, start_cursor=T0).session_id
     feed = FakeExchange([candle(i, str(100 + i)) for i in range(2 + rounds * 2)])
     entry = {T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))}
@@ -150,7 +184,7 @@ def test_overlapping_ticks_apply_each_candle_once(database_url, rounds):
 
 
 def test_resuming_an_ended_session_carries_balance_positions_and_cursor_into_a_new_one(engine):
-    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
     old = open_session(engine, spec, start_cursor=T0).session_id
     feed = FakeExchange([candle(i, "100") for i in range(6)])
     strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))})
@@ -178,7 +212,7 @@ def test_resuming_an_ended_session_carries_balance_positions_and_cursor_into_a_n
 
 
 def test_switching_strategy_keeps_positions_and_balance_and_is_recorded(engine):
-    spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+    spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance")
     old = open_session(engine, spec, start_cursor=T0).session_id
     feed = FakeExchange([candle(i, "100") for i in range(4)])
     scripted = ScriptedStrategy(name="ma_crossover",
@@ -202,7 +236,7 @@ def test_switching_strategy_keeps_positions_and_balance_and_is_recorded(engine):
 
 
 def test_fresh_ends_the_active_session_and_starts_over_with_its_history_kept(engine):
-    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
     old = open_session(engine, spec, initial_balance=Decimal(500)).session_id
     opening = open_session(engine, spec, initial_balance=Decimal(2000), fresh=True)
     assert opening.how == "fresh" and opening.ended_session_id == old and opening.total_balance == 2000

@@ -21,21 +21,26 @@ from engine_testing import (
     snapshot,
 )
 
+from chalicelib.bots import BotSpec
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine.sessions import BotSpec, open_session
+from chalicelib.engine.sessions import open_session
 from chalicelib.engine.tick import TickSettings, fixed_clock, tick_session
 from chalicelib.trading.strategies import EnterLong, Exit, get_strategy
 from chalicelib.verify import verify
 
-SPEC = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+
+def _spec() -> BotSpec:
+    return BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
+
+
 NO_SLIPPAGE = TickSettings()
 NO_SLIPPAGE = replace(NO_SLIPPAGE, broker=replace(NO_SLIPPAGE.broker, slippage_bps=Decimal(0)))
 
 
 def _session(engine, *, cursor_at: int | None = 0, balance: str = "1000") -> int:
     start = T0 + HOUR * cursor_at if cursor_at is not None else None
-    return open_session(engine, SPEC, initial_balance=Decimal(balance), start_cursor=start).session_id
+    return open_session(engine, _spec(), initial_balance=Decimal(balance), start_cursor=start).session_id
 
 
 def _rows(engine, model):
@@ -169,7 +174,7 @@ def test_a_position_survives_a_restart_and_its_target_fires_later(engine):
     strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(95), take_profit=Decimal(120))})
     feed = FakeExchange(candles)
     tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=strategy)
-    opening = open_session(engine, SPEC)  # a restart
+    opening = open_session(engine, _spec())  # a restart
     assert opening.how == "found" and len(opening.positions) == 1
     assert any(line.startswith("Recovered position: BTCUSDT long @ $100.05") and "stop $95.00, target $120.00"
                in line for line in opening.lines())
@@ -201,7 +206,7 @@ def test_no_look_ahead_decisions_and_fills_up_to_t_do_not_depend_on_later_candle
     }
     outcomes = {}
     for name, candles in variants.items():
-        spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="fake")
+        spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance")
         sid = open_session(engine, spec, resume=False, start_cursor=candles[99].open_time).session_id
         result = tick_session(engine, sid, FakeExchange(candles), clock=fixed_clock(candles[-1].close_time("1h")),
                               strategy=strategy)

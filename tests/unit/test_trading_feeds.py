@@ -11,13 +11,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from chalicelib.trading.candles import to_epoch_ms, validate_candles
-from chalicelib.trading.feeds import (
-    CcxtFeed,
-    FeedError,
-    ReplayFeed,
-    to_ccxt_symbol,
-    to_plain_symbol,
-)
+from chalicelib.trading.feeds import BUNDLED_DATA, CcxtFeed, FeedError, ReplayFeed
 
 HOUR = timedelta(hours=1)
 FIRST = datetime(2023, 1, 1, tzinfo=UTC)  # first candle of the bundled data
@@ -41,19 +35,6 @@ KLINES_SAMPLE = {
 }
 
 
-# ------------------------------------------------------------------------------------------------ symbols
-
-
-def test_exchange_style_symbols_become_ccxt_symbols():
-    assert to_ccxt_symbol("BTCUSDT") == "BTC/USDT"
-    assert to_ccxt_symbol("BTC/USDT") == "BTC/USDT"
-    assert to_ccxt_symbol("eth-usd") == "ETH/USD"
-    assert to_ccxt_symbol("ETHBTC") == "ETH/BTC"
-    assert to_plain_symbol("BTC/USDT") == "BTCUSDT"
-    with pytest.raises(FeedError, match="cannot read symbol"):
-        to_ccxt_symbol("BTCXYZ")
-
-
 # ------------------------------------------------------------------------------------------------- replay
 
 
@@ -64,6 +45,38 @@ def test_the_bundled_data_is_all_there_and_valid_apart_from_its_one_known_gap():
     assert candles[0].open == Decimal("16541.77")  # parsed from the text, not through float
     result = validate_candles(candles, "1h")
     assert [(g.after.isoformat(), g.missing) for g in result.gaps] == [("2023-03-24T12:00:00+00:00", 1)]
+
+
+def test_the_bundled_eth_data_has_the_same_hours_as_the_btc_data_and_other_prices():
+    btc = ReplayFeed().all_candles("BTCUSDT", "1h")
+    eth = ReplayFeed(symbol="eth/usdt").all_candles("ETHUSDT", "1h")
+    assert len(eth) == len(btc) == 18_000
+    assert [c.open_time for c in eth] == [c.open_time for c in btc]
+    assert eth[0].close == Decimal("1194.09") and btc[0].close == Decimal("16529.67")
+    assert ReplayFeed(symbol="ETHUSDT").path == BUNDLED_DATA / "ETHUSDT_1h.csv.gz"
+
+
+def test_replay_without_a_file_refuses_a_symbol_it_has_no_bundled_candles_for():
+    with pytest.raises(FeedError, match=r"^no bundled candles for SOLUSDT; pass --data FILE$"):
+        ReplayFeed(symbol="SOLUSDT")
+    with pytest.raises(FeedError, match=r"^no bundled candles for BTCUSDT 4h; pass --data FILE$"):
+        ReplayFeed(symbol="BTCUSDT", timeframe="4h")
+
+
+def test_a_data_file_named_for_one_symbol_is_refused_for_another(tmp_path):
+    path = tmp_path / "BTCUSDT_1h.csv"
+    path.write_text("timestamp_ms,open,high,low,close,volume\n1672531200000,1,1,1,1,1\n")
+    with pytest.raises(FeedError, match="holds BTCUSDT, not ETHUSDT"):
+        ReplayFeed(path, symbol="ETHUSDT")
+
+
+def test_a_data_file_whose_name_does_not_tell_the_symbol_serves_the_symbol_the_user_names(tmp_path):
+    path = tmp_path / "candles.csv"
+    path.write_text("timestamp_ms,open,high,low,close,volume\n1672531200000,1,1,1,1,1\n")
+    feed = ReplayFeed(path, symbol="SOL/USDT", timeframe="1h")
+    assert feed.symbol == "SOLUSDT"
+    assert len(feed.all_candles("SOLUSDT", "1h")) == 1
+    assert feed.describe() == f"replay of SOLUSDT 1h candles ({path})"
 
 
 def test_replay_returns_only_candles_closed_at_now_and_newer_than_since():

@@ -45,15 +45,17 @@ def available_strategies() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def require_strategy(name: str) -> str:
+    """``name`` if a strategy is registered under it (without building one); :class:`UnknownStrategyError`
+    names the valid choices otherwise."""
+    if name not in _REGISTRY:
+        raise UnknownStrategyError(f"unknown strategy {name!r} (available: {', '.join(available_strategies())})")
+    return name
+
+
 def get_strategy(name: str) -> Strategy:
     """A fresh strategy for ``name``; :class:`UnknownStrategyError` names the valid choices otherwise."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise UnknownStrategyError(
-            f"unknown strategy {name!r} (available: {', '.join(available_strategies())})"
-        ) from None
-    return factory()
+    return _REGISTRY[require_strategy(name)]()
 
 
 __all__ = [
@@ -68,4 +70,5 @@ __all__ = [
     "available_strategies",
     "decide_safely",
     "get_strategy",
+    "require_strategy",
 ]
