@@ -485,7 +485,7 @@ def _print_tick(result: Any, verbose: bool) -> None:
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="CSV of candles for --feed replay (default: the bundled candles of the symbol).")
 @click.option("--ticks", type=click.IntRange(min=1), default=None, help="Stop after this many ticks.")
-@click.option("--fresh", is_flag=True, help="Do not recover: end the active session and start anew.")
+@click.option("--fresh", is_flag=True, help="Reset the account to the initial balance (a reset row; history kept).")
 @click.option("--confirm", is_flag=True, help="Confirm --fresh.")
 @click.option("--max-candles-per-tick", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Print every candle with the strategy's reason, and info logs.")
@@ -506,8 +506,8 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     if not paper_trading:
         fail("pass --paper-trading: live trading is not implemented, this bot only paper-trades")
     if fresh and not confirm:
-        fail("--fresh ends the active session and starts over from the initial balance (its history stays "
-             "readable); add --confirm to do that")
+        fail("--fresh resets the account to the initial balance and drops its open positions (recorded as a "
+             "reset in the same ledger, whose history stays readable); add --confirm to do that")
     if data_path is not None and feed_kind != "replay":
         fail("--data only applies to --feed replay")
     if feed_kind == "replay" and _given("exchange_id"):

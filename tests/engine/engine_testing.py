@@ -133,7 +133,7 @@ def snapshot(engine: Engine, *, with_times: bool = False) -> dict[str, Any]:
 
         ledger = [
             (r.kind, r.delta, r.total_balance, r.available_balance, r.reserved_balance, ref(r.reference),
-             r.asset_balances, r.update_reason)
+             r.asset_balances, r.update_reason, r.units, r.unit_value, r.performance_index, r.equity, r.market_time)
             for r in db.execute(select(AccountBalance).order_by(AccountBalance.id)).scalars()
         ]
         pos = [
@@ -143,16 +143,18 @@ def snapshot(engine: Engine, *, with_times: bool = False) -> dict[str, Any]:
         ]
         trades = [
             (rank.get(t.position_id or -1), t.entry_price, t.exit_price, t.quantity, t.entry_time, t.exit_time,
-             t.realized_pnl, t.fees, t.exit_reason)
+             t.realized_pnl, t.fees, t.exit_reason, t.market_time)
             for t in db.execute(select(Trade).order_by(Trade.id)).scalars()
         ]
         ticks = [
-            (t.session_id, t.candle_time, t.close_price, t.decision, t.detail)
+            (t.session_id, t.candle_time, t.close_price, t.decision, t.detail, t.market_time, t.equity, t.units,
+             t.unit_value, t.performance_index)
             for t in db.execute(select(TickLog).order_by(TickLog.session_id, TickLog.candle_time)).scalars()
         ]
         sess = [
             (s.strategy, s.symbol, s.status, s.total_balance, s.available_balance, s.reserved_balance,
-             s.peak_balance, s.candle_cursor, s.version) + ((s.last_tick_at,) if with_times else ())
+             s.units, s.unit_value, s.peak_unit_value, s.series_base, s.net_contributions, s.mark_price, s.market_time,
+             s.candle_cursor, s.version) + ((s.last_tick_at,) if with_times else ())
             for s in sessions
         ]
     return {"sessions": sess, "ledger": ledger, "positions": pos, "trades": trades, "ticks": ticks}

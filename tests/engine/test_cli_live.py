@@ -67,13 +67,14 @@ def test_three_hundred_ticks_at_once_equal_three_runs_of_a_hundred(tmp_path):
 def test_fresh_needs_confirm_and_explains(tmp_path):
     refused = _run([*LIVE, "--ticks", "1", "--fresh"], tmp_path)
     assert refused.returncode == 2
-    assert refused.stderr.startswith("error: --fresh ends the active session") and "--confirm" in refused.stderr
+    assert refused.stderr.startswith("error: --fresh resets the account") and "--confirm" in refused.stderr
     assert not (tmp_path / "atb.sqlite3").exists()
     assert _run([*LIVE, "--ticks", "2"], tmp_path).returncode == 0
     fresh = _run([*LIVE, "--ticks", "1", "--fresh", "--confirm", "--initial-balance", "250"], tmp_path)
     assert fresh.returncode == 0, fresh.stderr
-    assert "Ended session #1 (its history stays readable)" in fresh.stdout
-    assert "Started fresh session #2 (ml_basic BTCUSDT 1h paper) with initial balance $250.00" in fresh.stdout
+    assert "Reset session #1 (ml_basic BTCUSDT 1h paper) to $250.00 (--fresh)" in fresh.stdout
+    history = _run([*ATB, "balance", "history"], tmp_path).stdout
+    assert " reset " in history and " initial " in history  # one account: the reset and what came before
 
 
 def test_exchange_feed_without_network_exits_with_one_line_and_changes_nothing(tmp_path):

@@ -183,68 +183,71 @@ def test_overlapping_ticks_apply_each_candle_once(database_url, rounds):
     assert verify(engine).ok
 
 
-def test_resuming_an_ended_session_carries_balance_positions_and_cursor_into_a_new_one(engine):
+def test_a_stopped_account_is_reopened_as_the_same_account_with_its_balance_positions_and_cursor(engine):
     spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
-    old = open_session(engine, spec, start_cursor=T0).session_id
+    sid = open_session(engine, spec, start_cursor=T0).session_id
     feed = FakeExchange([candle(i, "100") for i in range(6)])
     strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))})
-    tick_session(engine, old, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=strategy)
+    tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=strategy)
     with write_transaction(engine) as db:
-        s = db.get(TradingSession, old)
+        s = db.get(TradingSession, sid)
         assert s is not None
         s.status = "ended"
         balance_before = s.total_balance
 
     opening = open_session(engine, spec)
-    assert opening.how == "resumed" and opening.previous_session_id == old
+    assert opening.how == "resumed" and opening.session_id == sid  # the same account, never a copy
     assert opening.total_balance == balance_before and len(opening.positions) == 1
     assert opening.candle_cursor == T0 + HOUR * 2
     lines = opening.lines()
-    assert lines[0].startswith(f"Resumed session #{opening.session_id}") and "Recovered position:" in lines[2]
-    # The next tick continues with the carried position; both sessions' ledgers add up on their own.
-    result = tick_session(engine, opening.session_id, feed, clock=fixed_clock(T0 + HOUR * 6), strategy=strategy)
+    assert lines[0].startswith(f"Reopened session #{sid}")
+    assert "Recovering 1 active position…" in lines and "Successfully recovered 1 position" in lines
+    assert any(line.startswith("Recovered position:") for line in lines)
+    result = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 6), strategy=strategy)
     assert [o.candle_time for o in result.outcomes] == [T0 + HOUR * 3, T0 + HOUR * 4, T0 + HOUR * 5]
     report = verify(engine)
     assert report.ok, [s.problems for s in report.sessions]
     snap = snapshot(engine)
-    kinds = [(row[0], row[5]) for row in snap["ledger"]]
-    assert ("withdrawal", f"carried-to:{opening.session_id}") in kinds and ("resumed", None) in kinds
+    assert len(snap["sessions"]) == 1 and ("reopened", None) in [(row[0], row[5]) for row in snap["ledger"]]
 
 
-def test_switching_strategy_keeps_positions_and_balance_and_is_recorded(engine):
+def test_switching_strategy_keeps_the_account_its_positions_peak_and_units_and_is_recorded(engine):
     spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance")
-    old = open_session(engine, spec, start_cursor=T0).session_id
+    sid = open_session(engine, spec, start_cursor=T0).session_id
     feed = FakeExchange([candle(i, "100") for i in range(4)])
     scripted = ScriptedStrategy(name="ma_crossover",
                                 script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))})
-    tick_session(engine, old, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=scripted)
+    tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=scripted)
     with read_transaction(engine) as db:
-        peak_before = db.get(TradingSession, old).peak_balance  # type: ignore[union-attr]
-    opening = switch_strategy(engine, old, "ml_basic")
-    assert opening.spec.strategy == "ml_basic" and len(opening.positions) == 1
+        before = db.get(TradingSession, sid)
+        assert before is not None
+    opening = switch_strategy(engine, sid, "ml_basic")
+    assert opening.session_id == sid and opening.spec.strategy == "ml_basic" and len(opening.positions) == 1
     with read_transaction(engine) as db:
-        new = db.get(TradingSession, opening.session_id)
-        assert new is not None and new.strategy == "ml_basic" and new.resumed_from_id == old
+        after = db.get(TradingSession, sid)
+        assert after is not None and after.strategy == "ml_basic" and after.status == "active"
         from chalicelib.db.models import AccountBalance
 
-        first = db.query(AccountBalance).filter_by(session_id=new.id).order_by(AccountBalance.id).first()
-        assert first is not None and "Strategy changed from ma_crossover to ml_basic" in first.update_reason
-        assert first.reserved_balance == opening.reserved_balance > 0
-        # the drawdown reference is not reset by a switch: the new session keeps the old peak
-        assert new.peak_balance == peak_before
+        last = db.query(AccountBalance).filter_by(session_id=sid).order_by(AccountBalance.id.desc()).first()
+        assert last is not None and last.kind == "strategy_switch" and last.delta == 0
+        assert "Strategy changed from ma_crossover to ml_basic" in last.update_reason
+        # nothing about the money moved: balance, reservation, units, value per unit, peak, cursor
+        keys = ("total_balance", "reserved_balance", "units", "unit_value", "peak_unit_value", "candle_cursor")
+        assert [getattr(after, k) for k in keys] == [getattr(before, k) for k in keys]
+        assert db.query(TradingSession).count() == 1
     assert verify(engine).ok
 
 
-def test_fresh_ends_the_active_session_and_starts_over_with_its_history_kept(engine):
+def test_fresh_resets_the_same_account_and_keeps_its_history(engine):
     spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
-    old = open_session(engine, spec, initial_balance=Decimal(500)).session_id
+    sid = open_session(engine, spec, initial_balance=Decimal(500)).session_id
     opening = open_session(engine, spec, initial_balance=Decimal(2000), fresh=True)
-    assert opening.how == "fresh" and opening.ended_session_id == old and opening.total_balance == 2000
+    assert opening.how == "fresh" and opening.session_id == sid and opening.total_balance == 2000
     with read_transaction(engine) as db:
-        assert db.get(TradingSession, old).status == "ended"  # type: ignore[union-attr]
         from chalicelib.db.models import AccountBalance
 
-        first = db.query(AccountBalance).filter_by(session_id=opening.session_id).one()
-        assert first.kind == "reset" and "Fresh start" in first.update_reason  # the reset is in the ledger
-        assert db.query(AccountBalance).filter_by(session_id=old).count() == 1  # old history stays readable
+        rows = db.query(AccountBalance).filter_by(session_id=sid).order_by(AccountBalance.id).all()
+        assert [r.kind for r in rows] == ["initial", "reset"]  # the old history stays, the reset is in it
+        assert "Fresh start" in rows[1].update_reason and rows[1].delta == 1500
+        assert (rows[1].units, rows[1].unit_value) == (Decimal(2000), Decimal(1))  # a new unit series
     assert verify(engine).ok

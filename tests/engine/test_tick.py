@@ -21,11 +21,13 @@ from engine_testing import (
     snapshot,
 )
 
+from chalicelib.balances import change_balance
 from chalicelib.bots import BotSpec
-from chalicelib.db.models import AccountBalance, Position, TickLog, Trade
+from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction
 from chalicelib.engine.sessions import open_session
 from chalicelib.engine.tick import TickSettings, fixed_clock, tick_session
+from chalicelib.ledger import Actor
 from chalicelib.trading.strategies import EnterLong, Exit, get_strategy
 from chalicelib.verify import verify
 
@@ -143,10 +145,22 @@ def test_a_stop_loss_fills_at_the_stop_and_the_ledger_books_it_by_hand(engine):
     assert ledger == [
         ("initial", Decimal(1000), None),
         ("fee", Decimal("-0.1"), f"position:{pid}:open"),
-        ("trade_pnl", Decimal(-5), f"trade:{pid}:pnl"),
         ("fee", Decimal("-0.095"), f"trade:{pid}:exit_fee"),
+        ("trade_pnl", Decimal(-5), f"trade:{pid}:pnl"),
     ]
     assert result.balance == Decimal("994.805")
+    # Units: 1,000 units at 1. After the entry the equity is 899.90 cash + 1 × 100 close = 999.90 → 0.9999 a unit;
+    # after the stop 994.805 → 0.994805. The peak stays 1, so the drawdown is 0.5195 %.
+    rows = _rows(engine, AccountBalance)
+    assert [(r.units, r.unit_value, r.equity) for r in rows] == [
+        (Decimal(1000), Decimal(1), Decimal(1000)),
+        (Decimal(1000), Decimal("0.9999"), Decimal("999.9")),
+        (Decimal(1000), Decimal("0.999805"), Decimal("999.805")),
+        (Decimal(1000), Decimal("0.994805"), Decimal("994.805")),
+    ]
+    [session] = _rows(engine, TradingSession)
+    assert (session.unit_value, session.peak_unit_value) == (Decimal("0.994805"), Decimal(1))
+    assert rows[-1].update_reason == "trade_pnl_stop_loss"  # what the account's last reason reads
     assert verify(engine).ok
 
 
@@ -160,12 +174,34 @@ def test_entries_stop_past_the_drawdown_limit_measured_from_the_persisted_peak(e
     with write_transaction(engine) as db:
         s = ledger.lock_session(db, sid)
         assert s is not None
-        ledger.record_fee(db, s, Decimal(250), reason="test: a big loss", reference="test-loss")
+        ledger.post(db, s, kind="trade_pnl", delta=Decimal(-250), reason="test: a big loss", reference="trade:9:pnl")
+    # Capital added during the drawdown is not a trading gain: entries stay blocked.
+    change_balance("deposit", Decimal(1000), reason="top up", actor=Actor("owner"), session_id=sid, engine=engine)
     strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(120))})
     result = tick_session(engine, sid, FakeExchange(candles), clock=fixed_clock(T0 + HOUR * 5), strategy=strategy)
     assert result.outcomes[0].decision == "blocked"
     assert "drawdown 25.00%" in snapshot(engine)["ticks"][0][4]
     assert _rows(engine, Position) == []
+
+
+def test_a_withdrawal_during_a_drawdown_does_not_block_entries(engine):
+    """Value per unit 0.828 (17.2 % below the peak of 1): withdrawing 400 leaves it at 17.2 %, under the 20 %
+    limit, so the next entry goes through (a peak kept in dollars made it 28.7 % and blocked entries)."""
+    candles = [candle(i, "100") for i in range(3)]
+    sid = _session(engine)
+    from chalicelib import ledger
+    from chalicelib.db.uow import write_transaction
+
+    with write_transaction(engine) as db:
+        s = ledger.lock_session(db, sid)
+        assert s is not None
+        ledger.post(db, s, kind="trade_pnl", delta=Decimal(-172), reason="test: a loss", reference="trade:9:pnl")
+    change_balance("withdraw", Decimal(400), reason="rent", actor=Actor("owner"), session_id=sid, engine=engine)
+    strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(120))})
+    result = tick_session(engine, sid, FakeExchange(candles), clock=fixed_clock(T0 + HOUR * 3), strategy=strategy)
+    assert result.outcomes[0].decision == "enter_long"
+    [session] = _rows(engine, TradingSession)
+    assert session.peak_unit_value == Decimal(1)
 
 
 def test_a_position_survives_a_restart_and_its_target_fires_later(engine):
@@ -249,7 +285,7 @@ def test_one_candle_with_a_trade_writes_all_of_it_or_nothing_when_the_database_r
     with write_transaction(engine) as db:  # a stray row claiming the reference the entry will need
         s = ledger.lock_session(db, sid)
         assert s is not None
-        ledger.record_fee(db, s, Decimal(0), reason="test", reference="position:1:open")
+        ledger.post(db, s, kind="fee", delta=Decimal(0), reason="test", reference="position:1:open")
     before = snapshot(engine, with_times=True)
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=strategy)
