@@ -664,8 +664,8 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int, initial_bala
 @session_option
 @domain_errors
 def switch_strategy_command(strategy: str, session_id: int | None) -> None:
-    """Trade an active session with STRATEGY from now on: balance, open positions and cursor carry over, and
-    both sessions' ledgers record the change."""
+    """Trade the account with STRATEGY from now on: the same account keeps its balance, open positions, cursor,
+    units and peak, and its ledger records the switch. Running either strategy's `atb live` later continues it."""
     import logging
 
     from chalicelib.balances import select_session
@@ -681,8 +681,9 @@ def switch_strategy_command(strategy: str, session_id: int | None) -> None:
         opening = switch_strategy(None, target.id, strategy, actor=_actor())
     except SessionError as exc:
         fail(str(exc), EXIT_REFUSED)
-    click.echo(f"Session #{target.id} ({target.strategy}) switched to {strategy}: now session #{opening.session_id}")
-    for line in opening.lines()[1:]:
+    click.echo(f"Session #{opening.session_id} switched from {target.strategy} to {strategy}: the same account, "
+               "recorded in its ledger")
+    for line in opening.lines()[2:]:
         click.echo(line)
 
 

@@ -45,7 +45,7 @@ def main() -> None:
     rng = random.Random(seed)
     feed = ReplayFeed(csv)
     spec = BotSpec(strategy=strategy, symbol="BTCUSDT", timeframe="1h", exchange="replay")
-    session_id = open_session(engine, spec).session_id
+    session_id = open_session(engine, spec, market_time=replay_clock(feed, "BTCUSDT", "1h")(None)).session_id
     settings = TickSettings(max_candles_per_tick=int(os.environ.get("ATB_TEST_MAX_PER_TICK", "500")))
     while True:
         step = rng.choice([1, 1, 2, 3, 5])

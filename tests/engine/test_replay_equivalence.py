@@ -53,9 +53,10 @@ def reference(replay_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     return snap
 
 
-def _start(engine: Any) -> int:
+def _start(engine: Any, feed: ReplayFeed) -> int:
+    """Open the account as ``atb live --feed replay`` does: it begins at the replay's first close in market time."""
     spec = BotSpec(strategy=STRATEGY, symbol="BTCUSDT", timeframe="1h", exchange="replay")
-    return open_session(engine, spec).session_id
+    return open_session(engine, spec, market_time=replay_clock(feed, "BTCUSDT", "1h")(None)).session_id
 
 
 def _tick(engine: Any, session_id: int, feed: ReplayFeed, step: int, max_per_tick: int = 500) -> Any:
@@ -74,7 +75,7 @@ def test_the_reference_run_is_the_same_on_both_databases(engine, replay_csv, ref
 
 def test_ticks_in_random_chunks_and_capped_catch_up_end_in_the_reference_state(engine, replay_csv, reference):
     feed = ReplayFeed(replay_csv)
-    session_id = _start(engine)
+    session_id = _start(engine, feed)
     rng = random.Random(7)
     ticks = 0
     while True:
@@ -92,7 +93,7 @@ def test_ticks_in_random_chunks_and_capped_catch_up_end_in_the_reference_state(e
 def test_every_tick_delivered_twice_and_restarted_engines_change_nothing_extra(engine, replay_csv, reference):
     feed = ReplayFeed(replay_csv)
     rng = random.Random(11)
-    session_id = _start(engine)
+    session_id = _start(engine, feed)
     duplicates_that_changed_something = 0
     while True:
         step = rng.choice([1, 3, 50])
@@ -105,7 +106,7 @@ def test_every_tick_delivered_twice_and_restarted_engines_change_nothing_extra(e
         if again.status != "up_to_date":
             duplicates_that_changed_something += 1
         if rng.random() < 0.1:  # a "restart": a new engine object finds and recovers the same session
-            assert _start(engine) == session_id
+            assert _start(engine, feed) == session_id
     assert duplicates_that_changed_something == 0
     assert snapshot(engine) == reference
     assert verify(engine).ok

@@ -38,7 +38,7 @@ def test_migrate_then_verify_succeeds_on_a_fresh_database(empty_database_url: st
     code, out, _ = run("db", "status")
     assert code == 1 and "behind" in out
     code, out, _ = run("db", "migrate")
-    assert code == 0 and "to 0002 (head)" in out
+    assert code == 0 and "to 0003 (head)" in out
     code, out, _ = run("db", "verify")
     assert code == 0 and "verify: ok" in out
     code, out, _ = run("db", "status")
@@ -117,7 +117,7 @@ def test_a_refused_withdrawal_exits_1_and_says_why(database_url: str) -> None:
     run("sessions", "start", "ml_basic", "--symbol", "BTCUSDT", "--initial-balance", "100")
     before = ledger_snapshot(database_url)
     code, _, err = run("balance", "withdraw", "100.01", "--reason", "too much")
-    assert code == 1 and "available balance would be -0.01" in err
+    assert code == 1 and "available balance would be -$0.01" in err
     assert ledger_snapshot(database_url) == before
 
 

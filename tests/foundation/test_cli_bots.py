@@ -125,7 +125,8 @@ def test_switch_strategy_prints_no_json_log_lines(database_url: str, tmp_path: P
     assert atb("sessions", "start", "ml_basic", "--symbol", "BTCUSDT").returncode == 0
     switched = atb("switch-strategy", "ma_crossover")
     assert switched.returncode == 0, switched.stderr
-    assert switched.stdout.startswith("Session #1 (ml_basic) switched to ma_crossover: now session #2\n")
+    assert switched.stdout.startswith("Session #1 switched from ml_basic to ma_crossover: the same account, "
+                                      "recorded in its ledger\n")
     assert not [line for line in switched.stdout.splitlines() if line.lstrip().startswith("{")], switched.stdout
     assert "{" not in switched.stderr
 
