@@ -112,12 +112,11 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
     report = SessionReport(
         session.id, f"{session.strategy} {session.symbol} {session.timeframe} {session.mode} ({session.status})"
     )
-    closes: dict[datetime, Decimal] = {
-        when: close for when, close in db.execute(
-            select(TickLog.market_time, TickLog.close_price).where(TickLog.session_id == session.id,
-                                                                    TickLog.market_time.is_not(None))
-        ).all() if when is not None
-    }
+    ticks = list(db.execute(
+        select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None))
+        .order_by(TickLog.candle_time)
+    ).scalars())
+    closes = {t.market_time: t.close_price for t in ticks if t.market_time is not None}
     rows = db.execute(
         select(AccountBalance)
         .where(AccountBalance.session_id == session.id)
@@ -125,15 +124,24 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         .execution_options(yield_per=2000)
     ).scalars()
     checker = _LedgerChecker(report, closes)
+    pending = iter(ticks)
+    tick = next(pending, None)
     for row in rows:
+        # Ticks before this row in market time (a tick's own rows come first: same times, ledger wins the tie).
+        while tick is not None and (tick.market_time, tick.processed_at) < (row.market_time, row.last_updated):
+            checker.check_tick(tick)
+            tick = next(pending, None)
         checker.check(row)
+    while tick is not None:
+        checker.check_tick(tick)
+        tick = next(pending, None)
     last = checker.last
     if last is None:
         report.problems.append("no ledger rows: the account has no recorded starting capital")
         return report
     report.total = session.total_balance
-    _check_cache(report, session, last, checker)
-    _check_positions_and_trades(db, report, session, checker.by_reference)
+    _check_cache(report, session, last, checker, ticks)
+    _check_positions_and_trades(db, report, session, checker)
     return report
 
 
@@ -144,10 +152,13 @@ class _LedgerChecker:
         self.report = report
         self.closes = closes
         self.last: AccountBalance | None = None
+        self.first: AccountBalance | None = None
         self.state = accounting.EMPTY
         self.contributions = ZERO
         self.peak_needed = accounting.ONE
+        self.last_value = accounting.ONE
         self.by_reference: dict[str, AccountBalance] = {}
+        self.reserved_change: dict[str, Decimal] = {}
 
     def problem(self, row: AccountBalance, rule: str) -> None:
         self.report.problems.append(f"ledger row {row.id} ({row.kind}): {rule}")
@@ -156,6 +167,7 @@ class _LedgerChecker:
         self.report.entries += 1
         previous = self.last
         if previous is None:
+            self.first = row
             if row.kind not in OPENING_KINDS:
                 self.problem(row, "the first row is not the starting capital (initial, reset or recovery)")
             if row.total_balance != row.delta:
@@ -175,13 +187,38 @@ class _LedgerChecker:
             self.problem(row, f"a {row.kind} row cannot move {money_text(row.delta)}")
         if row.reference is not None:
             self.by_reference[row.reference] = row
+            self.reserved_change[row.reference] = row.reserved_balance - (
+                previous.reserved_balance if previous is not None else ZERO)
         self._check_equity(row)
         self._check_units(row)
         self.last = row
+        self.last_value = row.unit_value
+
+    def check_tick(self, tick: TickLog) -> None:
+        """A tick row marks the account at its candle's close: the units of the row in force, its cash plus its
+        holdings at the close, the value per unit that makes, and the index (legacy rows without equity skipped)."""
+        row, state = self.last, self.state
+        where = f"tick row {tick.id} (candle {tick.candle_time:%Y-%m-%d %H:%M})"
+        if row is None:
+            self.report.problems.append(f"{where}: a candle was applied before the account's first ledger row")
+            return
+        held = _held(row)
+        equity = row.available_balance + quantize_money(held * tick.close_price)
+        value = accounting.value_per_unit(equity, state.units) if state.units > 0 else state.unit_value
+        index = UnitState(state.units, value, accounting.ONE, state.series_base).performance_index
+        expected = (state.units, equity, value, index)
+        got = (tick.units, tick.equity, tick.unit_value, tick.performance_index)
+        if got != expected:
+            self.report.problems.append(
+                f"{where}: units, equity, value per unit and index {got} are not the ledger row {row.id}'s units "
+                f"with its cash and holdings at the close {money_text(tick.close_price)}: {expected}")
+        self.peak_needed = max(self.peak_needed, value)
+        self.state = UnitState(state.units, value, self.peak_needed, state.series_base)
+        self.last_value = value
 
     def _check_equity(self, row: AccountBalance) -> None:
         close = self.closes.get(row.market_time)
-        held = sum((Decimal(str(q)) for asset, q in row.asset_balances.items() if asset != row.base_currency), ZERO)
+        held = _held(row)
         expected = (row.available_balance + quantize_money(held * close) if close is not None
                     else row.total_balance)
         if row.equity != expected:
@@ -223,22 +260,34 @@ class _LedgerChecker:
         elif kind not in EVENT_KINDS and not accounting.units_reproduce_equity(
                 UnitState(row.units, row.unit_value, prev.peak_unit_value, base), equity):
             self.problem(row, "units × value per unit do not reproduce the row's equity")
-        if not starts and row.performance_index != UnitState(row.units, row.unit_value, accounting.ONE,
-                                                               base).performance_index:
+        if starts:
+            carried = UnitState(prev.units, self.last_value, accounting.ONE, prev.series_base).performance_index
+            if row.performance_index != carried:
+                self.problem(row, f"performance index {row.performance_index} does not carry on from "
+                                  f"{carried} where the series before ended (1 for the first row)")
+        elif row.performance_index != UnitState(row.units, row.unit_value, accounting.ONE,
+                                                base).performance_index:
             self.problem(row, f"performance index {row.performance_index} is not the series base {base} × the "
                               f"value per unit {row.unit_value}")
-        peak = accounting.ONE if starts else max(prev.peak_unit_value, row.unit_value)
+        peak = accounting.ONE if starts else max(prev.peak_unit_value, self.peak_needed, row.unit_value)
         self.state = UnitState(row.units, row.unit_value, peak, base)
         self.peak_needed = peak
 
 
+def _held(row: AccountBalance) -> Decimal:
+    """The base-asset quantity a ledger row says the account holds (one symbol per account)."""
+    return sum((Decimal(str(q)) for asset, q in row.asset_balances.items() if asset != row.base_currency), ZERO)
+
+
 def _check_cache(report: SessionReport, session: TradingSession, last: AccountBalance,
-                 checker: _LedgerChecker) -> None:
+                 checker: _LedgerChecker, ticks: list[TickLog]) -> None:
     problems = report.problems
     for name in ("total_balance", "available_balance", "reserved_balance", "units"):
         cached, ledgered = getattr(session, name), getattr(last, name)
         if cached != ledgered:
-            problems.append(f"cached {name.replace('_', ' ')} {cached} ≠ latest ledger row {last.id}: {ledgered}")
+            show = str if name == "units" else money_text
+            problems.append(f"cached {name.replace('_', ' ')} {show(cached)} ≠ latest ledger row {last.id}: "
+                            f"{show(ledgered)}")
     if session.available_balance != session.total_balance - session.reserved_balance:
         problems.append("available ≠ total − reserved")
     if session.available_balance < 0:
@@ -246,31 +295,52 @@ def _check_cache(report: SessionReport, session: TradingSession, last: AccountBa
     if session.net_contributions != checker.contributions:
         problems.append(f"cached net contributions {money_text(session.net_contributions)} ≠ initial capital and "
                         f"flows since the last reset {money_text(checker.contributions)}")
-    if session.peak_unit_value < max(session.unit_value, checker.peak_needed):
-        problems.append(f"peak value per unit {session.peak_unit_value} is below a value per unit the account "
-                        f"reached ({max(session.unit_value, checker.peak_needed)})")
+    if session.peak_unit_value != checker.peak_needed:
+        problems.append(f"cached peak value per unit {session.peak_unit_value} ≠ the highest value per unit of the "
+                        f"current series in the ledger and the tick rows ({checker.peak_needed})")
+    if session.unit_value != checker.last_value:
+        problems.append(f"cached value per unit {session.unit_value} ≠ the newest row's ({checker.last_value})")
+    first = checker.first
+    if first is not None and first.kind == "initial" and session.initial_balance != first.delta:
+        problems.append(f"cached initial balance {money_text(session.initial_balance)} ≠ the first ledger row "
+                        f"{first.id}'s capital {money_text(first.delta)}")
+    at_cursor = next((t for t in reversed(ticks) if t.candle_time == session.candle_cursor), None)
+    if at_cursor is not None and session.mark_price != at_cursor.close_price:
+        problems.append(f"cached mark {session.mark_price} ≠ the close of the newest applied candle, tick row "
+                        f"{at_cursor.id}: {money_text(at_cursor.close_price)}")
     if session.series_base != checker.state.series_base:
         problems.append(f"cached series base {session.series_base} ≠ the ledger's {checker.state.series_base}")
 
 
 def _check_positions_and_trades(db: Session, report: SessionReport, session: TradingSession,
-                                by_reference: dict[str, AccountBalance]) -> None:
-    problems = report.problems
-    positions = list(db.execute(select(Position).where(Position.session_id == session.id)).scalars())
-    open_positions = [p for p in positions if p.status == "open"]
-    open_cost = sum((p.cost for p in open_positions), ZERO)
+                                checker: _LedgerChecker) -> None:
+    problems, by_reference = report.problems, checker.by_reference
+    positions = {p.id: p for p in db.execute(select(Position).where(Position.session_id == session.id)).scalars()}
+    open_cost = sum((p.cost for p in positions.values() if p.status == "open"), ZERO)
     if session.reserved_balance != open_cost:
         problems.append(
             f"reserved {money_text(session.reserved_balance)} ≠ cost of open positions {money_text(open_cost)}"
         )
-    held = sum((p.quantity for p in open_positions), ZERO)
+    held = sum((p.quantity for p in positions.values() if p.status == "open"), ZERO)
     mark = session.mark_price
     equity = session.available_balance + (quantize_money(held * mark) if mark is not None else open_cost)
     if not accounting.units_reproduce_equity(ledger_unit_state(session), equity):
         problems.append(f"cached units {session.units} × value per unit {session.unit_value} do not reproduce the "
                         f"equity at the last close, {money_text(equity)}")
-    entry_fees = {p.id: p for p in positions}
     recovered = any(r.kind == "recovered_from_trades" for r in by_reference.values())
+    for p in positions.values():
+        opened = by_reference.get(f"position:{p.id}:open")
+        if opened is None:
+            if not recovered:
+                problems.append(f"position {p.id}: no ledger row opened it")
+            continue
+        if quantize_money(p.quantity * p.entry_price) != p.cost:
+            problems.append(f"position {p.id}: cost {money_text(p.cost)} ≠ quantity × entry price")
+        if checker.reserved_change.get(f"position:{p.id}:open") != p.cost:
+            problems.append(f"position {p.id}: cost {money_text(p.cost)} ≠ what its ledger row {opened.id} reserved")
+        if p.status == "open" and -opened.delta != p.fees:
+            problems.append(f"position {p.id}: entry fee {money_text(p.fees)} ≠ its ledger row {opened.id}: "
+                            f"{money_text(-opened.delta)}")
     for trade in _trades(db, session.id):
         pnl_row = by_reference.get(f"trade:{trade.position_id}:pnl")
         exit_fee = by_reference.get(f"trade:{trade.position_id}:exit_fee")
@@ -281,12 +351,22 @@ def _check_positions_and_trades(db: Session, report: SessionReport, session: Tra
             problems.append(f"trade {trade.id}: realised P&L {money_text(trade.realized_pnl)} ≠ its ledger row "
                             f"{pnl_row.id if pnl_row else '(missing)'}: "
                             f"{money_text(pnl_row.delta) if pnl_row else '-'}")
+        if quantize_money((trade.exit_price - trade.entry_price) * trade.quantity) != trade.realized_pnl:
+            problems.append(f"trade {trade.id}: realised P&L {money_text(trade.realized_pnl)} ≠ (exit − entry) × "
+                            "quantity")
         charged = -sum((r.delta for r in (entry_fee, exit_fee) if r is not None and r.kind == "fee"), ZERO)
         if charged != trade.fees:
             problems.append(f"trade {trade.id}: fees {money_text(trade.fees)} ≠ its ledger fee rows "
                             f"({money_text(charged)})")
-        if trade.position_id is not None and trade.position_id not in entry_fees:
+        position = positions.get(trade.position_id) if trade.position_id is not None else None
+        if position is None:
             problems.append(f"trade {trade.id}: position {trade.position_id} is not this account's")
+            continue
+        same = ("quantity", "entry_price", "exit_price", "realized_pnl", "fees")
+        for name in same:
+            if getattr(position, name) != getattr(trade, name):
+                problems.append(f"trade {trade.id}: {name.replace('_', ' ')} {getattr(trade, name)} ≠ its position "
+                                f"{position.id}'s {getattr(position, name)}")
 
 
 def _trades(db: Session, session_id: int) -> Iterable[Trade]:

@@ -8,10 +8,10 @@
   (``chalicelib.accounting``), backfilled in ledger order: opening rows start a series, deposits, withdrawals and
   manual sets issue or redeem units at the value per unit, trading rows move the value. Rows from before this
   revision carry no marks, so their equity is the ledger total (open positions at cost).
-* ``market_time`` beside the recorded time: for existing ledger rows it is the recorded time; for trades the
-  candle time they closed at; for tick rows the candle's close. The session caches its units, the peak value
-  per unit (the drawdown reference, replacing the peak balance), the series base, the net contributions, and the
-  last mark (set by the next tick).
+* ``market_time`` beside the recorded time: for existing ledger rows it is the recorded time, but no later than
+  the account's last applied close; for trades the candle time they closed at; for tick rows the candle's close.
+  The session caches its units, the peak value per unit (the drawdown reference, replacing the peak balance), the
+  series base, the net contributions, and the last mark (set by the next tick).
 
 Revision ID: 0003
 Revises: 0002
@@ -161,6 +161,9 @@ def _backfill() -> None:
         sa.select(_sessions.c.id, _sessions.c.timeframe, _sessions.c.candle_cursor).order_by(_sessions.c.id)
     ).all()
     for sid, timeframe, cursor in sessions:
+        step = _step(timeframe)
+        # Rows from before this revision belong to the market no later than the account's last applied close.
+        last_close = cursor + step if cursor is not None else None
         state = EMPTY
         contributions = Decimal(0)
         previous_total = Decimal(0)
@@ -179,8 +182,7 @@ def _backfill() -> None:
             previous_total = total
             bind.execute(_ledger.update().where(_ledger.c.id == row_id).values(
                 units=state.units, unit_value=state.unit_value, performance_index=state.performance_index,
-                equity=total, market_time=recorded))
-        step = _step(timeframe)
+                equity=total, market_time=min(recorded, last_close) if last_close is not None else recorded))
         bind.execute(_sessions.update().where(_sessions.c.id == sid).values(
             units=state.units, unit_value=state.unit_value, peak_unit_value=state.peak_unit_value,
             series_base=state.series_base, net_contributions=contributions,

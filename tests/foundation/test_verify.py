@@ -20,7 +20,7 @@ def _two_sessions(engine: Engine) -> tuple[int, int]:
     with write_transaction(engine) as db:
         a = ledger.start_session(db, strategy="a", symbol="BTCUSDT", timeframe="1h", exchange="x", mode="paper",
                                  initial_balance=Decimal("1000")).id
-        b = ledger.start_session(db, strategy="b", symbol="BTCUSDT", timeframe="1h", exchange="x", mode="paper",
+        b = ledger.start_session(db, strategy="b", symbol="BTCUSDT", timeframe="1h", exchange="y", mode="paper",
                                  initial_balance=Decimal("500")).id
     change_balance("deposit", Decimal("10"), reason="r", actor=Actor("o"), session_id=b, engine=engine)
     return a, b
@@ -30,7 +30,7 @@ BREAKAGES = {
     "a ledger row's balance": (
         "UPDATE account_balances SET total_balance = '509.00000000', available_balance = '509.00000000' "
         "WHERE id = (SELECT max(id) FROM account_balances)",
-        "balance after is 509.00 but the deltas so far add up to 510.00",
+        "balance after is 509.00 but the row before (500.00) plus this row's amount (10.00) is 510.00",
     ),
     "the cached balance": (
         "UPDATE trading_sessions SET total_balance = '600.00000000', available_balance = '600.00000000' WHERE id = 2",

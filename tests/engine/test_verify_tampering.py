@@ -1,0 +1,147 @@
+"""`atb db verify` catches every tampering: each money column of each table, changed by hand one at a time, is
+reported with the account, the row and the rule it breaks; the untouched ledger verifies.
+
+The account behind it trades for real through the tick (an entry closed at its target, an entry still open),
+takes a deposit and a withdrawal between candles, and switches strategy, so every kind of row is there.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from engine_testing import HOUR, T0, FakeExchange, ScriptedStrategy, candle
+from sqlalchemy import Engine, select, update
+
+from chalicelib.balances import change_balance
+from chalicelib.bots import BotSpec
+from chalicelib.cli import main
+from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
+from chalicelib.db.uow import read_transaction, write_transaction
+from chalicelib.engine.sessions import open_session, switch_strategy
+from chalicelib.engine.tick import fixed_clock, tick_session
+from chalicelib.ledger import Actor
+from chalicelib.trading.strategies import EnterLong
+from chalicelib.verify import verify
+
+OWNER = Actor("owner")
+MONEY = Decimal("1.00")
+FINE = Decimal("0.001")  # units, values per unit, quantities
+
+
+def _trade_a_while(engine: Engine) -> int:
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
+    sid = open_session(engine, spec, initial_balance=Decimal(1000), start_cursor=T0).session_id
+    candles = [candle(1, "100"), candle(2, "104"), candle(3, "110", high="121"), candle(4, "108"),
+               candle(5, "109"), candle(6, "111"), candle(7, "112")]
+    strategy = ScriptedStrategy(script={
+        T0 + HOUR: EnterLong(stop_loss=Decimal(95), take_profit=Decimal(120)),
+        T0 + HOUR * 5: EnterLong(stop_loss=Decimal(100), take_profit=Decimal(130)),
+    })
+    feed = FakeExchange(candles)
+    tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=strategy)
+    change_balance("deposit", Decimal(500), reason="top up", actor=OWNER, session_id=sid, engine=engine)
+    tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 6), strategy=strategy)
+    change_balance("withdraw", Decimal("120.5"), reason="rent", actor=OWNER, session_id=sid, engine=engine)
+    strategy.name = "ma_crossover"
+    switch_strategy(engine, sid, "ma_crossover", actor=OWNER)
+    tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 8), strategy=strategy)
+    return sid
+
+
+def _ids(engine: Engine) -> dict[str, Any]:
+    with read_transaction(engine) as db:
+        rows = list(db.execute(select(AccountBalance).order_by(AccountBalance.id)).scalars())
+        positions = list(db.execute(select(Position).order_by(Position.id)).scalars())
+        ticks = list(db.execute(select(TickLog).order_by(TickLog.candle_time)).scalars())
+        [trade] = list(db.execute(select(Trade)).scalars())
+    held = [t for t in ticks if t.market_time and any(p.status == "open" for p in positions)]
+    return {
+        "rows": {
+            "first": rows[0].id,
+            "entry fee": next(r.id for r in rows if r.reference and r.reference.endswith(":open")),
+            "trade P&L": next(r.id for r in rows if r.kind == "trade_pnl"),
+            "deposit": next(r.id for r in rows if r.kind == "deposit"),
+            "last": rows[-1].id,
+        },
+        "ticks": {"first": ticks[0].id, "holding": held[-1].id},
+        "closed": next(p.id for p in positions if p.status == "closed"),
+        "open": next(p.id for p in positions if p.status == "open"),
+        "trade": trade.id,
+    }
+
+
+LEDGER_COLUMNS = ("delta", "total_balance", "available_balance", "reserved_balance", "equity", "units", "unit_value",
+                  "performance_index")
+TICK_COLUMNS = ("close_price", "equity", "units", "unit_value", "performance_index")
+POSITION_COLUMNS = ("entry_price", "quantity", "cost", "fees")
+CLOSED_COLUMNS = ("exit_price", "realized_pnl")
+TRADE_COLUMNS = ("entry_price", "exit_price", "quantity", "realized_pnl", "fees")
+SESSION_COLUMNS = ("initial_balance", "total_balance", "available_balance", "reserved_balance", "units", "unit_value",
+                   "peak_unit_value", "series_base", "net_contributions", "mark_price")
+FINE_COLUMNS = {"units", "unit_value", "performance_index", "peak_unit_value", "series_base", "quantity"}
+
+
+def _cases() -> list[tuple[str, str, str]]:
+    cases = [("ledger", which, col) for which in ("first", "entry fee", "trade P&L", "deposit", "last")
+             for col in LEDGER_COLUMNS]
+    cases += [("tick", which, col) for which in ("first", "holding") for col in TICK_COLUMNS]
+    cases += [("position", which, col) for which in ("open", "closed") for col in POSITION_COLUMNS]
+    cases += [("position", "closed", col) for col in CLOSED_COLUMNS]
+    cases += [("trade", "trade", col) for col in TRADE_COLUMNS]
+    cases += [("session", "session", col) for col in SESSION_COLUMNS]
+    return cases
+
+
+def _tamper(engine: Engine, sid: int, ids: dict[str, Any], table: str, which: str, column: str) -> str:
+    """Add a little to one value by hand; return how verify must name the place."""
+    model, rid, name = {
+        "ledger": (AccountBalance, ids["rows"].get(which), "ledger row"),
+        "tick": (TickLog, ids["ticks"].get(which), "tick row"),
+        "position": (Position, ids.get(which), "position"),
+        "trade": (Trade, ids["trade"], "trade"),
+        "session": (TradingSession, sid, "cached"),
+    }[table]
+    bump = FINE if column in FINE_COLUMNS else MONEY
+    with write_transaction(engine) as db:
+        value = db.execute(select(getattr(model, column)).where(model.id == rid)).scalar_one()
+        db.execute(update(model).where(model.id == rid).values({column: value + bump}))
+    return name if table == "session" else f"{name} {rid}"
+
+
+@pytest.mark.parametrize(("table", "which", "column"), _cases())
+def test_verify_names_the_account_row_and_rule_for_every_tampered_money_column(engine, table, which, column):
+    sid = _trade_a_while(engine)
+    report = verify(engine)
+    assert report.ok, report.sessions[0].problems  # the untouched ledger adds up
+    ids = _ids(engine)
+    place = _tamper(engine, sid, ids, table, which, column)
+    report = verify(engine)
+    [account] = report.sessions
+    assert account.session_id == sid and not account.ok
+    assert any(place in problem for problem in account.problems), (place, account.problems)
+
+    result = CliRunner().invoke(main, ["db", "verify"])
+    assert result.exit_code == 1 and f"session #{sid} " in result.stdout and "FAILED" in result.stdout
+
+
+def test_a_fee_relabelled_as_a_deposit_is_caught(engine):
+    sid = _trade_a_while(engine)
+    fee = _ids(engine)["rows"]["entry fee"]
+    with write_transaction(engine) as db:
+        db.execute(update(AccountBalance).where(AccountBalance.id == fee).values(kind="deposit"))
+    [account] = verify(engine).sessions
+    assert any(f"ledger row {fee} (deposit): reference" in p for p in account.problems), account.problems
+    assert sid == account.session_id
+
+
+def test_a_tampered_first_row_is_blamed_on_the_first_row(engine):
+    _trade_a_while(engine)
+    first = _ids(engine)["rows"]["first"]
+    with write_transaction(engine) as db:
+        db.execute(update(AccountBalance).where(AccountBalance.id == first).values(
+            delta=Decimal(1100), total_balance=Decimal(1100), available_balance=Decimal(1100)))
+    [account] = verify(engine).sessions
+    assert account.problems[0].startswith(f"ledger row {first} (initial)"), account.problems
