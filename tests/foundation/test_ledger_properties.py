@@ -76,7 +76,8 @@ def _model_total(db, sid: int) -> Decimal:  # type: ignore[no-untyped-def]
     return sum(deltas, Decimal(0))
 
 
-@settings(max_examples=int(os.environ.get("ATB_PROPERTY_EXAMPLES", "25")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("ATB_PROPERTY_EXAMPLES", "25")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=ops)
 def test_random_ledger_operations_keep_every_invariant(engine: Engine, sequence: list[tuple[str, Decimal]]) -> None:
     with write_transaction(engine) as db:
