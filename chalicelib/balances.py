@@ -268,7 +268,7 @@ def summarize(db: Session, session: TradingSession, *, recent: int = 5) -> Balan
     latest = recent_rows[0] if recent_rows else None
     positions = open_positions(db, session.id)
     state = ledger.unit_state(session)
-    moment = session.market_time or (latest.market_time if latest is not None else utcnow())
+    moment = session.market_time or utcnow()  # the last applied close; the wall clock before any candle
     now = AccountPoint(moment, ledger.equity_of(session, positions), state.units, state.unit_value,
                        state.performance_index)
     unrealized = ledger.marked_value(positions, session.mark_price) - session.reserved_balance

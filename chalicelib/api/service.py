@@ -14,27 +14,11 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.money import quantize_money
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
 
     from chalicelib.db.models import AccountBalance, Position, TradingSession
     from chalicelib.ledger import Actor
 
 MAX_PAGE = 500
-
-
-def _last_close(db: Session, session_id: int) -> tuple[Decimal | None, datetime | None]:
-    """The close of the newest candle the tick applied for this session (the tick log's newest row)."""
-    from sqlalchemy import select
-
-    from chalicelib.db.models import TickLog
-
-    row = db.execute(
-        select(TickLog.close_price, TickLog.candle_time)
-        .where(TickLog.session_id == session_id)
-        .order_by(TickLog.candle_time.desc())
-        .limit(1)
-    ).first()
-    return (row[0], row[1]) if row else (None, None)
 
 
 def unrealized_pnl(position: Position, close: Decimal | None) -> Decimal | None:
@@ -108,6 +92,7 @@ def history(session_id: int | None, limit: int, before: int | None) -> dict[str,
 
 
 def positions(session_id: int | None) -> dict[str, Any]:
+    """Open positions marked at the account's last close (the mark the tick keeps with the balance)."""
     from chalicelib.balances import select_session
     from chalicelib.db.uow import read_transaction
     from chalicelib.ledger import open_positions
@@ -115,14 +100,15 @@ def positions(session_id: int | None) -> dict[str, Any]:
 
     with read_transaction() as db:
         session = select_session(db, session_id)
-        close, close_at = _last_close(db, session.id)
+        close, close_at = session.mark_price, session.market_time
         views = []
         for p in open_positions(db, session.id):
             view = position_view(p)
             view["last_close"] = close
             view["unrealized_pnl"] = unrealized_pnl(p, close)
             views.append(view)
-    return {"session_id": session.id, "last_close": close, "last_close_at": close_at, "positions": views}
+    return {"session_id": session.id, "last_close": close, "last_close_at": close_at if close is not None else None,
+            "positions": views}
 
 
 def trades(session_id: int | None, limit: int, before: int | None) -> dict[str, Any]:

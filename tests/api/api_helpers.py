@@ -38,9 +38,10 @@ def make_starter(engine: Engine) -> StartSession:
     counter = iter(range(1, 10_000))
 
     def start(initial: str = "10000", *, strategy: str | None = None, now: datetime | None = None) -> int:
+        """A new bot's account: each call is another bot (another exchange), as one bot has one account."""
         with write_transaction(engine) as db:
-            s = ledger.start_session(db, strategy=strategy or f"ma_crossover_{next(counter)}", symbol="BTCUSDT",
-                                     timeframe="1h", exchange="binance", mode="paper",
+            s = ledger.start_session(db, strategy=strategy or "ma_crossover", symbol="BTCUSDT",
+                                     timeframe="1h", exchange=f"exchange{next(counter)}", mode="paper",
                                      initial_balance=Decimal(initial), now=now)
             return s.id
 

@@ -1,6 +1,5 @@
-"""``balance_change_24h`` is the percent change against the balance in force 24 hours ago.
-
-With a session younger than 24 hours it compares against the first ledger row (change since start).
+"""The 24 h figures: ``balance_change_24h`` is performance (capital flows excluded), and the plain change in equity
+is split into net flows and P&L. The window is the last 24 market hours; a younger account compares with its start.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ def test_no_change_in_the_last_24_hours_is_zero_percent(client: Client, start_se
     summary = _balance(client)
     assert summary["balance_24h_ago"] == Decimal(1100)
     assert summary["balance_change_24h"] == Decimal("0.00")
+    assert (summary["balance_delta_24h"], summary["net_flows_24h"], summary["pnl_24h"]) == (0, 0, 0)
 
 
 def test_one_change_in_the_last_24_hours(client: Client, start_session, engine: Engine) -> None:
@@ -54,7 +54,9 @@ def test_one_change_in_the_last_24_hours(client: Client, start_session, engine: 
     _deposits(engine, session_id, [("110", timedelta(hours=1))])
     summary = _balance(client)
     assert summary["current_balance"] == Decimal(1210)
-    assert summary["balance_change_24h"] == Decimal("10.00")
+    # A deposit is not performance: 0 %, and the 110 shows as a flow.
+    assert summary["balance_change_24h"] == Decimal("0.00")
+    assert (summary["balance_delta_24h"], summary["net_flows_24h"], summary["pnl_24h"]) == (110, 110, 0)
 
 
 def test_500_changes_in_the_last_24_hours_compare_with_the_balance_in_force_24_hours_ago(
@@ -66,7 +68,8 @@ def test_500_changes_in_the_last_24_hours_compare_with_the_balance_in_force_24_h
     summary = _balance(client)
     assert summary["balance_24h_ago"] == Decimal(1105)
     assert summary["current_balance"] == Decimal(1605)
-    assert summary["balance_change_24h"] == Decimal("45.25")  # 500 / 1105 = 45.248…%
+    assert summary["balance_change_24h"] == Decimal("0.00")  # 500 deposits, no trading: no performance
+    assert (summary["balance_delta_24h"], summary["net_flows_24h"], summary["pnl_24h"]) == (500, 500, 0)
     assert len(summary["recent_history"]) == 5
 
 
@@ -76,10 +79,14 @@ def test_a_session_younger_than_24_hours_reports_the_change_since_its_start(
     _deposits(engine, session_id, [("500", timedelta(hours=1))])
     summary = _balance(client)
     assert summary["balance_24h_ago"] == Decimal(2000)
-    assert summary["balance_change_24h"] == Decimal("25.00")
+    assert summary["balance_change_24h"] == Decimal("0.00")
+    assert (summary["balance_delta_24h"], summary["net_flows_24h"]) == (500, 500)
 
 
-def test_a_session_that_started_with_nothing_has_no_percentage(client: Client, start_session, engine: Engine) -> None:
+def test_an_account_that_started_with_nothing_starts_its_units_with_the_first_deposit(
+        client: Client, start_session, engine: Engine) -> None:
     session_id = start_session("0", now=utcnow() - timedelta(hours=2))
     _deposits(engine, session_id, [("500", timedelta(hours=1))])
-    assert _balance(client)["balance_change_24h"] is None
+    summary = _balance(client)
+    assert summary["balance_change_24h"] == Decimal("0.00") and summary["time_weighted_return"] == 0
+    assert (summary["units"], summary["unit_value"], summary["net_flows_24h"]) == (500, 1, 500)

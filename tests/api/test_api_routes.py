@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from chalicelib import ledger
 from chalicelib.api import schemas
-from chalicelib.db.models import Position, TickLog, Trade
+from chalicelib.db.models import Position, Trade
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import write_transaction
 from chalicelib.jsonutil import loads_exact
@@ -233,9 +233,12 @@ def test_setting_the_total_below_what_open_positions_hold_is_409(
         db.add(position)
         db.flush()
         ledger.record_position_opened(db, session, cost=Decimal("6000"), fee=Decimal("6"),
-                                      reference=f"position:{position.id}", held={"BTC": Decimal("0.1")})
-        db.add(TickLog(session_id=session_id, candle_time=utcnow() - timedelta(hours=1),
-                       close_price=Decimal("61234.5"), decision="buy", processed_at=utcnow()))
+                                      reference=f"position:{position.id}:open", held={"BTC": Decimal("0.1")})
+        # A candle closes at 61,234.50: the tick marks the open position there.
+        book = ledger.Batch(db, session)
+        book.mark(close=Decimal("61234.5"), equity=ledger.equity_of(session, [position], Decimal("61234.5")),
+                  market_time=utcnow())
+        book.write()
     before = ledger_rows(engine)
     r = client.http.post("/api/balance", headers=post_json(), body=body({"balance": 5000, "reason": "too low"}))
     assert r.status_code == 409
@@ -264,7 +267,8 @@ def test_trades_are_paginated_newest_first(client: Client, start_session, engine
         for i in range(7):
             db.add(Trade(session_id=session_id, symbol="BTCUSDT", side="long", entry_price=Decimal("100"),
                          exit_price=Decimal("101.5"), quantity=Decimal("0.5"), entry_time=now, exit_time=now,
-                         realized_pnl=Decimal("0.75"), fees=Decimal("0.1"), exit_reason=f"r{i}"))
+                         realized_pnl=Decimal("0.75"), fees=Decimal("0.1"), exit_reason=f"r{i}", market_time=now,
+                         recorded_at=now))
     ids: list[int] = []
     cursor = None
     while True:
