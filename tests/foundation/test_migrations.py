@@ -39,16 +39,17 @@ positions_v1 = sa.table(
     sa.column("cost", Money()), sa.column("entry_time", UTCDateTime()), sa.column("fees", Money()),
 )
 
-# (initial, [(pnl, fees), …], open position (cost, fees) or None) → expected total, reserved, peak
+# (initial, [(pnl, fees), …], open position (cost, fees) or None) → expected total, reserved, units (0003: the
+# recovered balance starts the unit series, one unit per dollar)
 HISTORIES = {
     1: ("1000", [("125.50", "1.10"), ("-40.25", "0.90"), ("10.00000001", "0.00000001")], None),
     2: ("250.00", [], None),
     3: ("5000", [("-100", "5"), ("300.12345678", "5")], ("400", "0.4")),
 }
 EXPECTED = {
-    1: (Decimal("1093.25"), Decimal("0"), Decimal("1124.40")),
+    1: (Decimal("1093.25"), Decimal("0"), Decimal("1093.25")),
     2: (Decimal("250"), Decimal("0"), Decimal("250")),
-    3: (Decimal("5189.72345678"), Decimal("400"), Decimal("5190.12345678")),
+    3: (Decimal("5189.72345678"), Decimal("400"), Decimal("5189.72345678")),
 }
 
 
@@ -73,9 +74,9 @@ def _seed_first_revision(engine: Engine) -> None:
 
 def _balances(engine: Engine) -> dict[int, tuple[Decimal, Decimal, Decimal]]:
     t = sa.table("trading_sessions", sa.column("id", sa.Integer()), sa.column("total_balance", Money()),
-                 sa.column("reserved_balance", Money()), sa.column("peak_balance", Money()))
+                 sa.column("reserved_balance", Money()), sa.column("units", Money()))
     with engine.connect() as conn:
-        return {r.id: (r.total_balance, r.reserved_balance, r.peak_balance) for r in conn.execute(sa.select(t))}
+        return {r.id: (r.total_balance, r.reserved_balance, r.units) for r in conn.execute(sa.select(t))}
 
 
 def _trade_rows(engine: Engine) -> list[tuple]:
@@ -137,3 +138,58 @@ def test_a_model_change_without_a_migration_is_detected(empty_database_url: str,
 def test_status_reports_an_empty_database_as_behind(empty_database_url: str, db_kind: str) -> None:
     status = schema_status(get_engine(empty_database_url))
     assert status.current is None and not status.at_head
+
+
+ledger_v2 = sa.table(
+    "account_balances",
+    sa.column("session_id", sa.Integer()), sa.column("base_currency", sa.String()), sa.column("kind", sa.String()),
+    sa.column("delta", Money()), sa.column("total_balance", Money()), sa.column("available_balance", Money()),
+    sa.column("reserved_balance", Money()), sa.column("asset_balances", sa.JSON()), sa.column("reference", sa.String()),
+    sa.column("last_updated", UTCDateTime()), sa.column("updated_by", sa.String()),
+    sa.column("update_reason", sa.String()),
+)
+
+
+@pytest.mark.parametrize("db_kind", ["sqlite", "postgres"])
+def test_0003_backfills_units_from_each_ledger_and_keeps_one_active_account_per_bot(
+    empty_database_url: str, db_kind: str
+) -> None:
+    """A 0002 ledger (1,000 → +100 P&L → deposit 1,100 → −110 P&L → withdraw 500) gets the units of the worked
+    example; two active sessions of one bot (a switch, then the other strategy's command, before 0003) become one
+    active account, and the other ends with its ledger kept."""
+    engine = get_engine(empty_database_url)
+    upgrade(engine, "0002")
+    steps = [("initial", "1000"), ("trade_pnl", "100"), ("deposit", "1100"), ("trade_pnl", "-110"),
+             ("withdrawal", "-500")]
+    with engine.begin() as conn:
+        for sid, strategy in ((1, "ml_basic"), (2, "ma_crossover")):
+            conn.execute(sessions_v1.insert().values(
+                id=sid, strategy=strategy, symbol="BTCUSDT", timeframe="1h", exchange="binance", mode="paper",
+                status="active", initial_balance=Decimal(1000), started_at=T0))
+        total = Decimal(0)
+        for i, (kind, delta) in enumerate(steps):
+            total += Decimal(delta)
+            conn.execute(ledger_v2.insert().values(
+                session_id=1, base_currency="USD", kind=kind, delta=Decimal(delta), total_balance=total,
+                available_balance=total, reserved_balance=Decimal(0), asset_balances={"USD": str(total)},
+                reference=f"trade:{i}:pnl" if kind == "trade_pnl" else None, last_updated=T0 + timedelta(hours=i),
+                updated_by="t", update_reason=kind))
+        conn.execute(ledger_v2.insert().values(
+            session_id=2, base_currency="USD", kind="initial", delta=Decimal(1000), total_balance=Decimal(1000),
+            available_balance=Decimal(1000), reserved_balance=Decimal(0), asset_balances={"USD": "1000"},
+            last_updated=T0, updated_by="t", update_reason="initial"))
+        conn.execute(sa.text(f"UPDATE trading_sessions SET total_balance = '{total}', available_balance = '{total}' "
+                             "WHERE id = 1"))
+        conn.execute(sa.text("UPDATE trading_sessions SET total_balance = '1000', available_balance = '1000' "
+                             "WHERE id = 2"))
+    assert upgrade(engine).at_head
+    with engine.connect() as conn:
+        units = conn.execute(sa.text(
+            "SELECT units, unit_value FROM account_balances WHERE session_id = 1 ORDER BY id")).all()
+        statuses = dict(conn.execute(sa.text("SELECT id, status FROM trading_sessions")).all())
+    assert [(Decimal(str(u)), Decimal(str(v))) for u, v in units] == [
+        (Decimal(1000), Decimal(1)), (Decimal(1000), Decimal("1.1")), (Decimal(2000), Decimal("1.1")),
+        (Decimal(2000), Decimal("1.045")), (Decimal("1521.531100478468899522"), Decimal("1.045"))]
+    assert statuses == {1: "ended", 2: "active"}  # one active account per bot: the newest stays
+    report = verify(engine)
+    assert report.ok, [s.problems for s in report.sessions]
