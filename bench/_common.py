@@ -39,7 +39,8 @@ KINDS = ("postgres", "sqlite")
 
 LEDGER_COLUMNS = ("session_id", "base_currency", "kind", "delta", "total_balance", "available_balance",
                   "reserved_balance", "asset_balances", "reference", "last_updated", "updated_by",
-                  "updated_by_label", "update_reason")
+                  "updated_by_label", "update_reason", "units", "unit_value", "performance_index", "equity",
+                  "market_time")
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ATB")
@@ -137,9 +138,20 @@ class LoadResult:
     total: Decimal
 
 
+@dataclass
+class _Units:
+    """The account's units while rows are generated: trading rows keep the units and move the value per unit."""
+
+    state: Any
+    last_value: Decimal = Decimal(1)
+
+
 def _ledger_rows(session_id: int, start_total: Decimal, reserved: Decimal, count: int, first_time: datetime,
-                 held: str, spacing: timedelta) -> Iterator[tuple[Any, ...]]:
-    """A consistent run of ledger rows: each row's balance is the previous one's plus its delta."""
+                 held: str, spacing: timedelta, units: _Units) -> Iterator[tuple[Any, ...]]:
+    """A consistent run of ledger rows: each row's balance is the previous one's plus its delta, and its units
+    follow by the unit rules (positions at cost: no candle marks them here)."""
+    from chalicelib import accounting
+
     total = start_total
     for i in range(count):
         kind, delta = ("trade_pnl", Decimal("3.21987654")) if i % 3 else ("fee", Decimal("-1.23456789"))
@@ -148,27 +160,30 @@ def _ledger_rows(session_id: int, start_total: Decimal, reserved: Decimal, count
         assets = {"USD": f"{available:.8f}"}
         if held:
             assets["BTC"] = held
+        units.state = accounting.after_trading(units.state, total)
+        state = units.state
+        when = first_time + spacing * i
         yield (session_id, "USD", kind, f"{delta:.8f}", f"{total:.8f}", f"{available:.8f}", f"{reserved:.8f}",
-               json.dumps(assets), None, first_time + spacing * i, "bench", None, f"Bench row {i}")
+               json.dumps(assets), None, when, "bench", None, f"Bench row {i}", f"{state.units:f}",
+               f"{state.unit_value:f}", f"{state.performance_index:f}", f"{total:.8f}", when)
 
 
 def load_ledger(engine: Engine, session_id: int, rows: int, *, end: datetime | None = None,
                 spacing: timedelta = timedelta(seconds=1)) -> LoadResult:
     """Append ``rows`` consistent ledger rows to a session in bulk (COPY on Postgres, executemany on SQLite) and
-    update its cached balance so that ``atb db verify`` passes. The rows are ``spacing`` apart and end an hour
-    before ``end`` (default: now), so the 24h-change query has real history to look through."""
+    update its cached balance and units so that ``atb db verify`` passes. The rows are ``spacing`` apart and end an
+    hour before ``end`` (default: now), so the 24h-change query has real history to look through."""
     from sqlalchemy import select
 
     from chalicelib.db.models import TradingSession
     from chalicelib.db.types import utcnow
     from chalicelib.db.uow import read_transaction
+    from chalicelib.ledger import held_quantities, open_positions, unit_state
 
     with read_transaction(engine) as db:
         session = db.execute(select(TradingSession).where(TradingSession.id == session_id)).scalar_one()
-        start_total, reserved, peak, version = (session.total_balance, session.reserved_balance,
-                                                session.peak_balance, session.version)
-        from chalicelib.ledger import held_quantities, open_positions
-
+        start_total, reserved, version = session.total_balance, session.reserved_balance, session.version
+        units = _Units(unit_state(session))
         held_map = held_quantities(open_positions(db, session_id))
     held = format(held_map["BTC"].normalize(), "f") if held_map.get("BTC") else ""
     if rows == 0:
@@ -177,18 +192,20 @@ def load_ledger(engine: Engine, session_id: int, rows: int, *, end: datetime | N
     final = start_total
     for i in range(rows):
         final += Decimal("3.21987654") if i % 3 else Decimal("-1.23456789")
-    new_peak = max(peak, final, start_total + Decimal("3.21987654") * 2)  # an upper bound is fine for a bench
     started = time.perf_counter()
-    generated = _ledger_rows(session_id, start_total, reserved, rows, first_time, held, spacing)
+    generated = _ledger_rows(session_id, start_total, reserved, rows, first_time, held, spacing, units)
     url = engine.url.render_as_string(hide_password=False)
+    update = ("UPDATE trading_sessions SET total_balance = {t}, available_balance = {a}, units = {u}, "
+              "unit_value = {v}, peak_unit_value = {p}, version = {n} WHERE id = {id}")
     if backend(url) == "postgres":
         conn = pg_connect(url)
         try:
             conn.run("BEGIN")
             conn.run(f"COPY account_balances ({', '.join(LEDGER_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
                      stream=_csv_chunks(generated))
-            conn.run("UPDATE trading_sessions SET total_balance = :t, available_balance = :a, peak_balance = :p, "
-                     "version = :v WHERE id = :id", t=final, a=final - reserved, p=new_peak, v=version + rows,
+            state = units.state
+            conn.run(update.format(t=":t", a=":a", u=":u", v=":v", p=":p", n=":n", id=":id"), t=final,
+                     a=final - reserved, u=state.units, v=state.unit_value, p=state.peak_unit_value, n=version + rows,
                      id=session_id)
             conn.run("COMMIT")
             conn.run("ANALYZE account_balances")
@@ -201,13 +218,16 @@ def load_ledger(engine: Engine, session_id: int, rows: int, *, end: datetime | N
         try:
             lite.execute("BEGIN IMMEDIATE")
             placeholders = ", ".join("?" for _ in LEDGER_COLUMNS)
+            stamp = "%Y-%m-%d %H:%M:%S.%f"
             lite.executemany(
                 f"INSERT INTO account_balances ({', '.join(LEDGER_COLUMNS)}) VALUES ({placeholders})",
-                ((*r[:9], r[9].replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f"), *r[10:]) for r in generated),
+                ((*r[:9], r[9].replace(tzinfo=None).strftime(stamp), *r[10:17], r[17].replace(tzinfo=None).strftime(
+                    stamp)) for r in generated),
             )
-            lite.execute("UPDATE trading_sessions SET total_balance = ?, available_balance = ?, peak_balance = ?, "
-                         "version = ? WHERE id = ?", (f"{final:.8f}", f"{final - reserved:.8f}",
-                                                       f"{new_peak:.8f}", version + rows, session_id))
+            state = units.state
+            lite.execute(update.format(t="?", a="?", u="?", v="?", p="?", n="?", id="?"),
+                         (f"{final:.8f}", f"{final - reserved:.8f}", f"{state.units:f}", f"{state.unit_value:f}",
+                          f"{state.peak_unit_value:f}", version + rows, session_id))
             lite.execute("COMMIT")
             lite.execute("ANALYZE")
         finally:

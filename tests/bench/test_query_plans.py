@@ -1,8 +1,8 @@
 """The ledger queries the API and the engine run stay indexed as the ledger grows (PostgreSQL EXPLAIN).
 
 200,000 ledger rows across four sessions are bulk-loaded (COPY) and ANALYZEd; then the real code paths —
-``balances.summarize`` (latest rows and the balance in force 24 hours ago), ``balances.history_page`` (first page
-and a keyset page 10,000 rows back) and ``ledger.latest_entry`` — run with a ``before_cursor_execute`` hook that
+``balances.summarize`` (latest rows, the account 24 market hours ago and the window's flows) and
+``balances.history_page`` (first page and a keyset page 10,000 rows back) — run with a ``before_cursor_execute`` hook that
 captures every statement they send. Each captured statement that reads ``account_balances`` is EXPLAINed with its
 own parameters: no plan may scan the ledger sequentially, and each must reach it through one of its indexes.
 If the code's queries change into something unindexed, this fails.
@@ -29,9 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import _common
 
-from chalicelib import balances, ledger
+from chalicelib import balances
 from chalicelib.bots import BotSpec
-from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction
 from chalicelib.engine.sessions import open_session
 
@@ -106,41 +105,40 @@ def _assert_indexed(engine: Engine, what: str, statement: str, parameters: Any, 
 
 def test_balance_24h_change_and_history_queries_use_ledger_indexes(pg_engine: Engine, loaded: list[int]) -> None:
     good = _ledger_indexes(pg_engine)
-    assert "ix_account_balances_session_id_id" in good and "ix_account_balances_session_id_last_updated" in good
+    assert "ix_account_balances_session_id_id" in good and "ix_account_balances_session_id_market_time" in good
     sid = loaded[1]  # a session in the middle of the id range
-    now = utcnow()
     with read_transaction(pg_engine) as db:
         session = balances.select_session(db, sid)
         with _capture(pg_engine) as summary_sql:
-            summary = balances.summarize(db, session, now=now)
-        assert summary.balance_24h_ago is not None and summary.latest is not None
+            summary = balances.summarize(db, session)
+        assert summary.latest is not None and summary.start.market_time < summary.now.market_time
         with _capture(pg_engine) as first_sql:
             page, cursor = balances.history_page(db, sid, limit=50)
         deep_before = page[0].id - 10_000
         with _capture(pg_engine) as deep_sql:
             deep, _ = balances.history_page(db, sid, limit=50, before=deep_before)
-        with _capture(pg_engine) as latest_sql:
-            latest = ledger.latest_entry(db, sid)
     assert len(page) == 50 and cursor is not None and len(deep) == 50 and deep[0].id == deep_before - 1
-    assert latest is not None and latest.id == page[0].id
 
-    # summarize: the recent rows (latest first) and the row in force 24 h ago (balance_at)
-    assert len(summary_sql) >= 2, summary_sql
-    assert any("last_updated <=" in s for s, _ in summary_sql), "balance_at's query was not captured"
+    # summarize: the recent rows (latest first), the account 24 market hours ago (point_at) and the window's flows
+    assert len(summary_sql) >= 3, summary_sql
+    assert any("market_time <=" in s for s, _ in summary_sql), "point_at's query was not captured"
     for statement, parameters in summary_sql:
         _assert_indexed(pg_engine, "summarize", statement, parameters, good)
-    for what, captured in (("history first page", first_sql), ("history keyset page", deep_sql),
-                           ("latest ledger row", latest_sql)):
+    for what, captured in (("history first page", first_sql), ("history keyset page", deep_sql)):
         assert len(captured) == 1, captured
         statement, parameters = captured[0]
         _assert_indexed(pg_engine, what, statement, parameters, good)
 
-    # A session younger than 24 h compares with its first row (ordered by id): also through an index.
-    sid = loaded[2]
+    # An account younger than 24 h compares with its first row (ordered by id): also through an index.
+    spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="30m", exchange="replay")
+    young = open_session(pg_engine, spec, initial_balance=Decimal(10_000), resume=False).session_id
+    with pg_engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.commit()
     with read_transaction(pg_engine) as db:
-        session = balances.select_session(db, sid)
+        session = balances.select_session(db, young)
         with _capture(pg_engine) as sql:
-            balances.summarize(db, session, now=utcnow() - timedelta(days=30))  # nothing 24 h before that
-    assert len(sql) == 3, sql
+            balances.summarize(db, session)
+    assert len(sql) >= 3, sql
     for statement, parameters in sql:
-        _assert_indexed(pg_engine, "summarize (young session)", statement, parameters, good)
+        _assert_indexed(pg_engine, "summarize (young account)", statement, parameters, good)
