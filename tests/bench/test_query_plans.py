@@ -3,8 +3,8 @@
 200,000 ledger rows across four sessions are bulk-loaded (COPY) and ANALYZEd; then the real code paths —
 ``balances.summarize`` (latest rows, the account 24 market hours ago and the window's flows) and
 ``balances.history_page`` (first page and a keyset page 10,000 rows back) — run with a ``before_cursor_execute``
-hook that captures every statement they send. Each captured statement that reads ``account_balances`` is EXPLAINed with its
-own parameters: no plan may scan the ledger sequentially, and each must reach it through one of its indexes.
+hook that captures every statement they send. Each captured statement that reads ``account_balances`` is EXPLAINed
+with its own parameters: no plan may scan the ledger sequentially, and each must reach it through one of its indexes.
 If the code's queries change into something unindexed, this fails.
 
 (At this distribution the planner reads the keyset page through the primary key backwards, filtering on
