@@ -113,7 +113,8 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         session.id, f"{session.strategy} {session.symbol} {session.timeframe} {session.mode} ({session.status})"
     )
     ticks = list(db.execute(
-        select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None))
+        select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None),
+                              TickLog.ledger_version.is_not(None))
         .order_by(TickLog.candle_time)
     ).scalars())
     closes = {t.market_time: t.close_price for t in ticks if t.market_time is not None}
@@ -127,8 +128,8 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
     pending = iter(ticks)
     tick = next(pending, None)
     for row in rows:
-        # Ticks before this row in market time (a tick's own rows come first: same times, ledger wins the tie).
-        while tick is not None and (tick.market_time, tick.processed_at) < (row.market_time, row.last_updated):
+        # Ticks done when the ledger had fewer rows than this one come before it (a tick row records the number).
+        while tick is not None and (tick.ledger_version or 0) <= checker.report.entries:
             checker.check_tick(tick)
             tick = next(pending, None)
         checker.check(row)

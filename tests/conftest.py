@@ -120,3 +120,17 @@ def engine(database_url: str) -> Engine:
 @pytest.fixture
 def pg_engine(pg_database_url: str) -> Engine:
     return engine_module.get_engine(pg_database_url)
+
+
+@pytest.fixture(autouse=True)
+def scripted_strategy_is_registered(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine tests' scripted strategy is registered like a real one, for each engine test only, so that bots
+    trading it pass the same validation as any other bot. (Here rather than in tests/engine/conftest.py: the deploy
+    tests import their own ``conftest`` by name, and two conftest modules would collide.)"""
+    if request.path.parent.name != "engine":
+        return
+    from engine_testing import ScriptedStrategy
+
+    from chalicelib.trading import strategies
+
+    monkeypatch.setitem(strategies._REGISTRY, "scripted", ScriptedStrategy)

@@ -242,3 +242,5 @@ class TickLog(Base):
     units: Mapped[Decimal | None] = mapped_column(Units())
     unit_value: Mapped[Decimal | None] = mapped_column(Units())
     performance_index: Mapped[Decimal | None] = mapped_column(Units())
+    #: how many ledger rows the account had when this candle was done (places the tick in the ledger's order)
+    ledger_version: Mapped[int | None] = mapped_column(Integer)

@@ -28,7 +28,7 @@ from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.engine.observability import logger
 from chalicelib.ledger import SYSTEM, Actor, open_positions
 from chalicelib.money import format_usd
-from chalicelib.trading.candles import format_time, timeframe_to_timedelta
+from chalicelib.trading.candles import floor_to_grid, format_time, timeframe_to_timedelta
 
 MODES = ("paper", "live")
 
@@ -202,13 +202,16 @@ def open_session(
     one with ``initial_balance``. ``fresh`` resets the account to ``initial_balance`` (recorded, same ledger).
     Running a different strategy on an existing account switches it (recorded).
 
-    ``market_time`` is when in the market a new account begins (default: ``start_cursor``'s close, else the wall
-    clock). Safe to call concurrently: the one-active-account index makes a second creator retry and find the first.
+    ``market_time`` is when in the market a new account begins (default: ``start_cursor``'s close, else the close
+    of the newest closed candle by the wall clock). Safe to call concurrently: the one-active-account index makes a
+    second creator retry and find the first.
     """
     if spec.mode != "paper":
         raise LiveTradingDisabled("live trading is not implemented: this bot only paper-trades")
     if start_cursor is not None and market_time is None:
         market_time = start_cursor + timeframe_to_timedelta(spec.timeframe)
+    elif market_time is None:  # live: the account begins at the newest closed candle's close, which it applies first
+        market_time = floor_to_grid(utcnow(), spec.timeframe)
     for attempt in range(3):
         try:
             opening = _open_once(engine, spec, initial_balance=initial_balance, resume=resume, fresh=fresh,

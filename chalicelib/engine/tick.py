@@ -380,7 +380,7 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
         logs.append({"session_id": sid, "candle_time": candle.open_time, "close_price": close,
                      "decision": kind, "detail": detail[:2000] or None, "processed_at": now,
                      "market_time": market_time, "equity": equity, "units": session.units,
-                     "unit_value": session.unit_value,
+                     "unit_value": session.unit_value, "ledger_version": session.version,
                      "performance_index": ledger.unit_state(session).performance_index})
         outcome = CandleOutcome(
             candle_time=candle.open_time, close=candle.close, decision=kind, detail="; ".join(notes),

@@ -75,7 +75,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("recorded_at", UTCDateTime(), nullable=True))
     with op.batch_alter_table("tick_log") as batch:
         for name, kind in (("market_time", UTCDateTime()), ("equity", Money()), ("units", Units()),
-                           ("unit_value", Units()), ("performance_index", Units())):
+                           ("unit_value", Units()), ("performance_index", Units()),
+                           ("ledger_version", sa.Integer())):
             batch.add_column(sa.Column(name, kind, nullable=True))
 
     _end_duplicate_accounts()
@@ -216,7 +217,7 @@ def downgrade() -> None:
         batch.drop_column("market_time")
         batch.drop_column("recorded_at")
     with op.batch_alter_table("tick_log") as batch:
-        for name in ("market_time", "equity", "units", "unit_value", "performance_index"):
+        for name in ("market_time", "equity", "units", "unit_value", "performance_index", "ledger_version"):
             batch.drop_column(name)
     with op.batch_alter_table("trading_sessions") as batch:
         for name in ("units", "unit_value", "peak_unit_value", "series_base", "net_contributions", "mark_price",
