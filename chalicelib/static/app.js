@@ -80,6 +80,16 @@
     return sign + group(r.whole) + (places ? `.${r.frac}` : '');
   }
 
+  /** A decimal fraction as percent text, exactly (the decimal point moves two places; no float). */
+  function percentOf(text) {
+    if (text === null || text === undefined || text === '') return text;
+    const m = /^(-?)(\d*)\.?(\d*)$/.exec(String(text));
+    if (!m) return text;
+    const digits = m[2] + (m[3] + '00').slice(0, 2);
+    const rest = m[3].slice(2);
+    return `${m[1]}${digits.replace(/^0+(?=\d)/, '')}${rest ? `.${rest}` : ''}`;
+  }
+
   const fmtQty = (text) => (text === null || text === undefined ? '—' : String(text).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, ''));
 
   // --- time ----------------------------------------------------------------------------------------------------
@@ -263,8 +273,9 @@
 
   async function refreshAll() {
     document.body.dataset.state = 'loading';
+    // The chart runs on the account's market time, which the balance tells: it waits for it.
     const results = await Promise.allSettled([
-      loadBalance(), loadChart(), loadHistory(), loadPositions(), loadTrades(), loadHealth(),
+      loadBalance().then(loadChart), loadHistory(), loadPositions(), loadTrades(), loadHealth(),
     ]);
     const failed = results.filter((r) => r.status === 'rejected').map((r) => describe(r.reason));
     const banner = $('#global-error');
@@ -290,13 +301,20 @@
       const arrow = signOf(b.balance_change_24h) > 0 ? '▲ ' : signOf(b.balance_change_24h) < 0 ? '▼ ' : '';
       change.textContent = `${arrow}${fmtMoney(b.balance_change_24h, { signed: true })}%`;
     }
-    change.title = b.balance_24h_ago ? `from ${fmtMoney(b.balance_24h_ago)} ${state.currency} 24 hours ago` : '';
+    change.title = 'Time-weighted: the change in value per unit over the last 24 market hours, so capital '
+      + 'added or taken out does not count as performance';
+    const flows = $('#flows-24h');
+    flows.dataset.value = b.net_flows_24h ?? '';
+    flows.textContent = b.balance_delta_24h === undefined ? '' : `Change ${fmtMoney(b.balance_delta_24h, { signed: true })} `
+      + `= deposits/withdrawals ${fmtMoney(b.net_flows_24h, { signed: true })} `
+      + `+ trading ${fmtMoney(b.pnl_24h, { signed: true })} ${state.currency}`;
+    state.marketNow = b.market_time ? Date.parse(b.market_time) : Date.now();
     const reason = b.last_update_reason ? ` · ${b.last_update_reason}` : '';
     $('#last-update').textContent = b.last_updated ? `Updated ${fmtTime(b.last_updated)}${reason}` : '';
 
     const cur = (text) => `${fmtMoney(text)} ${state.currency}`;
     for (const [id, value] of [['#available-value', b.available_balance], ['#reserved-value', b.reserved_balance],
-      ['#equity-value', b.equity ?? b.current_balance], ['#peak-value', b.peak_balance]]) {
+      ['#equity-value', b.equity ?? b.current_balance]]) {
       const node = $(id);
       node.textContent = value === null || value === undefined ? '—' : cur(value);
       node.dataset.value = value ?? '';
@@ -305,10 +323,15 @@
     unrealized.textContent = b.unrealized_pnl !== undefined && b.unrealized_pnl !== null
       ? `incl. ${fmtMoney(b.unrealized_pnl, { signed: true })} unrealised` : '';
     unrealized.className = `small ${toneClass(b.unrealized_pnl)}`;
-    const peak = Number(b.peak_balance);
-    const total = Number(b.current_balance);
-    $('#drawdown').textContent = peak > 0 && total < peak
-      ? `${(((peak - total) / peak) * 100).toFixed(2)}% below peak` : 'at peak';
+    const twr = $('#twr-value');
+    twr.dataset.value = b.time_weighted_return ?? '';
+    twr.textContent = b.time_weighted_return === null || b.time_weighted_return === undefined ? '—'
+      : `${fmtMoney(percentOf(b.time_weighted_return), { signed: true })}%`;
+    twr.title = 'Time-weighted return of the value per unit since the account began (flows excluded)';
+    const drawdown = $('#drawdown');
+    drawdown.dataset.value = b.drawdown ?? '';
+    drawdown.textContent = Number(b.drawdown) > 0 ? `${fmtMoney(percentOf(b.drawdown))}% below the peak value per unit`
+      : 'at the peak value per unit';
 
     const assets = Object.entries(b.asset_balances || {});
     $('#assets').replaceChildren(...(assets.length ? assets.map(([asset, qty]) => el('li', {},
@@ -356,7 +379,7 @@
     if (!rows.length) emptyRow(tbody, 6, 'No ledger entries.');
     else {
       tbody.replaceChildren(...rows.map((e) => el('tr', { 'data-id': e.id },
-        el('td', { class: 'nowrap', text: fmtTime(e.timestamp) }),
+        el('td', { class: 'nowrap', text: fmtTime(e.market_time), title: `recorded ${fmtTime(e.timestamp)}` }),
         el('td', {}, el('span', { class: `kind kind-${e.kind}`, text: e.kind.replace(/_/g, ' ') })),
         el('td', { class: `num ${toneClass(e.amount)}`, 'data-value': e.amount, text: fmtMoney(e.amount, { signed: true }) }),
         el('td', { class: 'num', 'data-value': e.balance_after, text: fmtMoney(e.balance_after) }),
@@ -406,7 +429,7 @@
 
   async function loadChart() {
     const span = RANGES[state.range];
-    const now = Date.now();
+    const now = state.marketNow ?? Date.now(); // market time: a replayed account's chart spans the hours it replayed
     const since = span === null ? null : now - span;
     const entries = [];
     let cursor = null;
@@ -418,9 +441,10 @@
       entries.push(...rows);
       cursor = data.next_cursor;
       if (!cursor || !rows.length) break;
-      if (since !== null && Date.parse(rows[rows.length - 1].timestamp) <= since) break; // have the row in force at `since`
+      if (since !== null && Date.parse(rows[rows.length - 1].market_time) <= since) break; // have the row in force at `since`
     }
-    const points = entries.slice().reverse().map((e) => ({ t: Date.parse(e.timestamp), v: Number(e.balance_after) }));
+    const points = entries.slice().reverse().map((e) => ({ t: Date.parse(e.market_time), v: Number(e.balance_after),
+      kind: e.kind }));
     let series = points;
     if (since !== null) {
       const before = points.filter((p) => p.t <= since);

@@ -147,14 +147,12 @@ def seed(database_url: str) -> Seeded:
         won.status, won.exit_price, won.exit_time, won.exit_reason = "closed", Decimal("61000"), closed, "take_profit"
         won.realized_pnl, won.fees = Decimal("120.00"), Decimal("4.76")
         db.flush()
-        ledger.record_trade_pnl(db, s, pnl=Decimal("120.00"), released_cost=Decimal("2320.00"), held={},
-                                reference=f"position:{won.id}:close", now=closed)
-        ledger.record_fee(db, s, Decimal("2.44"), reason="Exit fee", reference=f"position:{won.id}:exit-fee",
-                          held={}, now=closed)
+        ledger.record_position_closed(db, s, position_id=won.id, pnl=Decimal("120.00"), exit_fee=Decimal("2.44"),
+                                      released_cost=Decimal("2320.00"), exit_reason="take_profit", now=closed)
         db.add(Trade(session_id=s.id, position_id=won.id, symbol="BTCUSDT", side="long",
                      entry_price=Decimal("58000"), exit_price=Decimal("61000"), quantity=Decimal("0.04"),
                      entry_time=opened, exit_time=closed, realized_pnl=Decimal("120.00"), fees=Decimal("4.76"),
-                     exit_reason="take_profit"))
+                     exit_reason="take_profit", market_time=closed, recorded_at=closed))
         ledger.record_manual_set(db, s, Decimal("12000"), reason="Rebalance to round capital", actor=owner,
                                  now=now - timedelta(hours=30))
         # within the last 24 hours: an open position and a top-up
@@ -168,7 +166,12 @@ def seed(database_url: str) -> Seeded:
         ledger.record_position_opened(db, s, cost=Decimal("3000.00"), fee=Decimal("3.00"),
                                       reference=f"position:{position.id}:open", now=entry_at)
         ledger.record_deposit(db, s, Decimal("500"), reason="Top-up", actor=owner, now=now - timedelta(hours=2))
-        db.add(TickLog(session_id=s.id, candle_time=now - timedelta(hours=1), close_price=Decimal("61250.00"),
+        # the last candle closed an hour ago at 61,250: the tick marks the open position there
+        book = ledger.Batch(db, s)
+        book.mark(close=Decimal("61250.00"), equity=ledger.equity_of(s, [position], Decimal("61250.00")),
+                  market_time=now - timedelta(hours=1))
+        book.write()
+        db.add(TickLog(session_id=s.id, candle_time=now - timedelta(hours=2), close_price=Decimal("61250.00"),
                        decision="hold", processed_at=now - timedelta(minutes=20)))
         s.last_tick_at = now - timedelta(minutes=20)
 
@@ -290,13 +293,21 @@ def test_the_dashboard_shows_the_ledger_takes_a_deposit_refuses_bad_input_and_hi
     assert balance == Decimal("12497.00")  # 12000 set 30 h ago, then a 3.00 entry fee and a 500 top-up
     assert page.inner_text("#balance-value") == money(balance)
     assert Decimal(page.get_attribute("#balance-value", "data-value") or "") == balance
-    assert change == Decimal("4.14")
+    # 24 h performance excludes the 500 top-up: 12,000 (set 30 h ago) → entry fee 3 → +500 flow → the open
+    # position marked at 61,250 (+62.50): equity 12,559.50 over 12,000 + 500 × 12,000 / 11,997 of starting value.
+    expected = (Decimal("12559.5") / (Decimal(12000) + Decimal(500) * Decimal(12000) / Decimal(11997)) - 1) * 100
+    assert change == expected.quantize(Decimal("0.01")) == Decimal("0.47")
     assert f"{change:+.2f}%" in page.inner_text("#change-24h")
     assert "up" in (page.get_attribute("#change-24h", "class") or "")
+    assert (api_balance["balance_delta_24h"], api_balance["net_flows_24h"]) == (Decimal("559.5"), Decimal(500))
+    flows = page.inner_text("#flows-24h")
+    assert "+559.50" in flows and "deposits/withdrawals +500.00" in flows and "trading +59.50" in flows
     assert page.inner_text("#available-value") == f"{money(api_balance['available_balance'])} USD"
     assert page.inner_text("#reserved-value") == f"{money(api_balance['reserved_balance'])} USD"
     assert page.inner_text("#equity-value") == f"{money(api_balance['equity'])} USD"
-    assert page.inner_text("#peak-value") == f"{money(api_balance['peak_balance'])} USD"
+    assert Decimal(page.get_attribute("#twr-value", "data-value") or "") == api_balance["time_weighted_return"]
+    assert Decimal(page.get_attribute("#drawdown", "data-value") or "") == api_balance["drawdown"]
+    assert "peak value per unit" in page.inner_text("#drawdown")
     assert "BTC" in page.inner_text("#assets")
     # the open position with entry, stop, target and unrealised P&L at the last close (61250)
     position_row = page.inner_text("#positions tbody tr")
