@@ -119,8 +119,9 @@ class LiveTradingEngine:
         """Find, resume or start the session and report what was recovered (logged, and returned)."""
         engine = self.db_engine or get_engine()
         prepare_database(engine)
-        # A replayed account begins at the replay's first candle in market time, not today's wall clock.
-        market_time = self.clock(None) if self.is_replay else None
+        # A replayed account begins where the replay's first candle opens, in market time (not today's wall clock).
+        first_close = self.clock(None) if self.is_replay else None
+        market_time = first_close - timeframe_to_timedelta(self.spec.timeframe) if first_close is not None else None
         self.opening = open_session(engine, self.spec, initial_balance=self.initial_balance, resume=self.resume,
                                     fresh=self.fresh, actor=self.actor, market_time=market_time)
         self.fresh = False  # a restart of this object must not start over again

@@ -202,16 +202,16 @@ def open_session(
     one with ``initial_balance``. ``fresh`` resets the account to ``initial_balance`` (recorded, same ledger).
     Running a different strategy on an existing account switches it (recorded).
 
-    ``market_time`` is when in the market a new account begins (default: ``start_cursor``'s close, else the close
-    of the newest closed candle by the wall clock). Safe to call concurrently: the one-active-account index makes a
-    second creator retry and find the first.
+    ``market_time`` is when in the market a new account begins: where the first candle it applies opens (default:
+    ``start_cursor``'s close, else the open of the newest closed candle by the wall clock). Safe to call
+    concurrently: the one-active-account index makes a second creator retry and find the first.
     """
     if spec.mode != "paper":
         raise LiveTradingDisabled("live trading is not implemented: this bot only paper-trades")
     if start_cursor is not None and market_time is None:
         market_time = start_cursor + timeframe_to_timedelta(spec.timeframe)
-    elif market_time is None:  # live: the account begins at the newest closed candle's close, which it applies first
-        market_time = floor_to_grid(utcnow(), spec.timeframe)
+    elif market_time is None:  # live: the account begins where the first candle it applies (the newest closed) opens
+        market_time = floor_to_grid(utcnow(), spec.timeframe) - timeframe_to_timedelta(spec.timeframe)
     for attempt in range(3):
         try:
             opening = _open_once(engine, spec, initial_balance=initial_balance, resume=resume, fresh=fresh,

@@ -12,6 +12,7 @@ import random
 import signal
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ def main() -> None:
     rng = random.Random(seed)
     feed = ReplayFeed(csv)
     spec = BotSpec(strategy=strategy, symbol="BTCUSDT", timeframe="1h", exchange="replay")
-    session_id = open_session(engine, spec, market_time=replay_clock(feed, "BTCUSDT", "1h")(None)).session_id
+    first_close = replay_clock(feed, "BTCUSDT", "1h")(None)
+    assert first_close is not None
+    session_id = open_session(engine, spec, market_time=first_close - timedelta(hours=1)).session_id
     settings = TickSettings(max_candles_per_tick=int(os.environ.get("ATB_TEST_MAX_PER_TICK", "500")))
     while True:
         step = rng.choice([1, 1, 2, 3, 5])

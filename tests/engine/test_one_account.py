@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from chalice.test import Client
@@ -78,3 +79,33 @@ def test_the_readme_command_a_switch_and_either_command_again_keep_one_account(d
     body = json.loads(response.body, parse_float=Decimal)
     assert body["session_id"] == 1 and body["strategy"] == "ma_crossover"
     assert body["current_balance"] == sessions[0].total_balance
+
+
+def test_after_the_readme_quick_start_the_history_spans_the_300_market_hours_it_replayed(tmp_path, monkeypatch):
+    """The quick start replays 300 hourly candles (2023-01-01 00:00 → 2023-01-13 12:00): the account's history and
+    its figures are in market time, so the chart draws 300 hours of balance, not a spike at today's wall clock."""
+    run = _run([*LIVE, "--ticks", "300"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'atb.sqlite3'}")
+    monkeypatch.setenv("ATB_API_TOKENS", f"viewer:read:{READ_TOKEN}")
+    monkeypatch.delenv("ATB_API_TOKENS_SECRET_ARN", raising=False)
+    from app import app
+
+    headers = {"Authorization": f"Bearer {READ_TOKEN}"}
+    entries, cursor = [], None
+    with Client(app) as client:
+        while True:
+            page = json.loads(client.http.get("/api/balance/history?limit=500" + (f"&before={cursor}" if cursor
+                                                                                   else ""), headers=headers).body)
+            entries += page["entries"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        balance = json.loads(client.http.get("/api/balance", headers=headers).body)
+    times = sorted(datetime.fromisoformat(e["market_time"].replace("Z", "+00:00")) for e in entries)
+    now = datetime.fromisoformat(balance["market_time"].replace("Z", "+00:00"))
+    assert times[0] == datetime(2023, 1, 1, tzinfo=UTC)  # the first candle's open: where the account began
+    assert now == datetime(2023, 1, 13, 12, tzinfo=UTC)  # the 300th candle's close
+    assert now - times[0] == timedelta(hours=300)
+    assert times[-1] > times[0] + timedelta(hours=250)  # trades all along the replay, not one instant
+    assert len({t.date() for t in times}) >= 6  # rows on many market days

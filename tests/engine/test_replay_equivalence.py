@@ -54,9 +54,11 @@ def reference(replay_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 def _start(engine: Any, feed: ReplayFeed) -> int:
-    """Open the account as ``atb live --feed replay`` does: it begins at the replay's first close in market time."""
+    """Open the account as ``atb live --feed replay`` does: it begins where the replay's first candle opens."""
     spec = BotSpec(strategy=STRATEGY, symbol="BTCUSDT", timeframe="1h", exchange="replay")
-    return open_session(engine, spec, market_time=replay_clock(feed, "BTCUSDT", "1h")(None)).session_id
+    first_close = replay_clock(feed, "BTCUSDT", "1h")(None)
+    assert first_close is not None
+    return open_session(engine, spec, market_time=first_close - HOUR).session_id
 
 
 def _tick(engine: Any, session_id: int, feed: ReplayFeed, step: int, max_per_tick: int = 500) -> Any:
