@@ -34,7 +34,10 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_REASON_LENGTH = 200
 MAX_LABEL_LENGTH = 100
 
-_MONEY_PATTERN = r"^-?[0-9]{1,30}(\.[0-9]{1,30})?$"
+#: A text amount the server accepts: at most 13 integer digits (a trillion) and 8 decimals.
+_MONEY_PATTERN = r"^-?[0-9]{1,13}(\.[0-9]{1,8})?$"
+#: Body encodings JSON allows besides UTF-8 (RFC 8259 §8.1 requires UTF-8; ``json.loads`` would guess these).
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
 class InvalidJson(ValueError):
@@ -54,17 +57,27 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def is_utf16_or_32(data: bytes) -> bool:
+    """A body in UTF-16/32: a byte-order mark, or a NUL among the first bytes (JSON text never starts with one)."""
+    return data.startswith(_UTF16_32_BOMS) or 0 in data[:4]
+
+
 def load_json_exact(raw: bytes | str) -> Any:
     """Decode a request body: numbers become ``Decimal`` (exact), NaN/Infinity and duplicate keys are refused."""
-    try:
-        return json.loads(raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant,
-                          object_pairs_hook=_no_duplicate_keys)
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if is_utf16_or_32(data):
+        raise InvalidJson("the body is not UTF-8 text (UTF-16 and UTF-32 are not accepted)")
+    try:  # decoded here as UTF-8: json.loads(bytes) would guess UTF-16/32 and accept them
+        return json.loads(data.decode("utf-8"), parse_float=Decimal, parse_int=Decimal,
+                          parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
     except InvalidJson:
         raise
     except RecursionError:
         raise InvalidJson("the body is nested too deeply") from None
     except UnicodeDecodeError:
         raise InvalidJson("the body is not UTF-8 text") from None
+    except ArithmeticError:  # decimal.InvalidOperation: a number beyond what Decimal can hold (1e-99999999999999999999)
+        raise InvalidJson("a number in the body is out of any sensible range") from None
     except ValueError as exc:  # json.JSONDecodeError
         raise InvalidJson(str(exc)) from None
 
@@ -82,8 +95,11 @@ def _amount(value: Decimal) -> Decimal:
 
 
 def _clean_text(value: str) -> str:
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") for ch in value):
-        raise ValueError("must not contain control, private-use, unassigned or surrogate characters")
+    """Printable text only: no control (Cc), format (Cf: bidi overrides such as U+202E, zero-width characters),
+    private-use, unassigned or surrogate characters, which would let a reason display as something else."""
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value):
+        raise ValueError("must not contain control, format (bidi, zero-width), private-use, unassigned or "
+                         "surrogate characters")
     return value
 
 

@@ -77,6 +77,8 @@ def _run(engine: Engine, action: Callable[[Any], None]) -> SchemaStatus:
             _sqlite_pragma(conn, "PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
+                if conn.dialect.name == "postgresql":  # a backfill may rightly take longer than a request
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
                 config = alembic_config(engine)
                 config.attributes["connection"] = conn
                 action(config)
