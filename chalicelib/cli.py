@@ -62,7 +62,12 @@ def reason_arg(value: str | None) -> str:
         fail("--reason must not be empty: say why the balance changes")
     if len(value.strip()) > MAX_REASON_LENGTH:
         fail(f"--reason is longer than {MAX_REASON_LENGTH} characters")
-    return value.strip()
+    from chalicelib.api.schemas import clean_text
+
+    try:
+        return clean_text(value).strip()
+    except ValueError as exc:
+        fail(f"--reason {exc}")
 
 
 def print_json(obj: Any) -> None:

@@ -6,7 +6,7 @@ more decimals than the database stores, so a bad value fails loudly instead of b
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
 #: Decimals kept for money (USD) and prices: NUMERIC(28, 8) in the database.
 MONEY_SCALE = 8

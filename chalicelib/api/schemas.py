@@ -94,12 +94,18 @@ def _amount(value: Decimal) -> Decimal:
     return parse_money(value, field="value")
 
 
-def _clean_text(value: str) -> str:
+def _clean_text_before_strip(value: Any) -> Any:
+    """Checked before whitespace is stripped, so a U+0085 or U+2028 at either end is refused, not dropped."""
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def clean_text(value: str) -> str:
     """Printable text only: no control (Cc), format (Cf: bidi overrides such as U+202E, zero-width characters),
-    private-use, unassigned or surrogate characters, which would let a reason display as something else."""
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in value):
-        raise ValueError("must not contain control, format (bidi, zero-width), private-use, unassigned or "
-                         "surrogate characters")
+    line or paragraph separator, private-use, unassigned or surrogate characters, which would let a reason
+    display as something other than what it says."""
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for ch in value):
+        raise ValueError("must not contain control, format (bidi, zero-width), line separator, private-use, "
+                         "unassigned or surrogate characters")
     return value
 
 
@@ -117,12 +123,12 @@ Money = Annotated[Decimal, WithJsonSchema({"type": "number", "description": "exa
 Reason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON_LENGTH, strict=True),
-    AfterValidator(_clean_text),
+    BeforeValidator(_clean_text_before_strip),
 ]
 Label = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_LENGTH, strict=True),
-    AfterValidator(_clean_text),
+    BeforeValidator(_clean_text_before_strip),
 ]
 
 
