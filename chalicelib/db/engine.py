@@ -35,9 +35,44 @@ def get_engine(url: str | None = None) -> Engine:
         with _lock:
             engine = _engines.get(url)
             if engine is None:
+                check_url(url)
                 engine = _create(url)
                 _engines[url] = engine
     return engine
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL this bot cannot use, with one line that says how to write it (never echoing a password).
+
+    Only two kinds work: ``postgresql+pg8000://user:pass@host:5432/db`` and ``sqlite:///path``. SQLAlchemy would
+    otherwise fail later with "Can't load plugin" or a missing psycopg2 module.
+    """
+    from sqlalchemy.exc import ArgumentError
+
+    fix = "write it as postgresql+pg8000://USER:PASSWORD@HOST:5432/DATABASE or sqlite:///PATH"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise settings.ConfigurationError(f"DATABASE_URL is not a database URL: {fix}") from None
+    backend, _, driver = parsed.drivername.partition("+")  # not get_driver_name(): it imports the dialect
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.drivername in ("postgres", "postgresql") or parsed.drivername.startswith("postgres+"):
+        raise settings.ConfigurationError(f"DATABASE_URL {shown} names no driver this bot ships: write it as "
+                                          "postgresql+pg8000://USER:PASSWORD@HOST:5432/DATABASE")
+    if backend == "postgresql" and driver != "pg8000":
+        raise settings.ConfigurationError(f"DATABASE_URL {shown} uses the driver {driver!r}; this bot ships "
+                                          "pg8000 only: use postgresql+pg8000://")
+    if backend != "postgresql" and parsed.drivername != "sqlite":
+        raise settings.ConfigurationError(f"DATABASE_URL {shown}: unsupported database {parsed.drivername!r}; "
+                                          f"{fix}")
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (connecting would create it), else None."""
+    parsed = make_url(url)
+    if parsed.drivername != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return None if os.path.exists(parsed.database) else parsed.database
 
 
 def dispose_engines() -> None:

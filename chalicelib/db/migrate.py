@@ -42,6 +42,15 @@ class SchemaStatus:
         return self.current == self.head
 
 
+def head_revision() -> str:
+    """The newest revision the code knows (no database needed)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
 def schema_status(engine: Engine | None = None) -> SchemaStatus:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
