@@ -129,7 +129,7 @@ def test_a_read_command_in_a_fresh_directory_leaves_no_atb_sqlite3_behind(tmp_pa
 
 
 def test_debug_shows_the_traceback_that_is_otherwise_one_line(tmp_path: Path) -> None:
-    url = "postgresql+pg8000://postgres@127.0.0.1:{}/postgres".format(atb_testing.free_port())
+    url = f"postgresql+pg8000://postgres@127.0.0.1:{atb_testing.free_port()}/postgres"
     plain = _atb(["sessions", "list"], _env(url), tmp_path)
     assert plain.returncode == 1 and len(plain.stderr.splitlines()) == 1
     debug = _atb(["--debug", "sessions", "list"], _env(url), tmp_path)
