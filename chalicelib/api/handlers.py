@@ -19,7 +19,7 @@ from chalicelib.api.errors import ApiError, json_response, to_response
 from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
 
 DEFAULT_PAGE = 50
-MAX_IDEMPOTENCY_KEY = 100
+MAX_IDEMPOTENCY_KEY = service.MAX_IDEMPOTENCY_KEY
 _IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY}}}$")  # visible ASCII
 REPLAY_HEADER = "Idempotent-Replayed"
 
@@ -170,7 +170,8 @@ def _idempotency_key(request: ApiRequest) -> str | None:
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key",
                        f"Idempotency-Key must be 1–{MAX_IDEMPOTENCY_KEY} visible ASCII characters",
-                       [{"field": "Idempotency-Key", "message": "1–100 visible ASCII characters"}])
+                       [{"field": "Idempotency-Key",
+                         "message": f"1–{MAX_IDEMPOTENCY_KEY} visible ASCII characters"}])
     return key
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from chalicelib.api.service import MAX_IDEMPOTENCY_KEY, MAX_PAGE
+from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
+
 
 def _error(description: str) -> dict[str, Any]:
     return {"description": description,
@@ -28,10 +31,15 @@ def _param(name: str, description: str, schema: dict[str, Any], where: str = "qu
 
 
 SESSION_ID = _param("session_id", "Session to use; default: the only active session (400 lists the choices "
-                                  "when several are active).", {"type": "integer", "minimum": 1})
-LIMIT = _param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})
-BEFORE = _param("before", "Cursor from the previous page's next_cursor (entries older than it).",
-                {"type": "string", "pattern": "^[0-9]+$"})
+                                  "when several are active). Present means not empty.",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_INT_ID})
+LIMIT = _param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50})
+
+
+def _before(max_id: int) -> dict[str, Any]:
+    return _param("before", "Cursor from the previous page's next_cursor (entries older than it).",
+                  {"type": "integer", "minimum": 1, "maximum": max_id})
+
 AUTH_ERRORS = {"401": _error("Missing or invalid bearer token"),
                "403": _error("Token lacks the scope this operation needs")}
 SESSION_ERRORS = {"400": _error("Bad parameter, or several active sessions (details list the choices)"),
@@ -49,7 +57,8 @@ def openapi_document() -> dict[str, Any]:
         (schemas.BalanceChangeRequest, "validation"),
         *((m, "serialization") for m in (
             schemas.ErrorResponse, schemas.BalanceResponse, schemas.BalanceChangeResponse, schemas.HistoryPage,
-            schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse, schemas.HealthResponse)),
+            schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse, schemas.HealthResponse,
+            schemas.MeResponse)),
     ]
     _, top = models_json_schema(models, ref_template="#/components/schemas/{model}")
     components = top.get("$defs", {})
@@ -78,7 +87,9 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Set the total (balance) or deposit/withdraw (amount); needs a write token",
                     "parameters": [SESSION_ID, _param(
                         "Idempotency-Key", "Retrying with the same key returns the first result and changes "
-                                           "nothing.", {"type": "string", "minLength": 1, "maxLength": 100},
+                                           "nothing. Scoped to the token that sends it.",
+                        {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY,
+                         "pattern": "^[\\x21-\\x7e]+$"},
                         "header")],
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/BalanceChangeRequest"}}}},
@@ -100,7 +111,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/balance/history": {"get": {
                 "operationId": "getBalanceHistory", "summary": "Ledger entries, newest first (keyset pages)",
-                "parameters": [SESSION_ID, LIMIT, BEFORE],
+                "parameters": [SESSION_ID, LIMIT, _before(MAX_BIGINT_ID)],
                 "responses": {"200": _ok("HistoryPage", "One page"), **AUTH_ERRORS, **SESSION_ERRORS}}},
             "/api/positions": {"get": {
                 "operationId": "getPositions", "summary": "Open positions with unrealised P&L at the last close",
@@ -109,7 +120,7 @@ def openapi_document() -> dict[str, Any]:
                               **SESSION_ERRORS}}},
             "/api/trades": {"get": {
                 "operationId": "getTrades", "summary": "Closed trades, newest first (keyset pages)",
-                "parameters": [SESSION_ID, LIMIT, BEFORE],
+                "parameters": [SESSION_ID, LIMIT, _before(MAX_INT_ID)],
                 "responses": {"200": _ok("TradesPage", "One page"), **AUTH_ERRORS, **SESSION_ERRORS}}},
             "/api/sessions": {"get": {
                 "operationId": "getSessions", "summary": "All trading sessions",
@@ -122,6 +133,9 @@ def openapi_document() -> dict[str, Any]:
                 "security": [],
                 "responses": {"200": _ok("HealthResponse", "Healthy"),
                               "503": _ok("HealthResponse", "Database unreachable or schema not at head")}}},
+            "/api/me": {"get": {
+                "operationId": "getMe", "summary": "The calling token's name and scope",
+                "responses": {"200": _ok("MeResponse", "Who the token is"), **AUTH_ERRORS}}},
             "/api/openapi.json": {"get": {
                 "operationId": "getOpenApi", "summary": "This document",
                 "responses": {"200": {"description": "The OpenAPI document",

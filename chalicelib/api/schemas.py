@@ -8,6 +8,7 @@ describe what the views write; they feed the OpenAPI document and the tests chec
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import unicodedata
@@ -114,7 +115,8 @@ MoneyIn = Annotated[
     Decimal,
     BeforeValidator(_plain_decimal_text),
     AfterValidator(_amount),
-    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": _MONEY_PATTERN}],
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": -int(MAX_AMOUNT), "maximum": int(MAX_AMOUNT)},
+                              {"type": "string", "pattern": _MONEY_PATTERN}],
                     "description": f"exact decimal amount, at most {MONEY_SCALE} decimal places, "
                                    f"absolute value at most {MAX_AMOUNT}"}),
 ]
@@ -132,10 +134,29 @@ Label = Annotated[
 ]
 
 
+def _exactly_one_in_schema(schema: dict[str, Any]) -> None:
+    """The document says what the validators enforce: balance and amount are numbers (never null) and exactly one
+    of them is given; a reason has a visible character."""
+    properties = schema["properties"]
+    for name in ("balance", "amount"):
+        described = properties[name]
+        money = copy.deepcopy(next(s for s in described.pop("anyOf") if s.get("type") != "null"))
+        described.pop("default", None)
+        described["description"] = f"{described.get('description', '')} {money.pop('description', '')}".strip()
+        described.update(money)
+    properties["amount"]["not"] = {"const": 0}
+    balance_number, balance_text = properties["balance"]["anyOf"]
+    balance_number["minimum"] = 0
+    balance_text["pattern"] = _MONEY_PATTERN.replace("^-?", "^")
+    properties["reason"]["pattern"] = r"\S"
+    schema["oneOf"] = [{"required": ["balance"], "not": {"required": ["amount"]}},
+                       {"required": ["amount"], "not": {"required": ["balance"]}}]
+
+
 class BalanceChangeRequest(BaseModel):
     """``{"balance": 5000, "reason": …}`` sets the total; ``{"amount": ±500, "reason": …}`` deposits/withdraws."""
 
-    model_config = ConfigDict(extra="forbid", title="BalanceChangeRequest")
+    model_config = ConfigDict(extra="forbid", title="BalanceChangeRequest", json_schema_extra=_exactly_one_in_schema)
 
     balance: MoneyIn | None = Field(default=None, description="New total balance (≥ 0); the ledger records "
                                                               "the difference as kind manual_set.")
@@ -143,6 +164,13 @@ class BalanceChangeRequest(BaseModel):
     reason: Reason = Field(description="Why the change is made (1–200 characters).")
     updated_by: Label | None = Field(default=None, description="Free-text label kept beside the "
                                                                "authenticated token name; not the attribution.")
+
+    @field_validator("balance", "amount", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must be a number, not null (leave the field out instead)")
+        return value
 
     @field_validator("balance")
     @classmethod
@@ -327,6 +355,11 @@ class SessionOut(_Out):
 
 class SessionsResponse(_Out):
     sessions: list[SessionOut]
+
+
+class MeResponse(_Out):
+    name: str = Field(description="The token's name (what the ledger records as updated_by).")
+    scope: Literal["read", "write"]
 
 
 class HealthResponse(_Out):
