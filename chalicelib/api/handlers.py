@@ -40,8 +40,10 @@ class ApiRequest(Protocol):
 Handler = Callable[[ApiRequest, Principal | None], Response]
 
 
-def endpoint(scope: Scope | None) -> Callable[[Handler], Callable[[ApiRequest | None], Response]]:
-    """Authenticate (unless ``scope`` is None) and turn every exception into the error shape."""
+def endpoint(scope: Scope | None, params: tuple[str, ...] = ()) -> Callable[[Handler],
+                                                                          Callable[[ApiRequest | None], Response]]:
+    """Authenticate (unless ``scope`` is None), refuse query parameters the route does not take (a typo such as
+    ``?sesion_id=2`` must not silently mean the default session), and turn every exception into the error shape."""
 
     def decorate(handler: Handler) -> Callable[[ApiRequest | None], Response]:
         @wraps(handler)
@@ -50,6 +52,7 @@ def endpoint(scope: Scope | None) -> Callable[[Handler], Callable[[ApiRequest | 
                 if request is None:  # Chalice always sets current_request for an HTTP event
                     raise RuntimeError("no current request")
                 principal = authenticate(request.headers, scope) if scope else None
+                _known_params(request, params)
                 return handler(request, principal)
             except Exception as exc:
                 return to_response(exc)
@@ -60,6 +63,14 @@ def endpoint(scope: Scope | None) -> Callable[[Handler], Callable[[ApiRequest | 
 
 
 # --- parameters ------------------------------------------------------------------------------------------------
+
+
+def _known_params(request: ApiRequest, known: tuple[str, ...]) -> None:
+    unknown = sorted(set(request.query_params or {}) - set(known))
+    if unknown:
+        takes = f"this route takes {', '.join(known)}" if known else "this route takes no query parameters"
+        raise ApiError(400, "invalid_parameter", f"unknown query parameter: {takes}",
+                       [{"field": name[:40], "message": "unknown parameter"} for name in unknown[:5]])
 
 
 def _param(request: ApiRequest, name: str) -> str | None:
@@ -95,12 +106,12 @@ def _page(request: ApiRequest, max_id: int) -> tuple[int, int | None]:
 # --- routes ----------------------------------------------------------------------------------------------------
 
 
-@endpoint("read")
+@endpoint("read", ("session_id",))
 def get_balance(request: ApiRequest, _: Principal | None) -> Response:
     return json_response(service.balance(_session_id(request)))
 
 
-@endpoint("write")
+@endpoint("write", ("session_id",))
 def post_balance(request: ApiRequest, principal: Principal | None) -> Response:
     assert principal is not None
     session_id = _session_id(request)
@@ -121,24 +132,24 @@ def post_balance(request: ApiRequest, principal: Principal | None) -> Response:
     return json_response(outcome.body, 201, headers)
 
 
-@endpoint("read")
+@endpoint("read", ("session_id", "limit", "before"))
 def get_history(request: ApiRequest, _: Principal | None) -> Response:
     limit, before = _page(request, MAX_BIGINT_ID)
     return json_response(service.history(_session_id(request), limit, before))
 
 
-@endpoint("read")
+@endpoint("read", ("session_id",))
 def get_positions(request: ApiRequest, _: Principal | None) -> Response:
     return json_response(service.positions(_session_id(request)))
 
 
-@endpoint("read")
+@endpoint("read", ("session_id", "limit", "before"))
 def get_trades(request: ApiRequest, _: Principal | None) -> Response:
     limit, before = _page(request, MAX_INT_ID)
     return json_response(service.trades(_session_id(request), limit, before))
 
 
-@endpoint("read")
+@endpoint("read", ("status",))
 def get_sessions(request: ApiRequest, _: Principal | None) -> Response:
     status = _param(request, "status")
     if status not in (None, "active", "ended"):
