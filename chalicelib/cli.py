@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
 from chalicelib.money import MoneyError, format_usd, parse_money
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -145,7 +146,19 @@ def operator_name() -> str:
     return os.environ.get("ATB_OPERATOR") or f"cli:{getpass.getuser()}"
 
 
-@click.group()
+class AtbGroup(click.Group):
+    """Click's usage errors (an option out of range, a missing argument, an unknown command) as the one-line
+    ``error: …`` every other mistake gets, exit 2, instead of click's usage block."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "atb"
+            fail(f"{exc.format_message()} (see `{where} --help`)", EXIT_BAD_INPUT)
+
+
+@click.group(cls=AtbGroup)
 @click.version_option(package_name="atb")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error (also ATB_DEBUG=1).")
 def main(debug: bool) -> None:
@@ -236,7 +249,7 @@ def db_verify(as_json: bool) -> None:
 
 # --- balance ---------------------------------------------------------------------------------------------------
 
-session_option = click.option("--session", "session_id", type=int, default=None,
+session_option = click.option("--session", "session_id", type=click.IntRange(1, MAX_INT_ID), default=None,
                               help="Session id (needed when several sessions are active).")
 
 
@@ -326,7 +339,8 @@ def balance_withdraw(amount: str, reason: str | None, session_id: int | None, as
 @balance.command("history")
 @session_option
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
-@click.option("--before", type=int, default=None, help="Show entries older than this ledger id.")
+@click.option("--before", type=click.IntRange(1, MAX_BIGINT_ID), default=None,
+              help="Show entries older than this ledger id.")
 @click.option("--json", "as_json", is_flag=True)
 @domain_errors
 def balance_history(session_id: int | None, limit: int, before: int | None, as_json: bool) -> None:

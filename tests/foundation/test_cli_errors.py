@@ -136,3 +136,34 @@ def test_debug_shows_the_traceback_that_is_otherwise_one_line(tmp_path: Path) ->
     assert debug.returncode != 0 and "Traceback" in debug.stderr
     by_env = _atb(["sessions", "list"], {**_env(url), "ATB_DEBUG": "1"}, tmp_path)
     assert "Traceback" in by_env.stderr
+
+
+HOSTILE_ARGS = [
+    ["balance", "deposit", "1e1000000", "--reason", "x"],
+    ["balance", "deposit", "1e-99999999999999999999", "--reason", "x"],
+    ["balance", "set", "10000000000000000000000000.000000001", "--reason", "x"],
+    ["balance", "set", "100000000000000000000000000000.000000001", "--reason", "x"],
+    ["balance", "withdraw", "-1e1000000", "--reason", "x"],
+    ["balance", "deposit", "5", "--reason", "top\u202eup"],
+    ["balance", "deposit", "5", "--reason", "x", "--session", "2147483648"],
+    ["balance", "show", "--session", "99999999999999999999999"],
+    ["balance", "history", "--before", "9223372036854775808"],
+    ["sessions", "start", "ma_crossover", "--symbol", "BTCUSDT", "--initial-balance", "1e1000000"],
+    ["sessions", "start", "ma_crossover", "--symbol", "BTCUSDT", "--initial-balance", "1e-99999999999999999999"],
+]
+
+
+@pytest.mark.parametrize("args", HOSTILE_ARGS, ids=[" ".join(a)[:60] for a in HOSTILE_ARGS])
+def test_numbers_and_ids_of_any_size_are_one_error_line_and_exit_2_and_change_nothing(
+        database_url: str, tmp_path: Path, args: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from chalicelib.cli import main
+
+    before = CliRunner().invoke(main, ["balance", "history", "--json"]).stdout
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert CliRunner().invoke(main, ["balance", "history", "--json"]).stdout == before
