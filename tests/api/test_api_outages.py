@@ -147,3 +147,22 @@ def test_with_the_database_stopped_every_api_route_answers_503_with_retry_after_
     for method, path in DB_ROUTES:
         assert _send(client, method, path).status_code in (200, 201), path
     assert len(ledger_rows(cluster_engine)) == len(before) + 1  # only the POST made after the restart
+
+
+def test_with_every_pooled_connection_busy_a_request_answers_503_busy_within_the_pool_timeout(
+        monkeypatch: pytest.MonkeyPatch, pg_database_url: str, client: Client) -> None:
+    monkeypatch.setenv("DATABASE_POOL_TIMEOUT", "0.5")
+    engine_module.dispose_engines()
+    engine = engine_module.get_engine(pg_database_url)
+    make_starter(engine)("1000")
+    held = []
+    try:
+        while len(held) < engine.pool.size() + engine.pool._max_overflow:  # type: ignore[attr-defined]
+            held.append(engine.connect())
+        started = time.monotonic()
+        response = _send(client, "GET", "/api/balance")
+        assert _assert_unavailable(response, "busy") and time.monotonic() - started < 2
+    finally:
+        for conn in held:
+            conn.close()
+    assert _send(client, "GET", "/api/balance").status_code == 200

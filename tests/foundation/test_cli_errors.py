@@ -167,3 +167,23 @@ def test_numbers_and_ids_of_any_size_are_one_error_line_and_exit_2_and_change_no
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: ")
     assert CliRunner().invoke(main, ["balance", "history", "--json"]).stdout == before
+
+
+def test_a_migration_that_refuses_says_why_in_one_line_and_exits_1(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from chalicelib.cli import main
+    from chalicelib.db import migrate
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("session #3: its trade history implies a balance of -5 but open positions hold 10; "
+                           "fix the history before migrating")
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'atb.sqlite3'}")
+    monkeypatch.setattr(migrate, "upgrade", refuse)
+    result = CliRunner().invoke(main, ["db", "migrate"])
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: session #3") and "fix the history" in line
+    assert result.exit_code == 1
+    dispose_engines()
