@@ -107,7 +107,9 @@ def describe(exc: BaseException) -> DatabaseProblem | None:
 def _is_connection_failure(err: BaseException) -> bool:
     import sqlalchemy.exc as sa
 
-    if isinstance(err, (ConnectionError, TimeoutError)) or (isinstance(err, OSError) and err.errno is not None):
+    import socket
+
+    if isinstance(err, (ConnectionError, TimeoutError, socket.gaierror)):  # refused, reset, timed out, no such host
         return True
     if isinstance(err, sa.DBAPIError) and err.connection_invalidated:
         return True
