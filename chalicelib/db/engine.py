@@ -88,7 +88,8 @@ def _create(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 60},
+            # A writer waits for SQLite's write lock as long as a Postgres writer waits for the account lock.
+            connect_args={"check_same_thread": False, "timeout": lock_timeout_ms() / 1000},
             pool_pre_ping=False,
         )
         _configure_sqlite(engine)
@@ -219,7 +220,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={lock_timeout_ms()}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

@@ -26,8 +26,6 @@ from chalicelib.db.models import AccountBalance
 from chalicelib.db.uow import read_transaction
 from chalicelib.jsonutil import loads_exact
 
-pytestmark = pytest.mark.postgres_only
-
 DB_ROUTES = [("GET", "/api/balance"), ("POST", "/api/balance"), ("GET", "/api/balance/history"),
              ("GET", "/api/positions"), ("GET", "/api/trades"), ("GET", "/api/sessions"), ("GET", "/api/health")]
 
@@ -66,6 +64,7 @@ def short_lock_timeout(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     engine_module.dispose_engines()
 
 
+@pytest.mark.postgres_only
 def test_a_write_blocked_on_the_account_lock_gets_503_busy_while_reads_stay_fast_and_a_retry_applies_it_once(
         short_lock_timeout: None, pg_database_url: str, client: Client) -> None:
     engine = engine_module.get_engine(pg_database_url)
@@ -125,6 +124,7 @@ def cluster_engine(cluster: atb_testing.ThrowawayCluster, monkeypatch: pytest.Mo
     engine_module.dispose_engines()
 
 
+@pytest.mark.postgres_only
 def test_with_the_database_stopped_every_api_route_answers_503_with_retry_after_and_recovers_without_a_restart(
         cluster: atb_testing.ThrowawayCluster, cluster_engine: Engine, client: Client) -> None:
     make_starter(cluster_engine)("1000")
@@ -149,6 +149,7 @@ def test_with_the_database_stopped_every_api_route_answers_503_with_retry_after_
     assert len(ledger_rows(cluster_engine)) == len(before) + 1  # only the POST made after the restart
 
 
+@pytest.mark.postgres_only
 def test_with_every_pooled_connection_busy_a_request_answers_503_busy_within_the_pool_timeout(
         monkeypatch: pytest.MonkeyPatch, pg_database_url: str, client: Client) -> None:
     monkeypatch.setenv("DATABASE_POOL_TIMEOUT", "0.5")
@@ -166,3 +167,30 @@ def test_with_every_pooled_connection_busy_a_request_answers_503_busy_within_the
         for conn in held:
             conn.close()
     assert _send(client, "GET", "/api/balance").status_code == 200
+
+
+def test_on_sqlite_a_write_blocked_by_another_writer_gets_503_busy_after_the_lock_timeout(
+        short_lock_timeout: None, tmp_path: Any, sqlite_template: Any, monkeypatch: pytest.MonkeyPatch,
+        client: Client) -> None:
+    import shutil
+    import sqlite3
+
+    path = tmp_path / "atb.sqlite3"
+    shutil.copy(sqlite_template, path)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{path}")
+    engine = engine_module.get_engine(f"sqlite:///{path}")
+    make_starter(engine)("1000")
+    before = ledger_rows(engine)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the database's write lock
+        started = time.monotonic()
+        response = _send(client, "POST", "/api/balance", key="sqlite-retry")
+        _assert_unavailable(response, "busy")
+        assert time.monotonic() - started < 3
+        assert _send(client, "GET", "/api/balance").status_code == 200  # readers are not blocked (WAL)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert ledger_rows(engine) == before
+    assert _send(client, "POST", "/api/balance", key="sqlite-retry").status_code == 201
