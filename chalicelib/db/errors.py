@@ -105,9 +105,9 @@ def describe(exc: BaseException) -> DatabaseProblem | None:
 
 
 def _is_connection_failure(err: BaseException) -> bool:
-    import sqlalchemy.exc as sa
-
     import socket
+
+    import sqlalchemy.exc as sa
 
     if isinstance(err, (ConnectionError, TimeoutError, socket.gaierror)):  # refused, reset, timed out, no such host
         return True
