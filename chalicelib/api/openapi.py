@@ -26,6 +26,11 @@ def _ok(model: str, description: str, headers: dict[str, Any] | None = None) -> 
     return body
 
 
+def _links(**targets: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    """OpenAPI links: how one response's fields feed the next request (stateful clients and test tools)."""
+    return {name: {"operationId": op, "parameters": params} for name, (op, params) in targets.items()}
+
+
 def _param(name: str, description: str, schema: dict[str, Any], where: str = "query") -> dict[str, Any]:
     return {"name": name, "in": where, "required": False, "description": description, "schema": schema}
 
@@ -94,10 +99,14 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/BalanceChangeRequest"}}}},
                     "responses": {
-                        "201": _ok("BalanceChangeResponse", "The change was recorded (or replayed)", {
+                        "201": {**_ok("BalanceChangeResponse", "The change was recorded (or replayed)", {
                             "Idempotent-Replayed": {"description": "true when this is the stored result of an "
                                                                    "earlier request with the same key",
                                                     "schema": {"type": "string", "enum": ["true"]}}}),
+                                "links": _links(
+                                    HistoryOfTheSession=("getBalanceHistory",
+                                                         {"session_id": "$response.body#/session_id"}),
+                                    BalanceOfTheSession=("getBalance", {"session_id": "$response.body#/session_id"}))},
                         "400": _error("Invalid JSON, bad parameter or header, or ambiguous session"),
                         **AUTH_ERRORS,
                         "404": _error("No such session, or no active session"),
@@ -126,7 +135,12 @@ def openapi_document() -> dict[str, Any]:
                 "operationId": "getSessions", "summary": "All trading sessions",
                 "parameters": [_param("status", "Only sessions with this status.",
                                       {"type": "string", "enum": ["active", "ended"]})],
-                "responses": {"200": _ok("SessionsResponse", "Sessions"), "400": _error("Bad parameter"),
+                "responses": {"200": {**_ok("SessionsResponse", "Sessions"), "links": _links(
+                                  BalanceOfTheFirstSession=("getBalance",
+                                                            {"session_id": "$response.body#/sessions/0/session_id"}),
+                                  TradesOfTheFirstSession=("getTrades",
+                                                           {"session_id": "$response.body#/sessions/0/session_id"}))},
+                              "400": _error("Bad parameter"),
                               **AUTH_ERRORS}}},
             "/api/health": {"get": {
                 "operationId": "getHealth", "summary": "Database reachable, schema at head, age of the last tick",
