@@ -62,7 +62,7 @@ def check_url(url: str) -> None:
     if backend == "postgresql" and driver != "pg8000":
         raise settings.ConfigurationError(f"DATABASE_URL {shown} uses the driver {driver!r}; this bot ships "
                                           "pg8000 only: use postgresql+pg8000://")
-    if backend != "postgresql" and parsed.drivername != "sqlite":
+    if backend != "postgresql" and not (backend == "sqlite" and driver in ("", "pysqlite")):
         raise settings.ConfigurationError(f"DATABASE_URL {shown}: unsupported database {parsed.drivername!r}; "
                                           f"{fix}")
 
