@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pg8000.native
 from sqlalchemy.engine import URL, make_url
 
-TOKEN = "bench-write-token"
+TOKEN = "bench-write-token-0123456789abcdef0123"
 COLUMNS = ("session_id, base_currency, kind, delta, total_balance, available_balance, reserved_balance, "
            "asset_balances, reference, last_updated, updated_by, updated_by_label, update_reason")
 

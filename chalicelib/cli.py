@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
 from chalicelib.money import MoneyError, format_usd, parse_money
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,8 +28,25 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     sys.exit(code)
 
 
+#: Commands that may run on a database that does not exist or is not migrated yet: they create or migrate it
+#: (``live`` on first run, ``backtest`` in a throwaway file) or report that it is behind (``db status``).
+_NO_SCHEMA_NEEDED = {"db_migrate", "db_status", "live", "backtest"}
+
+
+def debug_enabled() -> bool:
+    """``atb --debug …`` or ``ATB_DEBUG=1``: let exceptions through with their traceback."""
+    import os
+
+    context = click.get_current_context(silent=True)
+    flag = bool(context and context.find_root().params.get("debug"))
+    return flag or os.environ.get("ATB_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
 def domain_errors(func: F) -> F:
-    """Turn the domain's refusals into one-line errors with the right exit code."""
+    """The CLI's one error wrapper: every refusal, wrong setting, outage or unmigrated database becomes one
+    ``error:`` line on stderr — exit 2 for bad input or configuration, 1 for a refusal or an unreachable
+    service — and a command that needs the schema checks it first, so a failed command creates nothing (not
+    even an empty SQLite file). ``--debug`` (or ``ATB_DEBUG=1``) shows the traceback instead."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,15 +54,60 @@ def domain_errors(func: F) -> F:
         from chalicelib.settings import ConfigurationError
 
         try:
+            if func.__name__ not in _NO_SCHEMA_NEEDED:
+                _require_schema()
             return func(*args, **kwargs)
         except InsufficientFunds as exc:
             fail(str(exc), EXIT_REFUSED)
         except LedgerError as exc:
             fail(str(exc), EXIT_BAD_INPUT)
         except ConfigurationError as exc:
-            fail(str(exc), EXIT_REFUSED)
+            _reraise_if_debugging()
+            fail(str(exc), EXIT_BAD_INPUT)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            _reraise_if_debugging()
+            _fail_for(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _reraise_if_debugging() -> None:
+    if debug_enabled():
+        raise  # noqa: PLE0704 - called only from an except block: re-raise what it caught
+
+
+def _fail_for(exc: Exception) -> NoReturn:
+    """One line for an exception the domain did not name: a database problem says what to do; anything else is
+    a bug, reported as one (with the way to see its traceback)."""
+    from chalicelib.db.errors import describe
+
+    problem = describe(exc)
+    if problem is not None:
+        code = EXIT_REFUSED if problem.kind in ("busy", "unavailable") else EXIT_BAD_INPUT
+        fail(problem.message, code)
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    if type(exc).__name__ == "RuntimeError" and first_line:  # a refusal raised with a message (e.g. a migration)
+        fail(first_line, EXIT_REFUSED)
+    fail(f"unexpected {type(exc).__name__}: {first_line} (run `atb --debug …` to see the traceback)", EXIT_REFUSED)
+
+
+def _require_schema() -> None:
+    """Fail unless the configured database exists and its schema is at head (checked before any write)."""
+    from chalicelib import settings
+    from chalicelib.db.engine import check_url, get_engine, missing_sqlite_file
+    from chalicelib.db.migrate import schema_status
+
+    url = settings.database_url()
+    check_url(url)
+    missing = missing_sqlite_file(url)
+    if missing is not None:
+        fail(f"no database at {missing}: run `atb db migrate` to create it (or set DATABASE_URL)")
+    status = schema_status(get_engine(url))
+    if not status.at_head:
+        fail(f"the database schema is at {status.current or 'nothing (empty database)'}, not {status.head}: "
+             "run `atb db migrate`")
 
 
 def amount_arg(value: str, what: str = "amount") -> Decimal:
@@ -62,7 +125,12 @@ def reason_arg(value: str | None) -> str:
         fail("--reason must not be empty: say why the balance changes")
     if len(value.strip()) > MAX_REASON_LENGTH:
         fail(f"--reason is longer than {MAX_REASON_LENGTH} characters")
-    return value.strip()
+    from chalicelib.api.schemas import clean_text
+
+    try:
+        return clean_text(value).strip()
+    except ValueError as exc:
+        fail(f"--reason {exc}")
 
 
 def print_json(obj: Any) -> None:
@@ -78,9 +146,22 @@ def operator_name() -> str:
     return os.environ.get("ATB_OPERATOR") or f"cli:{getpass.getuser()}"
 
 
-@click.group()
+class AtbGroup(click.Group):
+    """Click's usage errors (an option out of range, a missing argument, an unknown command) as the one-line
+    ``error: …`` every other mistake gets, exit 2, instead of click's usage block."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "atb"
+            fail(f"{exc.format_message()} (see `{where} --help`)", EXIT_BAD_INPUT)
+
+
+@click.group(cls=AtbGroup)
 @click.version_option(package_name="atb")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error (also ATB_DEBUG=1).")
+def main(debug: bool) -> None:
     """atb — a paper-trading bot whose money you can trust."""
 
 
@@ -113,9 +194,14 @@ def db_migrate() -> None:
 @domain_errors
 def db_status() -> None:
     """Show the current schema revision and the newest one."""
-    from chalicelib.db.migrate import schema_status
+    from chalicelib import settings
+    from chalicelib.db.engine import check_url, missing_sqlite_file
+    from chalicelib.db.migrate import SchemaStatus, head_revision, schema_status
 
-    status = schema_status()
+    url = settings.database_url()
+    check_url(url)
+    missing = missing_sqlite_file(url)  # report "none" without creating the file by connecting
+    status = SchemaStatus(current=None, head=head_revision()) if missing else schema_status()
     state = "up to date" if status.at_head else "behind: run `atb db migrate`"
     click.echo(f"current: {status.current or 'none (empty database)'}\nhead:    {status.head}\n{state}")
     if not status.at_head:
@@ -163,7 +249,7 @@ def db_verify(as_json: bool) -> None:
 
 # --- balance ---------------------------------------------------------------------------------------------------
 
-session_option = click.option("--session", "session_id", type=int, default=None,
+session_option = click.option("--session", "session_id", type=click.IntRange(1, MAX_INT_ID), default=None,
                               help="Session id (needed when several sessions are active).")
 
 
@@ -268,7 +354,8 @@ def balance_withdraw(amount: str, reason: str | None, session_id: int | None, as
 @balance.command("history")
 @session_option
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
-@click.option("--before", type=int, default=None, help="Show entries older than this ledger id.")
+@click.option("--before", type=click.IntRange(1, MAX_BIGINT_ID), default=None,
+              help="Show entries older than this ledger id.")
 @click.option("--json", "as_json", is_flag=True)
 @domain_errors
 def balance_history(session_id: int | None, limit: int, before: int | None, as_json: bool) -> None:

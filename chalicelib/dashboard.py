@@ -73,4 +73,4 @@ def asset(name: str | None) -> Response:
 def whoami(_request: ApiRequest, principal: Principal | None) -> Response:
     """``GET /api/me``: the caller's token name and scope (the page hides the change form for ``read``)."""
     assert principal is not None
-    return json_response({"name": principal.name, "scope": principal.scope}, 200, {"Cache-Control": "no-store"})
+    return json_response({"name": principal.name, "scope": principal.scope})

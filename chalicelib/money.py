@@ -6,7 +6,7 @@ more decimals than the database stores, so a bad value fails loudly instead of b
 
 from __future__ import annotations
 
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 
 #: Decimals kept for money (USD) and prices: NUMERIC(28, 8) in the database.
 MONEY_SCALE = 8
@@ -25,32 +25,53 @@ class MoneyError(ValueError):
 
 
 def parse_decimal(value: object, *, field: str = "amount", max_places: int = MONEY_SCALE) -> Decimal:
-    """Parse user input (text, int or Decimal; never float) into a finite Decimal with at most ``max_places``."""
+    """Parse user input (text, int or Decimal; never float) into a finite Decimal with at most ``max_places``.
+
+    Any size or precision is refused with a ``MoneyError`` (``decimal.InvalidOperation`` and ``Overflow`` are not
+    ``ValueError`` subclasses): the checks read the digits and exponent exactly and do no arithmetic in the
+    decimal context until the value is known to fit.
+    """
     if isinstance(value, (bool, float)):
         raise MoneyError(f"{field} must be given as a decimal number or text, not a float")
-    if isinstance(value, int):
-        result = Decimal(value)
-    elif isinstance(value, Decimal):
-        result = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if not text:
-            raise MoneyError(f"{field} is empty")
-        try:
-            result = Decimal(text)
-        except InvalidOperation:
-            raise MoneyError(f"{field} is not a number: {value!r}") from None
-    else:
-        raise MoneyError(f"{field} must be a number, got {type(value).__name__}")
-    if not result.is_finite():
-        raise MoneyError(f"{field} must be a finite number, got {value}")
-    exponent = result.as_tuple().exponent
-    assert isinstance(exponent, int)
-    if exponent < -max_places and result != result.quantize(Decimal(1).scaleb(-max_places), rounding=ROUND_DOWN):
-        raise MoneyError(f"{field} has more than {max_places} decimal places: {value}")
-    if abs(result) > MAX_AMOUNT:
-        raise MoneyError(f"{field} is too large (at most {MAX_AMOUNT:,})")
-    return result + 0  # normalise -0 to 0
+    try:
+        if isinstance(value, int):
+            if value.bit_length() > 64:
+                raise MoneyError(f"{field} is too large (at most {MAX_AMOUNT:,})")
+            result = Decimal(value)
+        elif isinstance(value, Decimal):
+            result = value
+        elif isinstance(value, str):
+            text = value.strip()
+            if not text:
+                raise MoneyError(f"{field} is empty")
+            if len(text) > 100:
+                raise MoneyError(f"{field} is not a number of a sensible size ({len(text)} characters)")
+            try:
+                result = Decimal(text)
+            except ArithmeticError:  # InvalidOperation: syntax, or an exponent beyond what Decimal can hold
+                raise MoneyError(f"{field} is not a number: {_shown(value)}") from None
+        else:
+            raise MoneyError(f"{field} must be a number, got {type(value).__name__}")
+        if not result.is_finite():
+            raise MoneyError(f"{field} must be a finite number, got {_shown(value)}")
+        if result.is_zero():
+            return Decimal(0)
+        if result.adjusted() > MAX_AMOUNT.adjusted() or result.copy_abs() > MAX_AMOUNT:
+            raise MoneyError(f"{field} is too large (at most {MAX_AMOUNT:,})")
+        digits, exponent = result.as_tuple().digits, result.as_tuple().exponent
+        assert isinstance(exponent, int)
+        trailing_zeros = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+        if exponent + trailing_zeros < -max_places:
+            raise MoneyError(f"{field} has more than {max_places} decimal places: {_shown(value)}")
+        return result + 0  # fits: at most 13 + max_places significant digits, so this is exact
+    except ArithmeticError:  # a decimal signal on a value no check above foresaw: still the caller's mistake
+        raise MoneyError(f"{field} is not a number this service can hold") from None
+
+
+def _shown(value: object) -> str:
+    """The offending input for a message, cut short (a million-digit number is not echoed back)."""
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"
 
 
 def parse_money(value: object, *, field: str = "amount") -> Decimal:

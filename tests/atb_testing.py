@@ -63,6 +63,20 @@ class ThrowawayCluster:
                        check=True, capture_output=True)
         return f"postgresql+pg8000://{self.user}@127.0.0.1:{self.port}/postgres"
 
+    def pg_ctl(self, *args: str) -> None:
+        """Run ``pg_ctl`` on this cluster (as the postgres user when we are root), e.g. ``pause``/``resume``."""
+        run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*run_as, str(self.bindir / "pg_ctl"), "-D", str(self.dir / "data"), "-l",
+                        str(self.dir / "log"), *args], check=True, capture_output=True)
+
+    def pause(self) -> None:
+        """Stop the server and keep its data: every connection dies and new ones are refused."""
+        self.pg_ctl("-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port."""
+        self.pg_ctl("-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "-w", "start")
+
     def stop(self) -> None:
         run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
         subprocess.run([*run_as, str(self.bindir / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast",
@@ -118,6 +132,15 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         conn.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a second throwaway cluster in the same process)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def unique_name(prefix: str) -> str:

@@ -15,7 +15,8 @@ from chalicelib.jsonutil import dumps
 
 logger = logging.getLogger("atb.api")
 
-JSON_HEADERS = {"Content-Type": "application/json"}
+#: Every /api/* response, errors included: JSON, and never stored by a browser or a proxy (balances, tokens' names).
+JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
 class ApiError(Exception):
@@ -75,9 +76,28 @@ def to_response(exc: BaseException) -> Response:
         return error_response(422, exc.code, str(exc))
     if isinstance(exc, ConfigurationError):
         logger.error("configuration error while serving a request: %s", exc)
-        return error_response(503, "service_unavailable", "the service is not configured correctly")
+        return error_response(503, "service_unavailable", "the service is not configured correctly",
+                              headers={"Retry-After": "30"})
+
+    from chalicelib.db.errors import describe
+
+    problem = describe(exc)
+    if problem is not None:
+        return _unavailable(problem.kind, problem.message, problem.retry_after, exc)
     logger.exception("unexpected error while serving a request")
     return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def _unavailable(kind: str, message: str, retry_after: int, exc: BaseException) -> Response:
+    """503 + Retry-After for an outage or contention: the request changed nothing and may be retried as is
+    (with the same Idempotency-Key). The configuration and schema details go to the log, not to the caller."""
+    if kind == "busy":
+        logger.warning("request refused as busy: %s (%s)", message, type(exc).__name__)
+        return error_response(503, "busy", "the account is busy; nothing was changed: retry shortly",
+                              headers={"Retry-After": str(retry_after)})
+    logger.error("database %s while serving a request: %s (%s)", kind, message, type(exc).__name__)
+    return error_response(503, "service_unavailable", "the database is unavailable; nothing was changed: retry "
+                                                      "shortly", headers={"Retry-After": str(retry_after)})
 
 
 def validation_details(exc: Any) -> list[dict[str, Any]]:

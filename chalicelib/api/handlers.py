@@ -16,9 +16,10 @@ from chalice import Response
 from chalicelib.api import service
 from chalicelib.api.auth import Principal, Scope, authenticate
 from chalicelib.api.errors import ApiError, json_response, to_response
+from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
 
 DEFAULT_PAGE = 50
-MAX_IDEMPOTENCY_KEY = 100
+MAX_IDEMPOTENCY_KEY = service.MAX_IDEMPOTENCY_KEY
 _IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY}}}$")  # visible ASCII
 REPLAY_HEADER = "Idempotent-Replayed"
 
@@ -39,8 +40,10 @@ class ApiRequest(Protocol):
 Handler = Callable[[ApiRequest, Principal | None], Response]
 
 
-def endpoint(scope: Scope | None) -> Callable[[Handler], Callable[[ApiRequest | None], Response]]:
-    """Authenticate (unless ``scope`` is None) and turn every exception into the error shape."""
+def endpoint(scope: Scope | None, params: tuple[str, ...] = ()) -> Callable[[Handler],
+                                                                          Callable[[ApiRequest | None], Response]]:
+    """Authenticate (unless ``scope`` is None), refuse query parameters the route does not take (a typo such as
+    ``?sesion_id=2`` must not silently mean the default session), and turn every exception into the error shape."""
 
     def decorate(handler: Handler) -> Callable[[ApiRequest | None], Response]:
         @wraps(handler)
@@ -49,6 +52,7 @@ def endpoint(scope: Scope | None) -> Callable[[Handler], Callable[[ApiRequest | 
                 if request is None:  # Chalice always sets current_request for an HTTP event
                     raise RuntimeError("no current request")
                 principal = authenticate(request.headers, scope) if scope else None
+                _known_params(request, params)
                 return handler(request, principal)
             except Exception as exc:
                 return to_response(exc)
@@ -61,43 +65,53 @@ def endpoint(scope: Scope | None) -> Callable[[Handler], Callable[[ApiRequest | 
 # --- parameters ------------------------------------------------------------------------------------------------
 
 
+def _known_params(request: ApiRequest, known: tuple[str, ...]) -> None:
+    unknown = sorted(set(request.query_params or {}) - set(known))
+    if unknown:
+        takes = f"this route takes {', '.join(known)}" if known else "this route takes no query parameters"
+        raise ApiError(400, "invalid_parameter", f"unknown query parameter: {takes}",
+                       [{"field": name[:40], "message": "unknown parameter"} for name in unknown[:5]])
+
+
 def _param(request: ApiRequest, name: str) -> str | None:
     params = request.query_params or {}
     value = params.get(name)
     return None if value is None else str(value)
 
 
-def _int_param(request: ApiRequest, name: str, *, low: int, high: int | None = None,
-               default: int | None = None) -> int | None:
+def _int_param(request: ApiRequest, name: str, *, low: int, high: int, default: int | None = None) -> int | None:
+    """An integer query parameter within ``[low, high]``; absent gives ``default``, but empty (``?limit=``) is an
+    error, as is any value the database column could not hold (checked here, before the database sees it)."""
     text = _param(request, name)
-    if text is None or text == "":
+    if text is None:
         return default
-    bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-    if not re.fullmatch(r"[0-9]{1,18}", text) or not (low <= int(text) <= (high or int(text))):
-        raise ApiError(400, "invalid_parameter", f"{name} must be an integer {bound}",
+    bound = f"between {low} and {high}"
+    if not re.fullmatch(r"[0-9]{1,20}", text) or not (low <= int(text) <= high):
+        shown = "empty" if text == "" else "not an integer in range"
+        raise ApiError(400, "invalid_parameter", f"{name} must be an integer {bound} ({shown})",
                        [{"field": name, "message": f"must be an integer {bound}"}])
     return int(text)
 
 
 def _session_id(request: ApiRequest) -> int | None:
-    return _int_param(request, "session_id", low=1)
+    return _int_param(request, "session_id", low=1, high=MAX_INT_ID)
 
 
-def _page(request: ApiRequest) -> tuple[int, int | None]:
+def _page(request: ApiRequest, max_id: int) -> tuple[int, int | None]:
     limit = _int_param(request, "limit", low=1, high=service.MAX_PAGE, default=DEFAULT_PAGE)
     assert limit is not None
-    return limit, _int_param(request, "before", low=1)
+    return limit, _int_param(request, "before", low=1, high=max_id)
 
 
 # --- routes ----------------------------------------------------------------------------------------------------
 
 
-@endpoint("read")
+@endpoint("read", ("session_id",))
 def get_balance(request: ApiRequest, _: Principal | None) -> Response:
     return json_response(service.balance(_session_id(request)))
 
 
-@endpoint("write")
+@endpoint("write", ("session_id",))
 def post_balance(request: ApiRequest, principal: Principal | None) -> Response:
     assert principal is not None
     session_id = _session_id(request)
@@ -118,24 +132,24 @@ def post_balance(request: ApiRequest, principal: Principal | None) -> Response:
     return json_response(outcome.body, 201, headers)
 
 
-@endpoint("read")
+@endpoint("read", ("session_id", "limit", "before"))
 def get_history(request: ApiRequest, _: Principal | None) -> Response:
-    limit, before = _page(request)
+    limit, before = _page(request, MAX_BIGINT_ID)
     return json_response(service.history(_session_id(request), limit, before))
 
 
-@endpoint("read")
+@endpoint("read", ("session_id",))
 def get_positions(request: ApiRequest, _: Principal | None) -> Response:
     return json_response(service.positions(_session_id(request)))
 
 
-@endpoint("read")
+@endpoint("read", ("session_id", "limit", "before"))
 def get_trades(request: ApiRequest, _: Principal | None) -> Response:
-    limit, before = _page(request)
+    limit, before = _page(request, MAX_INT_ID)
     return json_response(service.trades(_session_id(request), limit, before))
 
 
-@endpoint("read")
+@endpoint("read", ("status",))
 def get_sessions(request: ApiRequest, _: Principal | None) -> Response:
     status = _param(request, "status")
     if status not in (None, "active", "ended"):
@@ -147,7 +161,7 @@ def get_sessions(request: ApiRequest, _: Principal | None) -> Response:
 @endpoint(None)
 def get_health(_request: ApiRequest, _: Principal | None) -> Response:
     status, report = service.health()
-    return json_response(report, status, {"Cache-Control": "no-store"})
+    return json_response(report, status, {"Retry-After": "5"} if status == 503 else None)
 
 
 @endpoint("read")
@@ -167,12 +181,13 @@ def _idempotency_key(request: ApiRequest) -> str | None:
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise ApiError(400, "invalid_idempotency_key",
                        f"Idempotency-Key must be 1–{MAX_IDEMPOTENCY_KEY} visible ASCII characters",
-                       [{"field": "Idempotency-Key", "message": "1–100 visible ASCII characters"}])
+                       [{"field": "Idempotency-Key",
+                         "message": f"1–{MAX_IDEMPOTENCY_KEY} visible ASCII characters"}])
     return key
 
 
 def _json_body(request: ApiRequest) -> bytes:
-    from chalicelib.api.schemas import MAX_BODY_BYTES
+    from chalicelib.api.schemas import MAX_BODY_BYTES, is_utf16_or_32
 
     content_type = (request.headers.get("content-type") or "").strip()
     media_type, _, params = content_type.partition(";")
@@ -191,6 +206,8 @@ def _json_body(request: ApiRequest) -> bytes:
         raise ApiError(413, "payload_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
     if not body.strip():
         raise ApiError(400, "invalid_json", "the body is empty; send a JSON object")
+    if is_utf16_or_32(body):  # refused like "charset=utf-16": the same 415 whether declared or not
+        raise ApiError(415, "unsupported_media_type", "send the body as UTF-8 JSON (UTF-16 and UTF-32 are refused)")
     return body
 
 

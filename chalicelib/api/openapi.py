@@ -9,6 +9,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from chalicelib.api.service import MAX_IDEMPOTENCY_KEY, MAX_PAGE
+from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
+
 
 def _error(description: str) -> dict[str, Any]:
     return {"description": description,
@@ -23,15 +26,25 @@ def _ok(model: str, description: str, headers: dict[str, Any] | None = None) -> 
     return body
 
 
+def _links(**targets: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    """OpenAPI links: how one response's fields feed the next request (stateful clients and test tools)."""
+    return {name: {"operationId": op, "parameters": params} for name, (op, params) in targets.items()}
+
+
 def _param(name: str, description: str, schema: dict[str, Any], where: str = "query") -> dict[str, Any]:
     return {"name": name, "in": where, "required": False, "description": description, "schema": schema}
 
 
 SESSION_ID = _param("session_id", "Session to use; default: the only active session (400 lists the choices "
-                                  "when several are active).", {"type": "integer", "minimum": 1})
-LIMIT = _param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})
-BEFORE = _param("before", "Cursor from the previous page's next_cursor (entries older than it).",
-                {"type": "string", "pattern": "^[0-9]+$"})
+                                  "when several are active). Present means not empty.",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_INT_ID})
+LIMIT = _param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50})
+
+
+def _before(max_id: int) -> dict[str, Any]:
+    return _param("before", "Cursor from the previous page's next_cursor (entries older than it).",
+                  {"type": "integer", "minimum": 1, "maximum": max_id})
+
 AUTH_ERRORS = {"401": _error("Missing or invalid bearer token"),
                "403": _error("Token lacks the scope this operation needs")}
 SESSION_ERRORS = {"400": _error("Bad parameter, or several active sessions (details list the choices)"),
@@ -49,7 +62,8 @@ def openapi_document() -> dict[str, Any]:
         (schemas.BalanceChangeRequest, "validation"),
         *((m, "serialization") for m in (
             schemas.ErrorResponse, schemas.BalanceResponse, schemas.BalanceChangeResponse, schemas.HistoryPage,
-            schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse, schemas.HealthResponse)),
+            schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse, schemas.HealthResponse,
+            schemas.MeResponse)),
     ]
     _, top = models_json_schema(models, ref_template="#/components/schemas/{model}")
     components = top.get("$defs", {})
@@ -78,15 +92,21 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Set the total (balance) or deposit/withdraw (amount); needs a write token",
                     "parameters": [SESSION_ID, _param(
                         "Idempotency-Key", "Retrying with the same key returns the first result and changes "
-                                           "nothing.", {"type": "string", "minLength": 1, "maxLength": 100},
+                                           "nothing. Scoped to the token that sends it.",
+                        {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY,
+                         "pattern": "^[\\x21-\\x7e]+$"},
                         "header")],
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/BalanceChangeRequest"}}}},
                     "responses": {
-                        "201": _ok("BalanceChangeResponse", "The change was recorded (or replayed)", {
+                        "201": {**_ok("BalanceChangeResponse", "The change was recorded (or replayed)", {
                             "Idempotent-Replayed": {"description": "true when this is the stored result of an "
                                                                    "earlier request with the same key",
                                                     "schema": {"type": "string", "enum": ["true"]}}}),
+                                "links": _links(
+                                    HistoryOfTheSession=("getBalanceHistory",
+                                                         {"session_id": "$response.body#/session_id"}),
+                                    BalanceOfTheSession=("getBalance", {"session_id": "$response.body#/session_id"}))},
                         "400": _error("Invalid JSON, bad parameter or header, or ambiguous session"),
                         **AUTH_ERRORS,
                         "404": _error("No such session, or no active session"),
@@ -100,7 +120,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/balance/history": {"get": {
                 "operationId": "getBalanceHistory", "summary": "Ledger entries, newest first (keyset pages)",
-                "parameters": [SESSION_ID, LIMIT, BEFORE],
+                "parameters": [SESSION_ID, LIMIT, _before(MAX_BIGINT_ID)],
                 "responses": {"200": _ok("HistoryPage", "One page"), **AUTH_ERRORS, **SESSION_ERRORS}}},
             "/api/positions": {"get": {
                 "operationId": "getPositions", "summary": "Open positions with unrealised P&L at the last close",
@@ -109,19 +129,27 @@ def openapi_document() -> dict[str, Any]:
                               **SESSION_ERRORS}}},
             "/api/trades": {"get": {
                 "operationId": "getTrades", "summary": "Closed trades, newest first (keyset pages)",
-                "parameters": [SESSION_ID, LIMIT, BEFORE],
+                "parameters": [SESSION_ID, LIMIT, _before(MAX_INT_ID)],
                 "responses": {"200": _ok("TradesPage", "One page"), **AUTH_ERRORS, **SESSION_ERRORS}}},
             "/api/sessions": {"get": {
                 "operationId": "getSessions", "summary": "All trading sessions",
                 "parameters": [_param("status", "Only sessions with this status.",
                                       {"type": "string", "enum": ["active", "ended"]})],
-                "responses": {"200": _ok("SessionsResponse", "Sessions"), "400": _error("Bad parameter"),
+                "responses": {"200": {**_ok("SessionsResponse", "Sessions"), "links": _links(
+                                  BalanceOfTheFirstSession=("getBalance",
+                                                            {"session_id": "$response.body#/sessions/0/session_id"}),
+                                  TradesOfTheFirstSession=("getTrades",
+                                                           {"session_id": "$response.body#/sessions/0/session_id"}))},
+                              "400": _error("Bad parameter"),
                               **AUTH_ERRORS}}},
             "/api/health": {"get": {
                 "operationId": "getHealth", "summary": "Database reachable, schema at head, age of the last tick",
                 "security": [],
                 "responses": {"200": _ok("HealthResponse", "Healthy"),
                               "503": _ok("HealthResponse", "Database unreachable or schema not at head")}}},
+            "/api/me": {"get": {
+                "operationId": "getMe", "summary": "The calling token's name and scope",
+                "responses": {"200": _ok("MeResponse", "Who the token is"), **AUTH_ERRORS}}},
             "/api/openapi.json": {"get": {
                 "operationId": "getOpenApi", "summary": "This document",
                 "responses": {"200": {"description": "The OpenAPI document",

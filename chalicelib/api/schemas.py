@@ -8,6 +8,7 @@ describe what the views write; they feed the OpenAPI document and the tests chec
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import unicodedata
@@ -34,7 +35,10 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_REASON_LENGTH = 200
 MAX_LABEL_LENGTH = 100
 
-_MONEY_PATTERN = r"^-?[0-9]{1,30}(\.[0-9]{1,30})?$"
+#: A text amount the server accepts: at most 13 integer digits (a trillion) and 8 decimals.
+_MONEY_PATTERN = r"^-?[0-9]{1,13}(\.[0-9]{1,8})?$"
+#: Body encodings JSON allows besides UTF-8 (RFC 8259 §8.1 requires UTF-8; ``json.loads`` would guess these).
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 
 class InvalidJson(ValueError):
@@ -54,17 +58,27 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def is_utf16_or_32(data: bytes) -> bool:
+    """A body in UTF-16/32: a byte-order mark, or a NUL among the first bytes (JSON text never starts with one)."""
+    return data.startswith(_UTF16_32_BOMS) or 0 in data[:4]
+
+
 def load_json_exact(raw: bytes | str) -> Any:
     """Decode a request body: numbers become ``Decimal`` (exact), NaN/Infinity and duplicate keys are refused."""
-    try:
-        return json.loads(raw, parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant,
-                          object_pairs_hook=_no_duplicate_keys)
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if is_utf16_or_32(data):
+        raise InvalidJson("the body is not UTF-8 text (UTF-16 and UTF-32 are not accepted)")
+    try:  # decoded here as UTF-8: json.loads(bytes) would guess UTF-16/32 and accept them
+        return json.loads(data.decode("utf-8"), parse_float=Decimal, parse_int=Decimal,
+                          parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
     except InvalidJson:
         raise
     except RecursionError:
         raise InvalidJson("the body is nested too deeply") from None
     except UnicodeDecodeError:
         raise InvalidJson("the body is not UTF-8 text") from None
+    except ArithmeticError:  # decimal.InvalidOperation: a number beyond what Decimal can hold (1e-99999999999999999999)
+        raise InvalidJson("a number in the body is out of any sensible range") from None
     except ValueError as exc:  # json.JSONDecodeError
         raise InvalidJson(str(exc)) from None
 
@@ -81,9 +95,18 @@ def _amount(value: Decimal) -> Decimal:
     return parse_money(value, field="value")
 
 
-def _clean_text(value: str) -> str:
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn") for ch in value):
-        raise ValueError("must not contain control, private-use, unassigned or surrogate characters")
+def _clean_text_before_strip(value: Any) -> Any:
+    """Checked before whitespace is stripped, so a U+0085 or U+2028 at either end is refused, not dropped."""
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def clean_text(value: str) -> str:
+    """Printable text only: no control (Cc), format (Cf: bidi overrides such as U+202E, zero-width characters),
+    line or paragraph separator, private-use, unassigned or surrogate characters, which would let a reason
+    display as something other than what it says."""
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") for ch in value):
+        raise ValueError("must not contain control, format (bidi, zero-width), line separator, private-use, "
+                         "unassigned or surrogate characters")
     return value
 
 
@@ -92,7 +115,8 @@ MoneyIn = Annotated[
     Decimal,
     BeforeValidator(_plain_decimal_text),
     AfterValidator(_amount),
-    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "pattern": _MONEY_PATTERN}],
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": -int(MAX_AMOUNT), "maximum": int(MAX_AMOUNT)},
+                              {"type": "string", "pattern": _MONEY_PATTERN}],
                     "description": f"exact decimal amount, at most {MONEY_SCALE} decimal places, "
                                    f"absolute value at most {MAX_AMOUNT}"}),
 ]
@@ -101,19 +125,38 @@ Money = Annotated[Decimal, WithJsonSchema({"type": "number", "description": "exa
 Reason = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON_LENGTH, strict=True),
-    AfterValidator(_clean_text),
+    BeforeValidator(_clean_text_before_strip),
 ]
 Label = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_LENGTH, strict=True),
-    AfterValidator(_clean_text),
+    BeforeValidator(_clean_text_before_strip),
 ]
+
+
+def _exactly_one_in_schema(schema: dict[str, Any]) -> None:
+    """The document says what the validators enforce: balance and amount are numbers (never null) and exactly one
+    of them is given; a reason has a visible character."""
+    properties = schema["properties"]
+    for name in ("balance", "amount"):
+        described = properties[name]
+        money = copy.deepcopy(next(s for s in described.pop("anyOf") if s.get("type") != "null"))
+        described.pop("default", None)
+        described["description"] = f"{described.get('description', '')} {money.pop('description', '')}".strip()
+        described.update(money)
+    properties["amount"]["not"] = {"const": 0}
+    balance_number, balance_text = properties["balance"]["anyOf"]
+    balance_number["minimum"] = 0
+    balance_text["pattern"] = _MONEY_PATTERN.replace("^-?", "^")
+    properties["reason"]["pattern"] = r"\S"
+    schema["oneOf"] = [{"required": ["balance"], "not": {"required": ["amount"]}},
+                       {"required": ["amount"], "not": {"required": ["balance"]}}]
 
 
 class BalanceChangeRequest(BaseModel):
     """``{"balance": 5000, "reason": …}`` sets the total; ``{"amount": ±500, "reason": …}`` deposits/withdraws."""
 
-    model_config = ConfigDict(extra="forbid", title="BalanceChangeRequest")
+    model_config = ConfigDict(extra="forbid", title="BalanceChangeRequest", json_schema_extra=_exactly_one_in_schema)
 
     balance: MoneyIn | None = Field(default=None, description="New total balance (≥ 0); the ledger records "
                                                               "the difference as kind manual_set.")
@@ -121,6 +164,13 @@ class BalanceChangeRequest(BaseModel):
     reason: Reason = Field(description="Why the change is made (1–200 characters).")
     updated_by: Label | None = Field(default=None, description="Free-text label kept beside the "
                                                                "authenticated token name; not the attribution.")
+
+    @field_validator("balance", "amount", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must be a number, not null (leave the field out instead)")
+        return value
 
     @field_validator("balance")
     @classmethod
@@ -332,6 +382,11 @@ class SessionOut(_Out):
 
 class SessionsResponse(_Out):
     sessions: list[SessionOut]
+
+
+class MeResponse(_Out):
+    name: str = Field(description="The token's name (what the ledger records as updated_by).")
+    scope: Literal["read", "write"]
 
 
 class HealthResponse(_Out):

@@ -63,12 +63,22 @@ class ChangeOutcome:
 _KIND_OF = {"set": "manual_set", "deposit": "deposit", "withdraw": "withdrawal"}
 
 
+#: Longest token name (``auth``) and the ledger's reference column: ``request:{token name}:{key}`` must fit.
+MAX_TOKEN_NAME = 32
+REFERENCE_LENGTH = 128
+MAX_IDEMPOTENCY_KEY = REFERENCE_LENGTH - len("request:") - MAX_TOKEN_NAME - 1  # 87
+
+
 def change_balance(op: str, amount: Decimal, *, reason: str, actor: Actor, session_id: int | None,
                    idempotency_key: str | None) -> ChangeOutcome:
+    """A manual change; an Idempotency-Key is scoped to the token that sent it (its name), so another token
+    reusing the same key makes its own change instead of receiving someone else's (reference
+    ``request:{token name}:{key}``)."""
     from chalicelib import balances
 
+    scoped = f"{actor.name}:{idempotency_key}" if idempotency_key is not None else None
     result = balances.change_balance(op, amount, reason=reason, actor=actor,  # type: ignore[arg-type]
-                                     session_id=session_id, idempotency_key=idempotency_key)
+                                     session_id=session_id, idempotency_key=scoped)
     entry = result.entry
     matches = True
     if result.replayed:

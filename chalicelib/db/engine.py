@@ -35,9 +35,44 @@ def get_engine(url: str | None = None) -> Engine:
         with _lock:
             engine = _engines.get(url)
             if engine is None:
+                check_url(url)
                 engine = _create(url)
                 _engines[url] = engine
     return engine
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL this bot cannot use, with one line that says how to write it (never echoing a password).
+
+    Only two kinds work: ``postgresql+pg8000://user:pass@host:5432/db`` and ``sqlite:///path``. SQLAlchemy would
+    otherwise fail later with "Can't load plugin" or a missing psycopg2 module.
+    """
+    from sqlalchemy.exc import ArgumentError
+
+    fix = "write it as postgresql+pg8000://USER:PASSWORD@HOST:5432/DATABASE or sqlite:///PATH"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise settings.ConfigurationError(f"DATABASE_URL is not a database URL: {fix}") from None
+    backend, _, driver = parsed.drivername.partition("+")  # not get_driver_name(): it imports the dialect
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.drivername in ("postgres", "postgresql") or parsed.drivername.startswith("postgres+"):
+        raise settings.ConfigurationError(f"DATABASE_URL {shown} names no driver this bot ships: write it as "
+                                          "postgresql+pg8000://USER:PASSWORD@HOST:5432/DATABASE")
+    if backend == "postgresql" and driver != "pg8000":
+        raise settings.ConfigurationError(f"DATABASE_URL {shown} uses the driver {driver!r}; this bot ships "
+                                          "pg8000 only: use postgresql+pg8000://")
+    if backend != "postgresql" and not (backend == "sqlite" and driver in ("", "pysqlite")):
+        raise settings.ConfigurationError(f"DATABASE_URL {shown}: unsupported database {parsed.drivername!r}; "
+                                          f"{fix}")
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that does not exist yet (connecting would create it), else None."""
+    parsed = make_url(url)
+    if parsed.drivername != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return None if os.path.exists(parsed.database) else parsed.database
 
 
 def dispose_engines() -> None:
@@ -53,7 +88,8 @@ def _create(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 60},
+            # A writer waits for SQLite's write lock as long as a Postgres writer waits for the account lock.
+            connect_args={"check_same_thread": False, "timeout": lock_timeout_ms() / 1000},
             pool_pre_ping=False,
         )
         _configure_sqlite(engine)
@@ -62,6 +98,10 @@ def _create(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
         _cache_pg8000_paramstyle()
         connect_args["timeout"] = connect_timeout()
+        # Sent in the startup packet (no extra round trip): a writer waits at most lock_timeout for the account
+        # lock and any statement at most statement_timeout, then fails with a "busy, retry" the API turns into 503.
+        connect_args["startup_params"] = {"lock_timeout": str(lock_timeout_ms()),
+                                          "statement_timeout": str(statement_timeout_ms())}
         ssl_context = _ssl_context(settings.database_sslmode())
         if ssl_context is not None:
             connect_args["ssl_context"] = ssl_context
@@ -72,6 +112,7 @@ def _create(url: str) -> Engine:
         pool_size=5,
         max_overflow=20,
         pool_recycle=300,
+        pool_timeout=pool_timeout(),  # all connections busy: give up (503) instead of queueing for 30 s
     )
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
         _simple_commit_rollback(engine)
@@ -131,13 +172,34 @@ def connect_timeout() -> float:
     """Seconds to wait for a connection (``DATABASE_CONNECT_TIMEOUT``, default 30). An Aurora Serverless v2
     database that paused at 0 ACU takes about 15 s (up to ~30 s after a long pause) to accept the first one.
     pg8000 applies it to every socket read too, so it also bounds how long one statement may wait."""
-    raw = os.environ.get("DATABASE_CONNECT_TIMEOUT", "").strip() or "30"
+    return _positive_setting("DATABASE_CONNECT_TIMEOUT", 30, "seconds")
+
+
+def lock_timeout_ms() -> int:
+    """PostgreSQL ``lock_timeout`` (``DATABASE_LOCK_TIMEOUT_MS``, default 5000): how long a writer waits for the
+    account row lock before it gives up with "busy, retry" (nothing applied)."""
+    return int(_positive_setting("DATABASE_LOCK_TIMEOUT_MS", 5000, "milliseconds", integer=True))
+
+
+def statement_timeout_ms() -> int:
+    """PostgreSQL ``statement_timeout`` (``DATABASE_STATEMENT_TIMEOUT_MS``, default 20000): inside a Lambda's 30 s,
+    so a runaway statement ends with an answer rather than with the invocation. Migrations lift it."""
+    return int(_positive_setting("DATABASE_STATEMENT_TIMEOUT_MS", 20000, "milliseconds", integer=True))
+
+
+def pool_timeout() -> float:
+    """Seconds to wait for a free pooled connection (``DATABASE_POOL_TIMEOUT``, default 3) before answering busy."""
+    return _positive_setting("DATABASE_POOL_TIMEOUT", 3, "seconds")
+
+
+def _positive_setting(name: str, default: float, unit: str, *, integer: bool = False) -> float:
+    raw = os.environ.get(name, "").strip() or str(default)
     try:
-        value = float(raw)
+        value = int(raw) if integer else float(raw)
     except ValueError:
-        raise settings.ConfigurationError(f"DATABASE_CONNECT_TIMEOUT must be seconds, not {raw!r}") from None
-    if value <= 0:
-        raise settings.ConfigurationError("DATABASE_CONNECT_TIMEOUT must be positive")
+        raise settings.ConfigurationError(f"{name} must be a number of {unit}, not {raw[:40]!r}") from None
+    if not 0 < value < 10**9:
+        raise settings.ConfigurationError(f"{name} must be a positive number of {unit}")
     return value
 
 
@@ -158,7 +220,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute(f"PRAGMA busy_timeout={lock_timeout_ms()}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()

@@ -42,6 +42,15 @@ class SchemaStatus:
         return self.current == self.head
 
 
+def head_revision() -> str:
+    """The newest revision the code knows (no database needed)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
 def schema_status(engine: Engine | None = None) -> SchemaStatus:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -77,6 +86,8 @@ def _run(engine: Engine, action: Callable[[Any], None]) -> SchemaStatus:
             _sqlite_pragma(conn, "PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
+                if conn.dialect.name == "postgresql":  # a backfill may rightly take longer than a request
+                    conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
                 config = alembic_config(engine)
                 config.attributes["connection"] = conn
                 action(config)

@@ -14,8 +14,8 @@ from chalicelib import ledger
 from chalicelib.db.models import AccountBalance, TradingSession
 from chalicelib.db.uow import read_transaction, write_transaction
 
-READ_TOKEN = "read-token-0123456789"
-WRITE_TOKEN = "write-token-9876543210"
+READ_TOKEN = "read-token-0123456789abcdef0123456789"
+WRITE_TOKEN = "write-token-9876543210fedcba9876543210"
 TOKENS = f"dashboard:read:{READ_TOKEN},owner:write:{WRITE_TOKEN}"
 
 

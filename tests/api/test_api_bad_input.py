@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
+from functools import partial
 from typing import Any
+from urllib.parse import quote as url_quote
 
 import pytest
-from api_helpers import READ_TOKEN, WRITE_TOKEN, ledger_rows, post_json
+from api_helpers import READ_TOKEN, WRITE_TOKEN, auth, ledger_rows, post_json
 from chalice.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +24,7 @@ from chalicelib.api.schemas import MAX_BODY_BYTES
 from chalicelib.jsonutil import loads_exact
 
 VALID = {"amount": 5, "reason": "ok"}
+quote = partial(url_quote, safe="")
 
 
 def _dumps(obj: Any) -> bytes:
@@ -233,3 +236,123 @@ def test_hostile_requests_get_a_4xx_json_error_and_leave_the_ledger_unchanged(
     send()
     assert len(sent) >= 500
     assert {400, 401, 403, 413, 415, 422} <= set(sent)
+
+
+# --- a hand-made table of hostile requests, every route, both databases ----------------------------------------
+
+#: Numbers no column can hold, at any magnitude or precision, as JSON numbers and as text.
+HUGE_OR_TINY = ["1e1000000", "-1e1000000", "1e-99999999999999999999", "1e99999999999999999999",
+                "10000000000000000000000000.000000001", "100000000000000000000000000000.000000001",
+                "1e-1000000", "0.0000000001", "9" * 40, "1" + "0" * 13, "-" + "9" * 29 + ".999999999",
+                "1E+999999999999999999", "123456789012345678901234567890", "1.5e-9", "4.9e-324"]
+ID_VALUES = ["", "2147483648", "4294967296", "9223372036854775808", "99999999999999999999999", "0", "-1",
+             "1e3", " 1", "1 ", "0x10", "abc", "1.0", "+1", "１"]
+PAGE_VALUES = {"before": ["", "0", "-5", "x", "99999999999999999999999", "9223372036854775808", "1e2"],
+               "limit": ["", "0", "501", "2147483648", "-1", "1.5", "ten"]}
+HOSTILE_CHARS = ["\u202e", "\u202d", "\u2066", "\u2067", "\u2069", "\u200b", "\u200f", "\u2060", "\ufeff",
+                 "\u0000", "\u001b", "\u0085", "\u007f", "\ue000", "\u2028", "\u2029", "\u061c", "\u00ad",
+                 "\ufff9", "\U000e0001", "\ud800"]
+BAD_KEYS = ["", " ", "k" * 101, "k" * 200, "caf\u00e9", "a b", "a\tb", "\u202ekey"]
+BAD_CONTENT_TYPES = ["application/json; charset=utf-16", "application/json; charset=UTF-32", "text/json",
+                     "application/json-patch+json", "application/problem+json", "application/octet-stream"]
+GET_ROUTES = ["/api/balance", "/api/balance/history", "/api/positions", "/api/trades"]
+
+
+def _hostile_table() -> list[tuple[str, str, str, bytes, dict[str, str]]]:
+    """(name, method, path, body, extra headers): every combination below, at least 300 of them."""
+    cases: list[tuple[str, str, str, bytes, dict[str, str]]] = []
+    for number in HUGE_OR_TINY:
+        for field in ("balance", "amount"):
+            cases.append((f"{field} {number} as number", "POST", "/api/balance",
+                          b'{"%s": %s, "reason": "r"}' % (field.encode(), number.encode()), {}))
+            cases.append((f"{field} {number} as text", "POST", "/api/balance",
+                          _dumps({field: number, "reason": "r"}), {}))
+    for value in ID_VALUES:
+        for path in [*GET_ROUTES, "/api/balance (POST)"]:
+            method = "POST" if "POST" in path else "GET"
+            route = path.split(" ")[0]
+            cases.append((f"{method} {route} session_id={value!r}", method, f"{route}?session_id={quote(value)}",
+                          _dumps(VALID) if method == "POST" else b"", {}))
+    for param, values in PAGE_VALUES.items():
+        for value in values:
+            for route in ("/api/balance/history", "/api/trades"):
+                cases.append((f"{route} {param}={value!r}", "GET", f"{route}?{param}={quote(value)}", b"", {}))
+    cases += [("/api/trades before=2147483648", "GET", "/api/trades?before=2147483648", b"", {}),
+              ("/api/sessions status empty", "GET", "/api/sessions?status=", b"", {})]
+    for char in HOSTILE_CHARS:
+        for field in ("reason", "updated_by"):
+            for where in ("start", "middle", "end"):
+                text = {"start": f"{char}abc", "middle": f"ab{char}c", "end": f"abc{char}"}[where]
+                cases.append((f"U+{ord(char):04X} at the {where} of {field}", "POST", "/api/balance",
+                              _dumps({**VALID, field: text}), {}))
+    for key in BAD_KEYS:
+        cases.append((f"Idempotency-Key {key[:12]!r} ({len(key)} chars)", "POST", "/api/balance", _dumps(VALID),
+                      {"Idempotency-Key": key}))
+    for content_type in BAD_CONTENT_TYPES:
+        cases.append((f"Content-Type {content_type}", "POST", "/api/balance", _dumps(VALID),
+                      {"Content-Type": content_type}))
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"):
+        raw = json.dumps(VALID).encode(encoding)
+        cases.append((f"body in {encoding}", "POST", "/api/balance", raw, {}))
+        cases.append((f"body in {encoding}, declared", "POST", "/api/balance", raw,
+                      {"Content-Type": f"application/json; charset={encoding}"}))
+    return cases
+
+
+HOSTILE_TABLE = _hostile_table()
+
+
+def ledger_bytes(engine: Engine) -> list[tuple[str, ...]]:
+    """Every column of every ledger and session row, as the database's own text: nothing may differ after."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return [tuple(str(v) for v in row)
+                for table in ("account_balances", "trading_sessions", "positions", "trades")
+                for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+
+
+def test_the_hostile_table_holds_at_least_300_distinct_requests() -> None:
+    assert len(HOSTILE_TABLE) >= 300
+    assert len({c[0] for c in HOSTILE_TABLE}) == len(HOSTILE_TABLE)
+
+
+def test_every_request_of_the_hostile_table_gets_a_4xx_json_error_and_the_ledger_stays_byte_for_byte_the_same(
+        client: Client, start_session, engine: Engine) -> None:
+    start_session("1000")
+    before = ledger_bytes(engine)
+    failures = []
+    for name, method, path, raw, extra in HOSTILE_TABLE:
+        headers = {**post_json(WRITE_TOKEN), **extra} if method == "POST" else auth(WRITE_TOKEN)
+        if method == "POST":
+            response = client.http.post(path, headers=headers, body=raw)
+        else:
+            response = client.http.get(path, headers=headers)
+        try:
+            _assert_refused(response)
+            assert response.headers.get("Cache-Control") == "no-store"
+        except (AssertionError, KeyError, ValueError) as exc:
+            failures.append((name, response.status_code, response.body[:200], repr(exc)[:100]))
+    assert not failures, [f[:2] for f in failures]
+    assert ledger_bytes(engine) == before
+
+
+@pytest.mark.parametrize("number", ["1e1000000", "1e-99999999999999999999", "10000000000000000000000000.000000001"])
+@pytest.mark.parametrize("spelling", ["number", "text"])
+def test_a_number_of_any_size_is_refused_with_422_or_400_never_500(
+        client: Client, start_session, engine: Engine, number: str, spelling: str) -> None:
+    start_session("1000")
+    raw = (b'{"amount": %s, "reason": "r"}' % number.encode() if spelling == "number"
+           else _dumps({"amount": number, "reason": "r"}))
+    response = client.http.post("/api/balance", headers=post_json(), body=raw)
+    assert response.status_code in (400, 422), response.body
+    _assert_refused(response)
+
+
+def test_an_empty_session_id_on_a_write_is_an_error_not_the_default_session(
+        client: Client, start_session, engine: Engine) -> None:
+    start_session("1000")
+    before = ledger_bytes(engine)
+    response = client.http.post("/api/balance?session_id=", headers=post_json(), body=_dumps(VALID))
+    assert _assert_refused(response)["code"] == "invalid_parameter"
+    assert ledger_bytes(engine) == before

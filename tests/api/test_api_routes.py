@@ -306,9 +306,25 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape_without_internals(
 def test_the_openapi_document_is_generated_from_the_models(client: Client) -> None:
     doc = loads_exact(client.http.get("/api/openapi.json", headers=auth(READ_TOKEN)).body)
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {*ROUTES, "/api/health"}
     request = doc["components"]["schemas"]["BalanceChangeRequest"]
+    assert set(doc["paths"]) == {*ROUTES, "/api/health", "/api/me"}
+    from app import app
+
+    assert set(doc["paths"]) == {path for path in app.routes if path.startswith("/api/")}  # every route
+    assert doc["paths"]["/api/trades"]["get"]["parameters"][2]["schema"] == {
+        "type": "integer", "minimum": 1, "maximum": 2**31 - 1}  # what the server accepts (before=0 is refused)
+    assert {"required": ["balance"], "not": {"required": ["amount"]}} in request["oneOf"]
     assert request["additionalProperties"] is False
     assert set(request["properties"]) == {"balance", "amount", "reason", "updated_by"}
     assert doc["paths"]["/api/health"]["get"]["security"] == []
     assert client.http.get("/api/openapi.json").status_code == 401
+
+
+def test_every_api_response_success_or_error_says_cache_control_no_store(client: Client, start_session) -> None:
+    start_session()
+    for path in (*ROUTES, "/api/health", "/api/me"):
+        for headers in (auth(READ_TOKEN), {}, {"Authorization": "Bearer wrong"}):
+            response = client.http.get(path, headers=headers)
+            assert response.headers.get("Cache-Control") == "no-store", (path, response.status_code)
+    refused = client.http.post("/api/balance", headers=auth(READ_TOKEN), body=b"{}")
+    assert refused.status_code == 403 and refused.headers["Cache-Control"] == "no-store"

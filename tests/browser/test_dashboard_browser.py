@@ -37,8 +37,8 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
-READ_TOKEN = "dash-read-0123456789abcdef"
-WRITE_TOKEN = "dash-write-fedcba9876543210"
+READ_TOKEN = "dash-read-0123456789abcdef0123456789"
+WRITE_TOKEN = "dash-write-fedcba9876543210fedcba98"
 TOKENS = f"viewer:read:{READ_TOKEN},owner:write:{WRITE_TOKEN}"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

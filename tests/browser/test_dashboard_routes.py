@@ -8,7 +8,7 @@ import json
 import pytest
 from chalice.test import Client
 
-TOKENS = "viewer:read:read-token-abc,owner:write:write-token-xyz"
+TOKENS = "viewer:read:read-token-abc0123456789abcdef0123456,owner:write:write-token-xyz0123456789abcdef012345"
 
 
 @pytest.fixture
@@ -53,9 +53,9 @@ def test_anything_else_under_static_is_a_json_404(client: Client, name: str) -> 
 
 
 def test_api_me_names_the_token_and_its_scope_and_needs_a_token(client: Client) -> None:
-    read = client.http.get("/api/me", headers={"Authorization": "Bearer read-token-abc"})
+    read = client.http.get("/api/me", headers={"Authorization": "Bearer read-token-abc0123456789abcdef0123456"})
     assert (read.status_code, json.loads(read.body)) == (200, {"name": "viewer", "scope": "read"})
-    write = client.http.get("/api/me", headers={"Authorization": "Bearer write-token-xyz"})
+    write = client.http.get("/api/me", headers={"Authorization": "Bearer write-token-xyz0123456789abcdef012345"})
     assert json.loads(write.body) == {"name": "owner", "scope": "write"}
     assert client.http.get("/api/me").status_code == 401
     assert client.http.get("/api/me", headers={"Authorization": "Bearer nope"}).status_code == 401

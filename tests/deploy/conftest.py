@@ -25,8 +25,8 @@ from chalicelib.trading.feeds import ReplayFeed
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Two tokens in the secret's ``name:scope:token`` format.
-OWNER_TOKEN = "owner-token-0123456789"
-READER_TOKEN = "reader-token-0123456789"
+OWNER_TOKEN = "owner-token-0123456789abcdef0123456789"
+READER_TOKEN = "reader-token-0123456789abcdef012345678"
 TOKENS = f"owner:write:{OWNER_TOKEN},dashboard:read:{READER_TOKEN}"
 
 
