@@ -29,8 +29,9 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 #: Commands that may run on a database that does not exist or is not migrated yet: they create or migrate it
-#: (``live`` on first run, ``backtest`` in a throwaway file) or report that it is behind (``db status``).
-_NO_SCHEMA_NEEDED = {"db_migrate", "db_status", "live", "backtest"}
+#: (``live`` and ``sessions start`` on first run, after checking their arguments; ``backtest`` in a throwaway file)
+#: or report that it is behind (``db status``).
+_NO_SCHEMA_NEEDED = {"db_migrate", "db_status", "live", "backtest", "sessions_start"}
 
 
 def debug_enabled() -> bool:

@@ -46,13 +46,12 @@ def _apply(db, session: TradingSession, op: str, amount: Decimal, step: int) -> 
     elif op == "reset":
         ledger.record_reset(db, session, amount, reason="reset", actor=OWNER)
     elif op == "open":
+        fee = (amount / 1000).quantize(Decimal("1e-8"))
         pos = Position(session_id=session.id, symbol="BTCUSDT", side="long", status="open",
-                       entry_price=Decimal("100"), quantity=amount / 100, cost=amount, entry_time=now,
-                       fees=Decimal("0"))
+                       entry_price=Decimal("100"), quantity=amount / 100, cost=amount, entry_time=now, fees=fee)
         db.add(pos)
         db.flush()
-        ledger.record_position_opened(db, session, cost=amount, fee=(amount / 1000).quantize(Decimal("1e-8")),
-                                      reference=f"position:{pos.id}:open")
+        ledger.record_position_opened(db, session, cost=amount, fee=fee, reference=f"position:{pos.id}:open")
     elif op == "close":
         pos = db.execute(select(Position).where(Position.session_id == session.id, Position.status == "open")
                          .limit(1)).scalar_one_or_none()
@@ -68,7 +67,8 @@ def _apply(db, session: TradingSession, op: str, amount: Decimal, step: int) -> 
         book.write()
         db.add(TickLog(session_id=session.id, candle_time=now, close_price=amount, decision="hold", processed_at=now,
                        market_time=now, equity=equity, units=session.units, unit_value=session.unit_value,
-                       performance_index=ledger.unit_state(session).performance_index))
+                       performance_index=ledger.unit_state(session).performance_index,
+                       ledger_version=session.version))
 
 
 def _model_total(db, sid: int) -> Decimal:  # type: ignore[no-untyped-def]
