@@ -13,6 +13,7 @@
   const CHART_PAGE = 500;
   const CHART_MAX_PAGES = 40; // 20,000 ledger rows at most per chart
   const REFRESH_MS = 60_000;
+  const BOUNDARIES = { strategy_switch: 'strategy switched', reset: 'account reset (--fresh)', reopened: 'bot started again' };
   const RANGES = { '24h': 86_400_000, '7d': 7 * 86_400_000, '30d': 30 * 86_400_000, all: null };
 
   const $ = (selector) => document.querySelector(selector);
@@ -515,6 +516,14 @@
       const t = start + ((end - start) * i) / xTicks;
       const anchor = i === 0 ? 'start' : i === xTicks ? 'end' : 'middle';
       root.append(svg('text', { x: x(t), y: height - 6, class: 'axis', 'text-anchor': anchor }, timeLabel(t, end - start)));
+    }
+    // The account's timeline boundaries: strategy switches, resets, reopenings (one account, marked where they are).
+    for (const p of series) {
+      if (!BOUNDARIES[p.kind]) continue;
+      const line = svg('line', { x1: x(p.t), x2: x(p.t), y1: pad.t, y2: height - pad.b, class: 'boundary',
+        'data-kind': p.kind });
+      line.append(svg('title', {}, BOUNDARIES[p.kind]));
+      root.append(line);
     }
     // Step line: a balance holds until the next ledger change.
     let d = `M${x(series[0].t).toFixed(1)},${y(series[0].v).toFixed(1)}`;

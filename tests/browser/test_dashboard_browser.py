@@ -18,8 +18,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -61,14 +62,13 @@ def _chalice_executable() -> str:
     return found
 
 
-@pytest.fixture
-def server(pg_database_url: str, tmp_path: Path) -> Iterator[str]:
-    """``chalice local`` (stage local) on a free port against the test database; killed with its group."""
+@contextmanager
+def serve(database_url: str, log_path: Path) -> Iterator[str]:
+    """``chalice local`` (stage local) on a free port against ``database_url``; killed with its group."""
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": pg_database_url, "ATB_API_TOKENS": TOKENS, "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DATABASE_URL": database_url, "ATB_API_TOKENS": TOKENS, "LOG_LEVEL": "WARNING"}
     for name in ("ATB_API_TOKENS_SECRET_ARN", "DATABASE_SECRET_ARN"):
         env.pop(name, None)
-    log_path = tmp_path / "chalice-local.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [_chalice_executable(), "local", "--stage", "local", "--no-autoreload", "--host", "127.0.0.1",
@@ -100,6 +100,12 @@ def server(pg_database_url: str, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(pg_database_url: str, tmp_path: Path) -> Iterator[str]:
+    with serve(pg_database_url, tmp_path / "chalice-local.log") as base:
+        yield base
 
 
 def call(base: str, path: str, token: str | None = WRITE_TOKEN) -> tuple[int, dict[str, str], Any]:
@@ -382,3 +388,31 @@ def test_the_dashboard_shows_the_ledger_takes_a_deposit_refuses_bad_input_and_hi
 
     assert problems == []
     context.close()
+
+
+def test_after_the_quick_start_the_chart_spans_the_300_replayed_market_hours(browser: Any, tmp_path: Path) -> None:
+    """The README's first command, then the dashboard on its SQLite file: the chart runs on market time, from the
+    first replayed candle (2023-01-01) to the 300th (2023-01-13), not a spike at today's wall clock.
+    The screenshot is docs/dashboard-quickstart.png."""
+    run = subprocess.run([sys.executable, "-m", "chalicelib.cli", "live", "ml_basic", "--symbol", "BTCUSDT",
+                          "--paper-trading", "--feed", "replay", "--ticks", "300"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, check=False,
+                         env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"PYTHONPATH": str(REPO)})
+    assert run.returncode == 0, run.stderr
+    with serve(f"sqlite:///{tmp_path / 'atb.sqlite3'}", tmp_path / "chalice-local.log") as base:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="UTC")
+        page = context.new_page()
+        page.goto(base + "/")
+        sign_in(page, READ_TOKEN)
+        page.click("[data-range='all']")
+        page.wait_for_selector("[data-range='all'][aria-pressed='true']")
+        wait_until(page, "document.querySelector('#chart svg path.line') !== null")
+        axis = page.inner_text("#chart")
+        assert "Jan 1" in axis and "Jan 13" in axis, axis  # January 2023, the replayed hours
+        assert str(datetime.now(UTC).year) not in axis  # nothing at today's wall clock
+        points = page.evaluate("document.querySelector('#chart svg path.line').getAttribute('d').split('V').length")
+        assert points > 20  # a line through the whole replay, not one vertical step
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-quickstart.png"), full_page=False)
+        context.close()
