@@ -147,7 +147,7 @@ class _Units:
 
 
 def _ledger_rows(session_id: int, start_total: Decimal, reserved: Decimal, count: int, first_time: datetime,
-                 held: str, spacing: timedelta, units: _Units) -> Iterator[tuple[Any, ...]]:
+                 held: str, spacing: timedelta, units: _Units, first_index: int = 0) -> Iterator[tuple[Any, ...]]:
     """A consistent run of ledger rows: each row's balance is the previous one's plus its delta, and its units
     follow by the unit rules (positions at cost: no candle marks them here)."""
     from chalicelib import accounting
@@ -163,8 +163,10 @@ def _ledger_rows(session_id: int, start_total: Decimal, reserved: Decimal, count
         units.state = accounting.after_trading(units.state, total)
         state = units.state
         when = first_time + spacing * i
+        # references as the tick writes them (a P&L row and an exit fee per synthetic trade), so verify reads them
+        reference = f"trade:{10**9 + first_index + i}:{'pnl' if kind == 'trade_pnl' else 'exit_fee'}"
         yield (session_id, "USD", kind, f"{delta:.8f}", f"{total:.8f}", f"{available:.8f}", f"{reserved:.8f}",
-               json.dumps(assets), None, when, "bench", None, f"Bench row {i}", f"{state.units:f}",
+               json.dumps(assets), reference, when, "bench", None, f"Bench row {i}", f"{state.units:f}",
                f"{state.unit_value:f}", f"{state.performance_index:f}", f"{total:.8f}", when)
 
 
@@ -193,7 +195,7 @@ def load_ledger(engine: Engine, session_id: int, rows: int, *, end: datetime | N
     for i in range(rows):
         final += Decimal("3.21987654") if i % 3 else Decimal("-1.23456789")
     started = time.perf_counter()
-    generated = _ledger_rows(session_id, start_total, reserved, rows, first_time, held, spacing, units)
+    generated = _ledger_rows(session_id, start_total, reserved, rows, first_time, held, spacing, units, version)
     url = engine.url.render_as_string(hide_password=False)
     update = ("UPDATE trading_sessions SET total_balance = {t}, available_balance = {a}, units = {u}, "
               "unit_value = {v}, peak_unit_value = {p}, version = {n} WHERE id = {id}")

@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,40 +30,22 @@ import pg8000.native
 from sqlalchemy.engine import URL, make_url
 
 TOKEN = "bench-write-token-0123456789abcdef0123"
-COLUMNS = ("session_id, base_currency, kind, delta, total_balance, available_balance, reserved_balance, "
-           "asset_balances, reference, last_updated, updated_by, updated_by_label, update_reason")
-
-
 def _connect(url: str) -> pg8000.native.Connection:
     u = make_url(url)
     return pg8000.native.Connection(user=u.username or "postgres", password=u.password, host=u.host or "127.0.0.1",
                                     port=u.port or 5432, database=u.database or "postgres")
 
 
-def _rows(session_id: int, start_total: Decimal, count: int, first_time) -> Iterator[str]:
-    """CSV lines of a consistent ledger: each row's balance is the previous one plus its delta."""
-    total = start_total
-    lines: list[str] = []
-    for i in range(count):
-        kind, delta = ("trade_pnl", Decimal("3.21987654")) if i % 3 else ("fee", Decimal("-1.23456789"))
-        total += delta
-        text = f"{total:.8f}"
-        when = (first_time + timedelta(minutes=i)).isoformat()
-        assets = json.dumps({"USD": text}).replace('"', '""')
-        lines.append(f'{session_id},USD,{kind},{delta},{text},{text},0,"{assets}",,{when},bench,,Bench row {i}\n')
-        if len(lines) == 20_000:
-            yield "".join(lines)
-            lines.clear()
-    if lines:
-        yield "".join(lines)
-
-
 def load(url: str, rows: int) -> tuple[int, Decimal]:
+    """A fresh account with ``rows`` consistent ledger rows (units included) over the last ``rows`` minutes."""
     from chalicelib import ledger
     from chalicelib.db.engine import get_engine
     from chalicelib.db.migrate import upgrade
     from chalicelib.db.types import utcnow
     from chalicelib.db.uow import write_transaction
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _common
 
     engine = get_engine(url)
     upgrade(engine)
@@ -73,21 +55,9 @@ def load(url: str, rows: int) -> tuple[int, Decimal]:
                                        mode="paper", initial_balance=Decimal("100000"),
                                        now=first_time - timedelta(minutes=1))
         session_id = session.id
-    final = Decimal("100000")
-    for i in range(rows):
-        final += Decimal("3.21987654") if i % 3 else Decimal("-1.23456789")
-    conn = _connect(url)
-    try:
-        started = time.perf_counter()
-        conn.run(f"COPY account_balances ({COLUMNS}) FROM STDIN WITH (FORMAT csv)",
-                 stream=_rows(session_id, Decimal("100000"), rows, first_time))
-        conn.run("UPDATE trading_sessions SET total_balance = :t, available_balance = :t, peak_balance = :t, "
-                 "version = :v WHERE id = :id", t=final, v=rows + 1, id=session_id)
-        conn.run("ANALYZE")
-        print(f"loaded {rows:,} ledger rows in {time.perf_counter() - started:.1f} s")
-    finally:
-        conn.close()
-    return session_id, final
+    loaded = _common.load_ledger(engine, session_id, rows, spacing=timedelta(minutes=1))
+    print(f"loaded {rows:,} ledger rows in {loaded.seconds:.1f} s")
+    return session_id, loaded.total
 
 
 def _time(label: str, call: Callable[[], object], iterations: int) -> tuple[str, float, float]:

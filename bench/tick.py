@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -123,10 +123,18 @@ def _timed_write_transaction(engine: Any = None) -> Iterator[Any]:
         _tx_times.append((time.perf_counter() - started) * 1000)
 
 
+_cells: list[str] = []
+
+
 def make_bot(engine: Any, k: int, candles: Sequence[Candle], start: int, tag: str) -> Bot:
     strategy = ModelThenHold(f"bench_hold_{tag}")
     strategies._REGISTRY[strategy.name] = lambda: strategy  # a bot's strategy must be registered
-    spec = BotSpec(strategy=strategy.name, symbol=SYMBOL, timeframe=TIMEFRAME, exchange="replay")
+    # One account per cell: a bot is (symbol, timeframe, exchange, mode), so each cell is labelled with another
+    # exchange id ccxt knows (the candles are the replay's all the same).
+    import ccxt
+
+    _cells.append(tag)
+    spec = BotSpec(strategy=strategy.name, symbol=SYMBOL, timeframe=TIMEFRAME, exchange=ccxt.exchanges[len(_cells)])
     sid = open_session(engine, spec, initial_balance=INITIAL, resume=False,
                        start_cursor=candles[start].open_time).session_id
     with write_transaction(engine) as db:
@@ -157,44 +165,62 @@ def persist_once(engine: Any, bot: Bot, candle_time: datetime, close: Decimal) -
         now = utcnow()
         book = ledger.Batch(db, session)  # as tick._apply: rows computed under the lock, written at the end
         book.set(candle_cursor=candle_time, last_tick_at=now)
+        market_time = candle_time + timedelta(hours=1)
+        value = ledger.marked_value(positions, close)
         book.post(kind="fee", delta=Decimal("-0.01"), reason="Bench fee", reference=f"bench:{candle_time.isoformat()}",
-                  held=held_quantities(positions), now=now)
+                  held=held_quantities(positions), positions_value=value, now=now, market_time=market_time)
+        equity = ledger.equity_of(session, positions, close)
+        book.mark(close=close, equity=equity, market_time=market_time)
         book.write()
         tick_module.insert_tick_rows(db, [{"session_id": bot.session_id, "candle_time": candle_time,
                                            "close_price": close, "decision": "hold", "detail": "bench persist",
-                                           "processed_at": now}])
+                                           "processed_at": now, "market_time": market_time, "equity": equity,
+                                           "units": session.units, "unit_value": session.unit_value,
+                                           "performance_index": ledger.unit_state(session).performance_index,
+                                           "ledger_version": session.version}])
 
 
 _RAW_INSERT_LEDGER = (
     "INSERT INTO account_balances (session_id, base_currency, kind, delta, total_balance, available_balance, "
-    "reserved_balance, asset_balances, reference, last_updated, updated_by, updated_by_label, update_reason) "
-    "VALUES (:sid, :cur, 'fee', :delta, :total, :avail, :res, CAST(:assets AS JSON), :ref, :now, 'system', NULL, "
-    "'Bench fee') RETURNING id"
+    "reserved_balance, asset_balances, reference, units, unit_value, performance_index, equity, market_time, "
+    "last_updated, updated_by, updated_by_label, update_reason) "
+    "VALUES (:sid, :cur, 'fee', :delta, :total, :avail, :res, CAST(:assets AS JSON), :ref, :units, :value, :index, "
+    ":equity, :mt, :now, 'system', NULL, 'Bench fee') RETURNING id"
 )
 
 
 def persist_raw(conn: Any, bot: Bot, candle_time: datetime, close: Decimal) -> None:
-    """The same statements as :func:`persist_once`, raw through pg8000 (the floor)."""
+    """The same statements as :func:`persist_once`, raw through pg8000 (the floor). The unit arithmetic is the
+    same calls; only the SQL is hand-written."""
+    from chalicelib import accounting
+
     conn.run("BEGIN")
-    [row] = conn.run("SELECT id, total_balance, available_balance, reserved_balance, peak_balance, version, "
-                     "base_currency, status, strategy, candle_cursor FROM trading_sessions WHERE id = :id "
-                     "FOR UPDATE SKIP LOCKED", id=bot.session_id)
+    [row] = conn.run("SELECT id, total_balance, available_balance, reserved_balance, units, unit_value, "
+                     "peak_unit_value, series_base, version, base_currency, status, strategy, candle_cursor "
+                     "FROM trading_sessions WHERE id = :id FOR UPDATE SKIP LOCKED", id=bot.session_id)
     positions = conn.run("SELECT id, symbol, quantity, cost, stop_loss, take_profit, entry_price FROM positions "
                          "WHERE session_id = :sid AND status = 'open' ORDER BY id", sid=bot.session_id)
-    total, reserved, peak = row[1] - Decimal("0.01"), row[3], row[4]
+    total, reserved = row[1] - Decimal("0.01"), row[3]
     avail = total - reserved
     held = sum((p[2] for p in positions), Decimal(0))
+    equity = avail + quantize_money(held * close)
+    state = accounting.after_trading(accounting.UnitState(row[4], row[5], row[6], row[7]), equity)
     assets = {"USD": f"{avail:.8f}", **({"BTC": format(held.normalize(), "f")} if held else {})}
     now = utcnow()
-    conn.run(_RAW_INSERT_LEDGER, sid=bot.session_id, cur=row[6], delta=Decimal("-0.01"), total=total, avail=avail,
-             res=reserved, assets=json.dumps(assets), ref=f"raw:{candle_time.isoformat()}", now=now)
-    conn.run("INSERT INTO tick_log (session_id, candle_time, close_price, decision, detail, processed_at) VALUES "
-             "(:sid, :t, :c, 'hold', 'bench raw', :now) RETURNING id", sid=bot.session_id, t=candle_time, c=close,
-             now=now)
+    market_time = candle_time + timedelta(hours=1)
+    conn.run(_RAW_INSERT_LEDGER, sid=bot.session_id, cur=row[9], delta=Decimal("-0.01"), total=total, avail=avail,
+             res=reserved, assets=json.dumps(assets), ref=f"raw:{candle_time.isoformat()}", units=state.units,
+             value=state.unit_value, index=state.performance_index, equity=equity, mt=market_time, now=now)
+    conn.run("INSERT INTO tick_log (session_id, candle_time, close_price, decision, detail, processed_at, market_time, "
+             "equity, units, unit_value, performance_index, ledger_version) VALUES (:sid, :t, :c, 'hold', "
+             "'bench raw', :now, :mt, :e, :u, :v, :i, :lv) RETURNING id", sid=bot.session_id, t=candle_time, c=close,
+             now=now, mt=market_time, e=equity, u=state.units, v=state.unit_value, i=state.performance_index,
+             lv=row[8] + 1)
     conn.run("UPDATE trading_sessions SET total_balance = :t, available_balance = :a, reserved_balance = :r, "
-             "peak_balance = :p, version = :v, candle_cursor = :cc, last_tick_at = :now WHERE id = :id",
-             t=total, a=avail, r=reserved, p=max(peak, total), v=row[5] + 1, cc=candle_time, now=now,
-             id=bot.session_id)
+             "unit_value = :v, peak_unit_value = :p, version = :n, mark_price = :c, market_time = :mt, "
+             "candle_cursor = :cc, last_tick_at = :now WHERE id = :id",
+             t=total, a=avail, r=reserved, v=state.unit_value, p=state.peak_unit_value, n=row[8] + 1, c=close,
+             mt=market_time, cc=candle_time, now=now, id=bot.session_id)
     conn.run("COMMIT")
 
 
