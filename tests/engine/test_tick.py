@@ -164,17 +164,22 @@ def test_a_stop_loss_fills_at_the_stop_and_the_ledger_books_it_by_hand(engine):
     assert verify(engine).ok
 
 
-def test_entries_stop_past_the_drawdown_limit_measured_from_the_persisted_peak(engine):
-    """Peak 1,000; a 25% loss: drawdown 25% ≥ 20% → the next entry is refused, but exits still happen."""
-    candles = [candle(0, "100"), candle(1, "100"), candle(2, "100"), candle(3, "100"), candle(4, "100")]
-    sid = _session(engine)
+def _lose(engine, sid: int, amount: Decimal) -> None:
+    """A realised trading loss booked straight through the ledger (as a closed trade's P&L row)."""
     from chalicelib import ledger
     from chalicelib.db.uow import write_transaction
 
     with write_transaction(engine) as db:
         s = ledger.lock_session(db, sid)
         assert s is not None
-        ledger.post(db, s, kind="trade_pnl", delta=Decimal(-250), reason="test: a big loss", reference="trade:9:pnl")
+        ledger.post(db, s, kind="trade_pnl", delta=-amount, reason="test: a loss", reference="trade:9:pnl")
+
+
+def test_entries_stop_past_the_drawdown_limit_measured_from_the_persisted_peak(engine):
+    """Peak 1,000; a 25% loss: drawdown 25% ≥ 20% → the next entry is refused, but exits still happen."""
+    candles = [candle(0, "100"), candle(1, "100"), candle(2, "100"), candle(3, "100"), candle(4, "100")]
+    sid = _session(engine)
+    _lose(engine, sid, Decimal(250))
     # Capital added during the drawdown is not a trading gain: entries stay blocked.
     change_balance("deposit", Decimal(1000), reason="top up", actor=Actor("owner"), session_id=sid, engine=engine)
     strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(120))})
@@ -189,13 +194,7 @@ def test_a_withdrawal_during_a_drawdown_does_not_block_entries(engine):
     limit, so the next entry goes through (a peak kept in dollars made it 28.7 % and blocked entries)."""
     candles = [candle(i, "100") for i in range(3)]
     sid = _session(engine)
-    from chalicelib import ledger
-    from chalicelib.db.uow import write_transaction
-
-    with write_transaction(engine) as db:
-        s = ledger.lock_session(db, sid)
-        assert s is not None
-        ledger.post(db, s, kind="trade_pnl", delta=Decimal(-172), reason="test: a loss", reference="trade:9:pnl")
+    _lose(engine, sid, Decimal(172))
     change_balance("withdraw", Decimal(400), reason="rent", actor=Actor("owner"), session_id=sid, engine=engine)
     strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(120))})
     result = tick_session(engine, sid, FakeExchange(candles), clock=fixed_clock(T0 + HOUR * 3), strategy=strategy)

@@ -73,8 +73,8 @@ def test_a_withdrawal_beyond_the_available_balance_is_refused_and_writes_nothing
     assert read_summary(sid, engine=engine).session.total_balance == Decimal("100")
 
 
-def test_setting_the_total_below_what_open_positions_hold_is_refused(engine: Engine) -> None:
-    sid = start(engine, "1000")
+def _open_position(engine: Engine, sid: int) -> int:
+    """0.01 BTC bought at 40,000: cost 400 reserved, entry fee 0.40."""
     now = datetime(2024, 1, 1, tzinfo=UTC)
     with write_transaction(engine) as db:
         session = ledger.lock_session(db, sid)
@@ -85,6 +85,12 @@ def test_setting_the_total_below_what_open_positions_hold_is_refused(engine: Eng
         db.flush()
         ledger.record_position_opened(db, session, cost=Decimal("400"), fee=Decimal("0.4"),
                                       reference=f"position:{pos.id}:open", now=now)
+        return pos.id
+
+
+def test_setting_the_total_below_what_open_positions_hold_is_refused(engine: Engine) -> None:
+    sid = start(engine, "1000")
+    _open_position(engine, sid)
     summary = read_summary(sid, engine=engine)
     assert summary.session.reserved_balance == Decimal("400")
     assert summary.session.available_balance == Decimal("599.6")
@@ -96,16 +102,10 @@ def test_setting_the_total_below_what_open_positions_hold_is_refused(engine: Eng
 
 def test_a_reset_writes_off_open_positions_and_starts_a_new_unit_series_in_the_same_ledger(engine: Engine) -> None:
     sid = start(engine, "1000")
-    now = datetime(2024, 1, 1, tzinfo=UTC)
+    position_id = _open_position(engine, sid)
     with write_transaction(engine) as db:
         session = ledger.lock_session(db, sid)
         assert session is not None
-        pos = Position(session_id=sid, symbol="BTCUSDT", side="long", status="open", entry_price=Decimal("40000"),
-                       quantity=Decimal("0.01"), cost=Decimal("400"), entry_time=now, fees=Decimal("0.4"))
-        db.add(pos)
-        db.flush()
-        ledger.record_position_opened(db, session, cost=Decimal("400"), fee=Decimal("0.4"),
-                                      reference=f"position:{pos.id}:open", now=now)
         ledger.record_reset(db, session, Decimal("2000"), reason="start over", actor=OWNER)
     rows = ledger_rows(engine, sid)
     assert [r.kind for r in rows] == ["initial", "fee", "reset"]
@@ -115,7 +115,7 @@ def test_a_reset_writes_off_open_positions_and_starts_a_new_unit_series_in_the_s
     # The index chains across the reset: the fee had cost 0.04 % before it.
     assert reset.performance_index == rows[1].performance_index == Decimal("0.9996")
     with read_transaction(engine) as db:
-        assert db.get(Position, pos.id).status == "closed"  # type: ignore[union-attr]
+        assert db.get(Position, position_id).status == "closed"  # type: ignore[union-attr]
     assert verify(engine).ok
 
 
