@@ -29,8 +29,8 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 #: Commands that may run on a database that does not exist or is not migrated yet: they create or migrate it
-#: (``live`` and ``sessions start`` on first run, after checking their arguments; ``backtest`` in a throwaway file)
-#: or report that it is behind (``db status``).
+#: (``live`` on first run; ``backtest`` in a throwaway file), report that it is behind (``db status``), or check
+#: their arguments before they require it (``sessions start``).
 _NO_SCHEMA_NEEDED = {"db_migrate", "db_status", "live", "backtest", "sessions_start"}
 
 
@@ -435,7 +435,6 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
     from chalicelib.db.models import TradingSession
     from chalicelib.db.uow import read_transaction
     from chalicelib.engine.observability import use_plain_logs
-    from chalicelib.engine.runner import SchemaNotReady, prepare_database
     from chalicelib.engine.sessions import SessionError, open_session
     from chalicelib.views import session_view
 
@@ -445,14 +444,12 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
     if amount < 0:
         fail("initial balance must not be negative")
     spec = _bot_arg(strategy, symbol, timeframe, exchange)
+    _require_schema()  # after the bot is checked: a bad definition says what is wrong with it first
     use_plain_logs(logging.WARNING)
     engine = get_engine()
     try:
-        created = prepare_database(engine)
-        if created and not as_json:
-            click.echo(created)
         opening = open_session(engine, spec, initial_balance=amount, resume=True, actor=_actor())
-    except (SchemaNotReady, SessionError) as exc:
+    except SessionError as exc:
         fail(str(exc), EXIT_REFUSED)
     note = _existing_account_note(opening)
     if as_json:
