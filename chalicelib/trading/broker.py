@@ -170,8 +170,3 @@ def close_trade(position: PositionView, sell: Fill, entry_fee: Decimal) -> Close
         entry_fee=entry_fee,
         exit_fee=sell.fee,
     )
-
-
-def equity(cash: Decimal, positions: list[PositionView], last_close: Decimal) -> Decimal:
-    """Cash plus open positions marked to ``last_close`` (for reporting; the ledger keeps cost, not marks)."""
-    return quantize_money(cash + sum((p.quantity * last_close for p in positions), Decimal(0)))

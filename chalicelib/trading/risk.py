@@ -12,8 +12,9 @@ Sizing (all from the *current* balance, never the initial one):
 The quantity is the smallest of the three, rounded DOWN to the stored quantity scale (so rounding can never
 spend more than allowed). Zero means "do not trade".
 
-Drawdown is measured from the peak balance the session has ever had (persisted by the caller, so it survives
-restarts): ``(peak - balance) / peak``. Once it reaches the limit (default 20%) the session may only close.
+Drawdown is ``chalicelib.accounting.drawdown``: ``1 - value / peak``, on the value per unit and its peak (persisted
+with the account, so it survives restarts; capital flows never move it). Once it reaches the limit (default 20%)
+the account may only close positions.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from chalicelib.accounting import drawdown
 from chalicelib.money import quantize_quantity
 from chalicelib.trading.broker import DEFAULT_FEE_RATE
 
@@ -89,18 +91,12 @@ def size_position(
     return Sizing(quantity, binding, by_position, by_risk, by_cash)
 
 
-def drawdown(balance: Decimal, peak: Decimal) -> Decimal:
-    """Fraction lost from the peak: ``(peak - balance) / peak``; 0 at or above the peak (or with no peak)."""
-    if peak <= 0 or balance >= peak:
-        return ZERO
-    return (peak - balance) / peak
-
-
 def updated_peak(peak: Decimal | None, balance: Decimal) -> Decimal:
     """The new peak after seeing ``balance``."""
     return balance if peak is None or balance > peak else peak
 
 
-def can_open(balance: Decimal, peak: Decimal, limit: Decimal = DEFAULT_MAX_DRAWDOWN) -> bool:
-    """May the session open a new position? No once the drawdown from the peak has reached ``limit``."""
-    return drawdown(balance, peak) < limit
+def can_open(value: Decimal, peak: Decimal, limit: Decimal = DEFAULT_MAX_DRAWDOWN) -> bool:
+    """May the account open a new position? No once the drawdown from the peak has reached ``limit``. The engine
+    passes the value per unit and its peak (``chalicelib.accounting``), so capital flows never move it."""
+    return drawdown(value, peak) < limit

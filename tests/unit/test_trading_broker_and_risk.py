@@ -10,7 +10,6 @@ from chalicelib.trading.broker import (
     ExitSignal,
     check_exit,
     close_trade,
-    equity,
     exit_fill,
     fee_for,
     gross_pnl,
@@ -137,9 +136,7 @@ def test_the_entry_candle_itself_never_triggers_the_stop():
     assert check_exit(POSITION, bar(100, 120, 80, 100, at=T0)) is None
 
 
-def test_equity_marks_open_positions_to_the_last_close():
-    # cash 800 + 2 * 103.5 = 1007
-    assert equity(D(800), [POSITION], D("103.5")) == D("1007")
+def test_a_position_costs_its_quantity_at_its_entry_price():
     assert POSITION.cost == D(200)
 
 
