@@ -1,0 +1,104 @@
+"""The ledger refuses on its own, whatever the caller checked first: every refusal writes nothing.
+
+The API and the CLI refuse these inputs before the ledger sees them; these tests call the ledger directly so that
+its own rules are pinned too (a caller added later gets the same protection)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from chalicelib import ledger
+from chalicelib.db.migrate import downgrade
+from chalicelib.db.models import AccountBalance, TradingSession
+from chalicelib.db.uow import read_transaction, write_transaction
+from chalicelib.ledger import Actor
+from chalicelib.verify import verify
+
+OWNER = Actor("owner")
+
+
+def _account(engine: Engine) -> int:
+    with write_transaction(engine) as db:
+        return ledger.start_session(db, strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h",
+                                    exchange="binance", mode="paper", initial_balance=Decimal(1000)).id
+
+
+def _state(engine: Engine, sid: int) -> tuple[int, Decimal, int]:
+    with read_transaction(engine) as db:
+        s = db.get(TradingSession, sid)
+        assert s is not None
+        rows = db.execute(select(func.count()).where(AccountBalance.session_id == sid)).scalar_one()
+        return rows, s.total_balance, s.version
+
+
+REFUSALS = {
+    "nine decimal places": (lambda db, s: ledger.post(db, s, kind="trade_pnl", delta=Decimal("0.000000001"),
+                                                      reason="r", reference="trade:1:pnl"), "8 decimal places"),
+    "reserved below zero": (lambda db, s: ledger.post(db, s, kind="fee", delta=Decimal(0),
+                                                      reserved_delta=Decimal(-1), reason="r"), "reserved"),
+    "a zero deposit": (lambda db, s: ledger.record_deposit(db, s, Decimal(0), reason="r", actor=OWNER),
+                       "greater than zero"),
+    "a negative deposit": (lambda db, s: ledger.record_deposit(db, s, Decimal(-5), reason="r", actor=OWNER),
+                           "greater than zero"),
+    "a zero withdrawal": (lambda db, s: ledger.record_withdrawal(db, s, Decimal(0), reason="r", actor=OWNER),
+                          "greater than zero"),
+    "a negative withdrawal": (lambda db, s: ledger.record_withdrawal(db, s, Decimal(-5), reason="r", actor=OWNER),
+                              "greater than zero"),
+    "a withdrawal of more than there is": (
+        lambda db, s: ledger.record_withdrawal(db, s, Decimal("1000.01"), reason="r", actor=OWNER),
+        r"available balance would be -\$0\.01"),
+    "a negative set": (lambda db, s: ledger.record_manual_set(db, s, Decimal(-1), reason="r", actor=OWNER),
+                       "must not be negative"),
+    "a blank reason": (lambda db, s: ledger.record_deposit(db, s, Decimal(1), reason="   ", actor=OWNER),
+                       "reason must not be empty"),
+    "a 201-character reason": (lambda db, s: ledger.record_deposit(db, s, Decimal(1), reason="x" * 201, actor=OWNER),
+                               "longer than 200"),
+    "a blank name": (lambda db, s: ledger.record_deposit(db, s, Decimal(1), reason="r", actor=Actor(" ")),
+                     "updated_by must not be empty"),
+    "a 101-character name": (lambda db, s: ledger.record_deposit(db, s, Decimal(1), reason="r", actor=Actor("n" * 101)),
+                             "longer than 100"),
+    "an event that moves money": (lambda db, s: ledger.post(db, s, kind="strategy_switch", delta=Decimal(1),
+                                                            reason="r"), "moves no money"),
+    "an unknown kind": (lambda db, s: ledger.post(db, s, kind="bonus", delta=Decimal(1), reason="r"),
+                        "unknown ledger kind"),
+}
+
+
+@pytest.mark.parametrize("what", list(REFUSALS))
+def test_the_ledger_refuses_and_writes_nothing(engine: Engine, what: str) -> None:
+    sid = _account(engine)
+    before = _state(engine, sid)
+    change, message = REFUSALS[what]
+    with pytest.raises(ledger.LedgerError, match=message), write_transaction(engine) as db:
+        session = ledger.lock_session(db, sid)
+        assert session is not None
+        change(db, session)
+    assert _state(engine, sid) == before
+
+
+def test_a_200_character_reason_and_a_100_character_name_are_accepted(engine: Engine) -> None:
+    sid = _account(engine)
+    with write_transaction(engine) as db:
+        session = ledger.lock_session(db, sid)
+        assert session is not None
+        row = ledger.record_deposit(db, session, Decimal(1), reason="x" * 200, actor=Actor("n" * 100))
+    assert (len(row.update_reason), len(row.updated_by)) == (200, 100)
+
+
+def test_verify_reports_an_account_without_ledger_rows(engine: Engine) -> None:
+    with write_transaction(engine) as db:
+        session = TradingSession(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance",
+                                 mode="paper", status="active", initial_balance=Decimal(0),
+                                 started_at=ledger.utcnow())
+        db.add(session)
+    [account] = verify(engine).sessions
+    assert account.problems == ["no ledger rows: the account has no recorded starting capital"]
+
+
+def test_verify_on_a_database_behind_the_newest_schema_says_so(engine: Engine) -> None:
+    downgrade(engine, "0002")
+    report = verify(engine)
+    assert not report.ok and report.schema.current == "0002" and report.sessions == []

@@ -1,0 +1,159 @@
+"""Boundaries of the money rules, worked by hand: the places a one-character change (``<=`` → ``<``, a constant
+nudged, a kind dropped) would change what a user is paid or charged and no broader test would notice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from chalicelib import accounting
+from chalicelib.accounting import EMPTY, UnitState
+from chalicelib.money import MoneyError, format_usd, money_text, parse_money, quantize_money, quantize_quantity
+from chalicelib.trading.broker import BrokerConfig, check_exit
+from chalicelib.trading.candles import Candle
+from chalicelib.trading.position import PositionView
+from chalicelib.trading.risk import RiskConfig, can_open, size_position
+
+D = Decimal
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+LONG = PositionView(entry_price=D(100), quantity=D(2), stop_loss=D(95), take_profit=D(110), opened_at=T0)
+
+
+def bar(o: str, h: str, lo: str, c: str) -> Candle:
+    return Candle(open_time=T0 + timedelta(hours=1), open=D(o), high=D(h), low=D(lo), close=D(c), volume=D(1))
+
+
+# --- stops and targets touched exactly ------------------------------------------------------------------------
+
+
+def test_a_candle_whose_low_touches_the_stop_exactly_fills_the_stop():
+    signal = check_exit(LONG, bar("100", "101", "95", "99"))
+    assert signal is not None and (signal.reason, signal.price, signal.gapped) == ("stop_loss", D(95), False)
+
+
+def test_a_candle_whose_high_touches_the_target_exactly_fills_the_target():
+    signal = check_exit(LONG, bar("100", "110", "99", "105"))
+    assert signal is not None and (signal.reason, signal.price, signal.gapped) == ("take_profit", D(110), False)
+
+
+def test_a_candle_opening_exactly_at_the_target_books_the_profit_even_if_it_dips_to_the_stop():
+    signal = check_exit(LONG, bar("110", "111", "94", "96"))
+    assert signal is not None and (signal.reason, signal.price) == ("take_profit", D(110))
+
+
+def test_a_candle_opening_exactly_at_the_stop_fills_at_the_open():
+    signal = check_exit(LONG, bar("95", "99", "90", "96"))
+    assert signal is not None and (signal.reason, signal.price, signal.gapped) == ("stop_loss", D(95), True)
+
+
+def test_a_candle_between_stop_and_target_changes_nothing():
+    assert check_exit(LONG, bar("100", "109.99", "95.01", "100")) is None
+
+
+# --- sizing ---------------------------------------------------------------------------------------------------
+
+
+def test_a_five_cent_coin_is_sized_like_any_other():
+    """Balance 1,000 at $0.05 with a stop at $0.045: position cap 100 / 0.05 = 2,000 coins; risk cap
+    20 / 0.005 = 4,000; cash cap 1,000 / 0.05005 ≈ 19,980 → 2,000 coins."""
+    sizing = size_position(D(1000), D(1000), D("0.05"), D("0.045"))
+    assert (sizing.quantity, sizing.binding) == (D(2000), "position_cap")
+
+
+def test_a_size_that_rounds_to_zero_is_no_trade():
+    """A hundred-millionth of a dollar at 100,000: 10 % of it buys 1e-14 coins, below the 12 stored places."""
+    sizing = size_position(D("0.00000001"), D("0.00000001"), D(100000), D(90000))
+    assert (sizing.quantity, sizing.binding) == (D(0), "none")
+
+
+def test_the_drawdown_limit_is_reached_exactly_at_twenty_percent_of_the_value_per_unit():
+    assert can_open(D("0.800000000000000001"), D(1))
+    assert not can_open(D("0.8"), D(1))
+
+
+@pytest.mark.parametrize("name", ["max_position_fraction", "risk_per_trade", "max_drawdown"])
+@pytest.mark.parametrize(("value", "ok"), [(D(0), False), (D("0.0001"), True), (D(1), True), (D("1.0001"), False),
+                                            (D(-1), False), (D("NaN"), False)])
+def test_risk_fractions_must_lie_in_zero_to_one(name, value, ok):
+    if ok:
+        assert getattr(RiskConfig(**{name: value}), name) == value
+    else:
+        with pytest.raises(ValueError, match=name):
+            RiskConfig(**{name: value})
+
+
+@pytest.mark.parametrize(("fee", "bps", "ok"), [(D(0), D(0), True), (D("0.999"), D(9999), True), (D(1), D(0), False),
+                                                (D("-0.001"), D(0), False), (D(0), D(10000), False),
+                                                (D(0), D(-1), False)])
+def test_broker_costs_have_bounds(fee, bps, ok):
+    if ok:
+        assert BrokerConfig(fee_rate=fee, slippage_bps=bps).fee_rate == fee
+    else:
+        with pytest.raises(ValueError):
+            BrokerConfig(fee_rate=fee, slippage_bps=bps)
+
+
+# --- money ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("amount", "shown"), [
+    ("0.05", "$0.05"), ("-0.05", "-$0.05"), ("0.005", "$0.00"), ("0.015", "$0.02"), ("-0.004", "$0.00"),
+    ("1234.5", "$1,234.50"), ("-95249.5", "-$95,249.50"), ("1000000", "$1,000,000.00"),
+])
+def test_amounts_are_shown_with_two_decimals_a_sign_only_when_negative_and_half_even(amount, shown):
+    assert format_usd(D(amount)) == shown
+
+
+def test_money_text_keeps_eight_places_and_at_least_two():
+    assert (money_text(D("5")), money_text(D("0.123456789")), money_text(D("-0.1"))) == ("5.00", "0.12345679", "-0.10")
+
+
+def test_quantities_round_down_and_money_rounds_half_even():
+    assert quantize_quantity(D("0.1234567890129")) == D("0.123456789012")
+    assert quantize_money(D("0.000000025")) == D("0.00000002") and quantize_money(D("0.000000035")) == D("0.00000004")
+
+
+@pytest.mark.parametrize("text", ["0.000000001", "abc", "NaN", "-Infinity", "", "1000000000001", "1e1000000"])
+def test_an_amount_that_cannot_be_money_is_refused(text):
+    with pytest.raises(MoneyError):
+        parse_money(text)
+
+
+def test_the_largest_amount_and_eight_places_are_accepted():
+    assert parse_money("1000000000000") == D(1000000000000)
+    assert parse_money("0.00000001") == D("0.00000001")
+
+
+# --- units ----------------------------------------------------------------------------------------------------
+
+
+def test_money_into_an_empty_account_starts_a_series_at_one_and_the_index_carries_on():
+    state = UnitState(units=D(0), unit_value=D("1.2"), peak_unit_value=D("1.3"), series_base=D(1))
+    after = accounting.after_flow(state, D(0), D(500))
+    assert (after.units, after.unit_value, after.peak_unit_value) == (D(500), D(1), D(1))
+    assert after.performance_index == D("1.2")  # continuous with where the last series ended
+
+
+def test_a_withdrawal_of_everything_redeems_every_unit_and_keeps_the_value():
+    state = accounting.after_trading(accounting.new_series(EMPTY, D(1000)), D(1100))
+    emptied = accounting.after_flow(state, D(1100), D(-1100))
+    assert (emptied.units, emptied.unit_value, emptied.performance_index) == (D(0), D("1.1"), D("1.1"))
+    with pytest.raises(ValueError):
+        accounting.after_flow(state, D(1100), D("-1100.01"))
+
+
+def test_a_deposit_at_a_value_per_unit_issues_units_at_that_value():
+    state = accounting.after_trading(accounting.new_series(EMPTY, D(1000)), D(1250))  # V = 1.25
+    after = accounting.after_flow(state, D(1250), D(500))
+    assert (after.units, after.unit_value, after.peak_unit_value) == (D(1400), D("1.25"), D("1.25"))
+    assert accounting.units_reproduce_equity(after, D(1750))
+
+
+def test_the_time_weighted_return_and_the_percent_figures():
+    assert accounting.time_weighted_return(D("1.1"), D("1.045")) == D("-0.05")
+    assert accounting.time_weighted_return(D(0), D(1)) is None
+    assert accounting.percent(D("0.004749")) == D("0.47") and accounting.percent(D("0.005")) == D("0.50")
+    assert accounting.percent(None) is None
+    assert accounting.drawdown(D("1.045"), D("1.1")) == D("0.05") and accounting.drawdown(D(2), D(1)) == 0
