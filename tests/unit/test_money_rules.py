@@ -157,3 +157,35 @@ def test_the_time_weighted_return_and_the_percent_figures():
     assert accounting.percent(D("0.004749")) == D("0.47") and accounting.percent(D("0.005")) == D("0.50")
     assert accounting.percent(None) is None
     assert accounting.drawdown(D("1.045"), D("1.1")) == D("0.05") and accounting.drawdown(D(2), D(1)) == 0
+
+
+def test_units_below_one_and_values_below_one_follow_the_same_rules():
+    """An account can hold less than one unit, and a unit can be worth less than a dollar."""
+    half = UnitState(units=D("0.5"), unit_value=D("0.9"), peak_unit_value=D(1), series_base=D(1))
+    traded = accounting.after_trading(half, D("0.6"))
+    assert traded.unit_value == D("1.2") and traded.peak_unit_value == D("1.2")
+    deposited = accounting.after_flow(half, D("0.45"), D("0.9"))  # 0.9 at 0.9 a unit: one more unit
+    assert (deposited.units, deposited.unit_value) == (D("1.5"), D("0.9"))
+    left = accounting.after_flow(UnitState(D(10), D("0.5"), D(1), D(1)), D(5), D(-4))  # leaves exactly $1
+    assert (left.units, left.unit_value) == (D(2), D("0.5"))
+
+
+def test_a_new_series_may_start_empty_or_below_a_dollar_but_not_below_zero():
+    assert accounting.new_series(EMPTY, D(0)).units == 0
+    assert accounting.new_series(EMPTY, D("0.5")).units == D("0.5")
+    with pytest.raises(ValueError, match="negative"):
+        accounting.new_series(EMPTY, D("-0.01"))
+    emptied = UnitState(units=D(0), unit_value=D("1.2"), peak_unit_value=D("1.3"), series_base=D(1))
+    assert accounting.after_flow(emptied, D(0), D(0)) == emptied  # nothing in, nothing out: nothing starts
+
+
+def test_units_reproduce_equity_only_when_they_do():
+    assert accounting.units_reproduce_equity(EMPTY, D(0)) and not accounting.units_reproduce_equity(EMPTY, D(1))
+    one = UnitState(units=D(1), unit_value=D(1), peak_unit_value=D(1), series_base=D(1))
+    assert accounting.units_reproduce_equity(one, D(1)) and not accounting.units_reproduce_equity(one, D(0))
+
+
+def test_the_unit_arithmetic_keeps_eighteen_places_on_a_trillion():
+    assert accounting.quantize_units(D("123456789012.1234567890123456789")) == D("123456789012.123456789012345679")
+    assert accounting.time_weighted_return(D("0.5"), D(1)) == D(1)
+    assert accounting.drawdown(D(1), D(0)) == 0
