@@ -49,7 +49,7 @@ WEIGHTS: dict[str, int] = {
     "deposit": 12, "withdraw": 8, "set": 5, "key_reuse_same": 5, "key_reuse_different": 4,
     "concurrent_key_reuse": 3, "read": 16, "lock_held": 2, "db_restart": 1, "switch_strategy": 2,
 }
-FAULTS = ("duplicate_tick", "overlapping_tick", "kill_9", "key_reuse_same", "key_reuse_different",
+FAULTS = ("duplicate_tick", "overlapping_tick", "kill_9", "kill_9_landed", "key_reuse_same", "key_reuse_different",
           "concurrent_key_reuse", "lock_held", "db_restart", "refused_change")
 
 
@@ -187,7 +187,7 @@ def _database(kind: str, workdir: Path) -> Iterator[tuple[str, Any]]:
         dispose_engines()
         return
     sys.path.insert(0, str(ROOT / "tests"))
-    import atb_testing  # type: ignore[import-not-found]
+    import atb_testing
 
     cluster = atb_testing.ThrowawayCluster()
     cluster.port = atb_testing.free_port()
@@ -207,7 +207,7 @@ def _database(kind: str, workdir: Path) -> Iterator[tuple[str, Any]]:
 
 def _snapshot(engine: Any) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "tests" / "engine"))
-    from engine_testing import snapshot  # type: ignore[import-not-found]
+    from engine_testing import snapshot
 
     return dict(snapshot(engine))
 
@@ -304,8 +304,10 @@ class Simulator:
             self.last_now = result.cursor + HOUR
         return result.status
 
-    def worker(self, step: int, kill_at: int = 0) -> subprocess.Popen[str]:
-        args = [sys.executable, "-m", "sim.worker", self.url, str(self.session_id), str(step)]
+    def worker(self, when: int | datetime, kill_at: int = 0) -> subprocess.Popen[str]:
+        """A tick in a separate process: ``when`` is a "now", or a number of recorded candles after the cursor."""
+        now = when.isoformat() if isinstance(when, datetime) else str(when)
+        args = [sys.executable, "-m", "sim.worker", self.url, str(self.session_id), now]
         if kill_at:
             args += [str(kill_at), str(self.workdir / "kill-note.txt")]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -493,11 +495,16 @@ class Simulator:
         return None
 
     def op_overlapping_tick(self) -> None:
-        """A tick in another process and one here at the same time: each candle applied once."""
+        """A tick in another process and one here at the same time, for the same "now" (the same scheduled event
+        delivered twice at once): whoever wins, every candle up to it is applied once."""
         from chalicelib.engine.runner import replay_clock
+        from chalicelib.engine.tick import fixed_clock
 
-        proc = self.worker(self.rng.randint(1, MAX_TICK_STEP))
-        here = self.tick(replay_clock(self.feed, SYMBOL, TIMEFRAME, self.rng.randint(1, MAX_TICK_STEP)))
+        now = replay_clock(self.feed, SYMBOL, TIMEFRAME, self.rng.randint(1, MAX_TICK_STEP))(self.model.cursor)
+        if now is None:
+            return self.op_tick()
+        proc = self.worker(now)
+        here = self.tick(fixed_clock(now))
         out, err = proc.communicate(timeout=120)
         there = out.strip().splitlines()[-1] if out.strip() else ""
         allowed = {"applied", "up_to_date", "locked", "replay_finished", "busy"}
@@ -505,16 +512,35 @@ class Simulator:
             raise self.fail(f"overlapping ticks answered {here!r} and {there!r} (exit {proc.returncode}): "
                             f"{err.strip().splitlines()[-1:] }")
         self.observe(trading=True)
+        return None
 
     def op_kill_9(self) -> None:
         """A tick process SIGKILLed just before its n-th SQL statement (maybe inside its write transaction)."""
         proc = self.worker(self.rng.randint(1, MAX_TICK_STEP), kill_at=self.rng.randint(1, 14))
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
         if proc.returncode not in (0, -9):
             raise self.fail(f"the tick worker exited {proc.returncode}: {err.strip().splitlines()[-1:]}")
         if proc.returncode == -9:
             self.ops["kill_9_landed"] += 1
+            self.wait_for_lock()
         self.observe(trading=True)
+
+    def wait_for_lock(self) -> None:
+        """Until the server has noticed the dead process and rolled its transaction back (its row lock gone), so
+        the next step does not depend on how fast that happens."""
+        from sqlalchemy import text
+
+        if self.db != "postgres":
+            return
+        for _ in range(500):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(text("SELECT id FROM trading_sessions WHERE id = :id FOR UPDATE NOWAIT"),
+                                 {"id": self.session_id})
+                return
+            except Exception:
+                time.sleep(0.01)
+        raise self.fail("the killed tick's row lock was not released within 5 s")
 
     def _change(self, op: str, key: str | None) -> None:
         payload, amount = self.payload(op)
@@ -778,7 +804,7 @@ class Simulator:
 
 
 def run(seed: int, steps: int, db: str, *, verify_every: int = 25, progress_every: int = 500,
-        out: Callable[[str], None] = lambda line: print(line, flush=True)) -> Summary:  # noqa: T201
+        out: Callable[[str], None] = lambda line: print(line, flush=True)) -> Summary:
     """Run ``steps`` operations drawn from ``seed`` on a fresh database of kind ``db``; raise :class:`SimFailure`
     at the first failed check."""
     import logging
@@ -786,8 +812,11 @@ def run(seed: int, steps: int, db: str, *, verify_every: int = 25, progress_ever
     from chalicelib.engine.observability import logger
 
     started = time.monotonic()
-    logger.setLevel("WARNING")  # the engine's INFO lines would bury the progress; warnings and errors still show
-    logging.getLogger("atb.api").setLevel(logging.ERROR)  # every refused request logs a warning by design
+    # The engine's and the API's log lines (every refused request, every request during a restart, the pool's
+    # failed closes of killed connections) would bury the progress: the simulator checks the outcomes instead.
+    logger.setLevel("CRITICAL")
+    for name in ("atb.api", "sqlalchemy.pool"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     workdir = Path(tempfile.mkdtemp(prefix="atb-sim-"))
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "DATABASE_LOCK_TIMEOUT_MS", "ATB_API_TOKENS")}
     os.environ["DATABASE_LOCK_TIMEOUT_MS"] = str(LOCK_TIMEOUT_MS)
