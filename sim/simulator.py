@@ -428,7 +428,6 @@ class Simulator:
             raise self.fail(f"{ticks - m.tick_rows} tick rows appeared without a tick")
         if ticks < m.tick_rows:
             raise self.fail("tick rows disappeared")
-        m.tick_rows = ticks
         if (s.total_balance, s.available_balance, s.reserved_balance, s.units) != (m.total, m.available,
                                                                                    m.reserved, m.units):
             raise self.fail(f"session: total/available/reserved/units {s.total_balance}/{s.available_balance}/"
@@ -441,19 +440,24 @@ class Simulator:
             raise self.fail("the candle cursor moved without a tick")
         if s.strategy != m.strategy:
             raise self.fail(f"strategy {s.strategy}, the model says {m.strategy}")
+        moved = s.candle_cursor != m.cursor
+        traded = any(r.kind in TRADING_KINDS for r in rows) or ticks != m.tick_rows
+        if traded and not moved:
+            raise self.fail("trading or tick rows were written without the cursor moving (a partial tick)")
+        m.tick_rows = ticks
         m.cursor = s.candle_cursor
         if s.mark_price is None:
             m.positions_value = sum((p.cost for p in positions), Decimal(0))
         else:
             m.positions_value = _q8(sum((p.quantity * s.mark_price for p in positions), Decimal(0)))
-        if trading:  # the mark moved the value per unit; the units did not move
+        if moved:  # each candle's mark moved the value per unit to E / U; the units did not move
             if m.units > 0 and s.unit_value != _q18(_CTX.divide(m.equity, m.units)):
                 raise self.fail(f"value per unit {s.unit_value} is not equity {m.equity} / units {m.units}")
             if s.peak_unit_value < max(m.peak, s.unit_value):
                 raise self.fail(f"the peak value per unit fell: {m.peak} → {s.peak_unit_value}")
             m.unit_value, m.peak = s.unit_value, s.peak_unit_value
         elif (s.unit_value, s.peak_unit_value) != (m.unit_value, m.peak):
-            raise self.fail(f"value per unit/peak {s.unit_value}/{s.peak_unit_value} moved without trading "
+            raise self.fail(f"value per unit/peak {s.unit_value}/{s.peak_unit_value} moved without a candle "
                             f"(model {m.unit_value}/{m.peak})")
         if m.units > 0 and _q8(_CTX.multiply(m.units, m.unit_value)) != _q8(m.equity):
             raise self.fail(f"units × value per unit {m.units} × {m.unit_value} is not equity {m.equity}")
