@@ -56,13 +56,13 @@ FAULTS = ("duplicate_tick", "overlapping_tick", "kill_9", "kill_9_landed", "key_
 class SimFailure(AssertionError):
     """A check failed: the seed and step reproduce it."""
 
-    def __init__(self, seed: int, step: int, message: str) -> None:
+    def __init__(self, seed: int, step: int, message: str, db: str) -> None:
         super().__init__(f"seed {seed} step {step}: {message}")
-        self.seed, self.step, self.message = seed, step, message
+        self.seed, self.step, self.message, self.db = seed, step, message, db
 
     def line(self) -> str:
         return (f"FAIL seed={self.seed} step={self.step}: {self.message} "
-                f"(reproduce: python -m sim --seed {self.seed} --steps {self.step + 1} …)")
+                f"(reproduce: python -m sim --seed {self.seed} --steps {self.step + 1} --db {self.db})")
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -238,7 +238,7 @@ class Simulator:
     # --- plumbing ---------------------------------------------------------------------------------------------
 
     def fail(self, message: str) -> SimFailure:
-        return SimFailure(self.seed, self.step, message)
+        return SimFailure(self.seed, self.step, message, self.db)
 
     @property
     def engine(self) -> Any:
@@ -834,8 +834,6 @@ def run(seed: int, steps: int, db: str, *, verify_every: int = 25, progress_ever
             for step in range(steps):
                 sim.step = step
                 op = sim.rng.choices(ops, weights)[0]
-                if op == "db_restart" and db != "postgres":
-                    op = "read"
                 sim.ops[op] += 1
                 try:
                     sim.do(op)
