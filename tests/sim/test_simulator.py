@@ -75,3 +75,23 @@ def test_a_planted_ledger_bug_is_caught_with_its_seed_and_step_and_caught_again(
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith(f"FAIL seed=7 step={first.value.step}: {first.value.message}")
 
+
+
+def test_writers_that_skip_the_account_row_lock_are_caught_on_postgres(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Balance changes that read the account without ``SELECT … FOR UPDATE``: the simulator's held-lock fault or
+    its concurrent requests expose it."""
+    from sqlalchemy import select
+
+    from chalicelib.db.models import TradingSession
+
+    def unlocked(db: Any, session_id: int, *, skip_locked: bool = False) -> Any:
+        stmt = select(TradingSession).where(TradingSession.id == session_id)
+        if skip_locked:  # the tick keeps its lock; only the balance changes lose theirs
+            stmt = stmt.with_for_update(skip_locked=True)
+        return db.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
+
+    monkeypatch.setattr(ledger, "lock_session", unlocked)
+    with pytest.raises(SimFailure) as caught:
+        run(4, 200, "postgres", progress_every=0)
+    assert caught.value.seed == 4
+    assert "a change against a held lock answered" in caught.value.message  # not 503: it did not wait
