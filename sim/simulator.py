@@ -676,6 +676,7 @@ class Simulator:
             raise self.fail("GET /api/balance: units × value per unit is not the equity")
         if body["strategy"] != m.strategy:
             raise self.fail(f"GET /api/balance: strategy {body['strategy']}, model {m.strategy}")
+        self.observe()  # and a read changed nothing
 
     def op_lock_held(self) -> None:
         """Another connection holds the account row lock past the lock timeout: a POST answers 503 busy and is not
