@@ -113,11 +113,6 @@ def held_quantities(positions: list[Position]) -> dict[str, Decimal]:
     return held
 
 
-def open_quantities(db: Session, session_id: int) -> dict[str, Decimal]:
-    """Quantity held per base asset in the session's open positions."""
-    return held_quantities(open_positions(db, session_id))
-
-
 def marked_value(positions: Sequence[Position], mark: Decimal | None) -> Decimal:
     """What open positions are worth at ``mark`` (the last close); at cost while no candle has been applied."""
     if mark is None:
