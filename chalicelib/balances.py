@@ -194,9 +194,10 @@ def _point(market_time: Any, equity: Any, units: Any, unit_value: Any, index: An
 
 
 def point_at(db: Session, session: TradingSession, moment: datetime) -> AccountPoint | None:
-    """The account as it stood at market time ``moment``: the newer of the last ledger row and the last tick
-    row at or before it (a tick row marks open positions at its candle's close; on a tie the ledger row wins, as
-    a manual change at that close came after the tick)."""
+    """The account as it stood at market time ``moment``: of the last ledger row and the last tick row at or before
+    it, the later by (market time, recorded time). A tick row marks open positions at its candle's close; a manual
+    change at that close was recorded after the tick, so it wins; a tick's own rows tie with it and hold the same
+    figures."""
     row = db.execute(
         select(AccountBalance.market_time, AccountBalance.equity, AccountBalance.units, AccountBalance.unit_value,
                AccountBalance.performance_index, AccountBalance.last_updated)
