@@ -244,11 +244,13 @@ class _Book:
         self.closed = 0
 
     def positions_value(self, close: Decimal) -> Decimal:
-        return ledger.marked_value(self.positions, close)
+        """Open positions marked at ``close`` as the tick row stores it (money scale), so the rows of a candle and
+        its tick row value the holdings at the same price."""
+        return ledger.marked_value(self.positions, quantize_money(close))
 
     def equity(self, close: Decimal) -> Decimal:
-        """Cash plus open positions marked at ``close``."""
-        return ledger.equity_of(self.session, self.positions, close)
+        """Cash plus open positions marked at ``close`` (money scale, as above)."""
+        return ledger.equity_of(self.session, self.positions, quantize_money(close))
 
     def close(self, position: Position, fill: Fill, candle: Candle, reason: str, market_time: datetime) -> str:
         trade = close_trade(_view(position), fill, entry_fee=position.fees)
