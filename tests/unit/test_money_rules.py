@@ -189,3 +189,27 @@ def test_the_unit_arithmetic_keeps_eighteen_places_on_a_trillion():
     assert accounting.quantize_units(D("123456789012.1234567890123456789")) == D("123456789012.123456789012345679")
     assert accounting.time_weighted_return(D("0.5"), D(1)) == D(1)
     assert accounting.drawdown(D(1), D(0)) == 0
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    (1.5, "deposit must be given as a decimal number or text, not a float"),
+    ("   ", "deposit is empty"),
+    ("9" * 101, "deposit is not a number of a sensible size (101 characters)"),
+    ("abc", "deposit is not a number: abc"),
+    (object(), "deposit must be a number, got object"),
+    ("NaN", "deposit must be a finite number"),
+    ("1e13", "deposit is too large (at most 1,000,000,000,000)"),
+    (2**70, "deposit is too large"),
+    ("0.000000001", "deposit has more than 8 decimal places: 0.000000001"),
+])
+def test_a_refused_amount_says_which_field_and_why(value, says):
+    with pytest.raises(MoneyError) as refused:
+        parse_money(value, field="deposit")
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(("value", "amount"), [(D("5.5"), D("5.5")), ("0E-50", D(0)), (0, D(0)), ("-0", D(0)),
+                                               (2**39, D(2**39)), ("1.10000000000", D("1.1"))])
+def test_an_amount_in_any_accepted_form_is_kept_exactly(value, amount):
+    parsed = parse_money(value)
+    assert parsed == amount and not parsed.is_signed()
