@@ -24,22 +24,29 @@ from chalicelib.engine.tick import fixed_clock, tick_session
 from chalicelib.trading.feeds import ReplayFeed
 
 
+def die_before_statement(engine: Any, kill_at: int, note: Path | None = None) -> None:
+    """SIGKILL this process just before it sends its ``kill_at``-th SQL statement through ``engine`` (0: never),
+    after writing that statement to ``note``: a crash at an exact point, possibly inside an open transaction."""
+    if not kill_at:
+        return
+    count = 0
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _maybe_die(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        nonlocal count
+        count += 1
+        if count >= kill_at:
+            if note is not None:
+                note.write_text(" ".join(statement.split())[:80])
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main(argv: list[str]) -> int:
     url, session_id, when = argv[0], int(argv[1]), argv[2]
     kill_at = int(argv[3]) if len(argv) > 3 else 0
     note = Path(argv[4]) if len(argv) > 4 else None
     engine = get_engine(url)
-    if kill_at:
-        count = 0
-
-        @event.listens_for(engine, "before_cursor_execute")
-        def _maybe_die(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            nonlocal count
-            count += 1
-            if count >= kill_at:
-                if note is not None:
-                    note.write_text(" ".join(statement.split())[:80])
-                os.kill(os.getpid(), signal.SIGKILL)
+    die_before_statement(engine, kill_at, note)
 
     feed = ReplayFeed()
     clock = (replay_clock(feed, "BTCUSDT", "1h", int(when)) if when.isdigit()

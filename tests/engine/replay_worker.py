@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sys
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import event
 
 from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
@@ -24,24 +20,14 @@ from chalicelib.engine.runner import replay_clock
 from chalicelib.engine.sessions import open_session
 from chalicelib.engine.tick import TickSettings, tick_session
 from chalicelib.trading.feeds import ReplayFeed
+from sim.worker import die_before_statement
 
 
 def main() -> None:
     url, csv, strategy, seed = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     engine = get_engine(url)
-    kill_at = int(os.environ.get("ATB_TEST_KILL_AT_STATEMENT", "0"))
     note = os.environ.get("ATB_TEST_KILL_NOTE")
-    if kill_at:
-        count = 0
-
-        @event.listens_for(engine, "before_cursor_execute")
-        def _maybe_die(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            nonlocal count
-            count += 1
-            if count >= kill_at:
-                if note:
-                    Path(note).write_text(" ".join(statement.split())[:80])
-                os.kill(os.getpid(), signal.SIGKILL)
+    die_before_statement(engine, int(os.environ.get("ATB_TEST_KILL_AT_STATEMENT", "0")), Path(note) if note else None)
 
     rng = random.Random(seed)
     feed = ReplayFeed(csv)
