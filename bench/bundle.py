@@ -66,7 +66,7 @@ TICK_BUDGET_S = 1.2
 DEV_ONLY = frozenset({
     "pytest", "_pytest", "pluggy", "iniconfig", "xdist", "execnet", "hypothesis", "moto", "responses",
     "ruff", "mypy", "mypy_extensions", "cfnlint", "boto3", "botocore", "s3transfer", "pip", "setuptools",
-    "wheel", "_distutils_hack", "pkg_resources",
+    "wheel", "_distutils_hack", "pkg_resources", "optuna", "lab",
 })
 
 #: What the Lambda Python runtime adds to sys.path next to /var/task (the bundle leaves them out on purpose).

@@ -18,6 +18,7 @@ money scale exactly (checked by :func:`units_reproduce_equity`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
@@ -133,3 +134,33 @@ def percent(fraction: Decimal | None) -> Decimal | None:
     if fraction is None:
         return None
     return (fraction * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)
+
+
+@dataclass(frozen=True)
+class MaxDrawdown:
+    """The deepest fall of a value series: its depth (a fraction, :func:`drawdown`) and where it happened, as
+    indexes into the series — the peak before it, the trough, and the first value back at or above that peak
+    (None while still under water). Depth 0 (never below a peak) has ``peak == trough == 0``."""
+
+    depth: Decimal
+    peak: int
+    trough: int
+    recovery: int | None
+
+
+def max_drawdown(values: Sequence[Decimal]) -> MaxDrawdown:
+    """The deepest :func:`drawdown` of ``values`` (equity or value per unit) from its running peak: the one
+    place a backtest, a report and the trainer measure it. The earliest trough wins a tie."""
+    best = MaxDrawdown(ZERO, 0, 0, None)
+    peak_index = 0
+    for i, value in enumerate(values):
+        if value > values[peak_index]:
+            peak_index = i
+        depth = drawdown(value, values[peak_index])
+        if depth > best.depth:
+            best = MaxDrawdown(depth, peak_index, i, None)
+    if best.depth > 0:
+        top = values[best.peak]
+        recovered = next((j for j in range(best.trough + 1, len(values)) if values[j] >= top), None)
+        best = replace(best, recovery=recovered)
+    return best

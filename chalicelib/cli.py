@@ -494,6 +494,24 @@ def sessions_stop(session_id: int | None) -> None:
 # --- trading: live, backtest, switch-strategy (issue 3) -------------------------------------------------------
 
 
+def _load_strategy_paths(_ctx: click.Context, _param: click.Parameter, paths: tuple[str, ...]) -> tuple[str, ...]:
+    from chalicelib.trading.strategies import StrategyLoadError, add_strategy_path
+
+    for path in paths:
+        try:
+            add_strategy_path(path)
+        except StrategyLoadError as exc:
+            fail(str(exc))
+    return paths
+
+
+#: ``--strategy-path DIR`` (repeatable, or ``ATB_STRATEGY_PATH=DIR1:DIR2``): load user strategies from DIR first.
+strategy_path_option = click.option(
+    "--strategy-path", "strategy_paths", multiple=True, type=click.Path(file_okay=False, path_type=str),
+    envvar="ATB_STRATEGY_PATH", is_eager=True, expose_value=False, callback=_load_strategy_paths,
+    help="Directory of strategy files to load (repeatable; also ATB_STRATEGY_PATH). See docs/lab.md.")
+
+
 def _strategy_arg(name: str) -> str:
     from chalicelib.trading.strategies import UnknownStrategyError, require_strategy
 
@@ -574,6 +592,7 @@ def _print_tick(result: Any, verbose: bool) -> None:
 @click.option("--confirm", is_flag=True, help="Confirm --fresh.")
 @click.option("--max-candles-per-tick", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("-v", "--verbose", is_flag=True, help="Print every candle with the strategy's reason, and info logs.")
+@strategy_path_option
 @domain_errors
 def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initial_balance: str, exchange_id: str,
          feed_kind: str, data_path: str | None, ticks: int | None, fresh: bool, confirm: bool,
@@ -686,62 +705,109 @@ def _print_session_end(session_id: int, ticks: int) -> None:
                f"last candle {cursor}")
 
 
+def _date_arg(value: str | None, option: str) -> Any:
+    from datetime import UTC, datetime
+
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        fail(f"{option} {value!r}: expected a date like 2024-01-31")
+
+
 @main.command("backtest", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
 @click.option("--symbol", default="BTCUSDT", show_default=True)
 @click.option("--timeframe", default="1h", show_default=True)
-@click.option("--days", type=click.IntRange(min=1), default=30, show_default=True,
-              help="Test on the last N days of the data.")
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Test on the last N days of the data (30 unless --from/--to is given).")
+@click.option("--from", "date_from", default=None, help="First day to test, YYYY-MM-DD (UTC).")
+@click.option("--to", "date_to", default=None, help="Last day to test, YYYY-MM-DD (UTC, included).")
 @click.option("--initial-balance", default="1000", show_default=True)
 @click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="CSV of candles (default: the bundled candles of the symbol).")
+@click.option("--param", "params", multiple=True, help="NAME=VALUE: a strategy parameter (repeatable).")
+@click.option("--output", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Write trades (CSV, JSON), ledger, report.json and report.html per strategy into this directory.")
+@strategy_path_option
 @domain_errors
-def backtest(strategy: str, symbol: str, timeframe: str, days: int, initial_balance: str,
-             data_path: str | None) -> None:
-    """Run STRATEGY through the real engine over recorded candles, in a throwaway database; print a summary."""
+def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_from: str | None,
+             date_to: str | None, initial_balance: str, data_path: str | None, params: tuple[str, ...],
+             output: str | None) -> None:
+    """Run STRATEGY (or several: a,b,c, on the same candles) through the real engine over recorded candles, in a
+    throwaway database; print a summary and the statistics beside buy and hold (docs/lab.md)."""
     import logging
+    from datetime import timedelta
     from pathlib import Path
 
     from chalicelib.engine.backtest import BacktestError, run_backtest
     from chalicelib.engine.observability import use_plain_logs
     from chalicelib.trading.candles import format_time
     from chalicelib.trading.feeds import FeedError
+    from chalicelib.trading.strategies import StrategyLoadError, strategy_entry
+    from lab.params import ParamError, parse_values
+    from lab.report import analyse, headline_table, write_run, write_summary
 
-    spec = _bot_arg(strategy, symbol, timeframe, "replay")
+    names = [n.strip() for n in strategy.split(",")]
+    if not all(names) or len(set(names)) != len(names):
+        fail(f"STRATEGY {strategy!r}: give one name or several separated by commas, each once")
+    specs = [_bot_arg(name, symbol, timeframe, "replay") for name in names]
+    try:
+        values = [parse_values(strategy_entry(name), params) for name in names]
+    except ParamError as exc:
+        fail(str(exc))
     capital = amount_arg(initial_balance, "initial balance")
     if capital <= 0:
         fail("initial balance must be greater than zero")
+    start, end = _date_arg(date_from, "--from"), _date_arg(date_to, "--to")
+    if end is not None:
+        end += timedelta(days=1)
+    if start is not None and end is not None and end <= start:
+        fail("--to must not be before --from")
     use_plain_logs(logging.ERROR)
-    bar: Any = None
+    reports = []
+    for spec, chosen in zip(specs, values, strict=True):
+        bar: Any = None
 
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = click.progressbar(length=total, label="Backtesting", file=sys.stderr)
-            bar.__enter__()
-        bar.update(done - bar.pos)
+        def progress(done: int, total: int, label: str = f"Backtesting {spec.strategy}") -> None:
+            nonlocal bar
+            if bar is None:
+                bar = click.progressbar(length=total, label=label, file=sys.stderr)
+                bar.__enter__()
+            bar.update(done - bar.pos)
 
-    try:
-        summary = run_backtest(spec.strategy, spec.symbol, spec.timeframe, days=days, initial_balance=capital,
-                               data=Path(data_path) if data_path else None, progress=progress)
-    except (BacktestError, FeedError) as exc:
-        fail(str(exc))
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
-    s = summary
-    click.echo(f"{s.strategy} on {s.symbol} {s.timeframe}: {s.candles} candles, {format_time(s.first_candle)} → "
-               f"{format_time(s.last_candle)}")
-    click.echo(f"  data             {s.data}")
-    click.echo(f"  initial balance  {format_usd(s.initial_balance)}")
-    click.echo(f"  final balance    {format_usd(s.final_balance)}   equity {format_usd(s.final_equity)}")
-    click.echo(f"  return           {s.return_pct:+.2f}%   (buy and hold {s.buy_and_hold_pct:+.2f}%)")
-    click.echo(f"  max drawdown     {s.max_drawdown_pct:.2f}%")
-    click.echo(f"  trades           {s.trades} ({s.winning_trades} winning)")
-    click.echo(f"  fees             {format_usd(s.fees)}")
-    click.echo(f"  ledger verified  {'ok' if s.verified else 'FAILED'}")
-    if not s.verified:
-        sys.exit(EXIT_REFUSED)
+        try:
+            summary = run_backtest(spec.strategy, spec.symbol, spec.timeframe, days=days, start=start, end=end,
+                                   initial_balance=capital, data=Path(data_path) if data_path else None,
+                                   params=chosen, progress=progress)
+        except (BacktestError, FeedError, StrategyLoadError) as exc:
+            fail(str(exc))
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        s = summary
+        click.echo(f"{s.strategy} on {s.symbol} {s.timeframe}: {s.candles} candles, {format_time(s.first_candle)} → "
+                   f"{format_time(s.last_candle)}")
+        click.echo(f"  data             {s.data}")
+        click.echo(f"  initial balance  {format_usd(s.initial_balance)}")
+        click.echo(f"  final balance    {format_usd(s.final_balance)}   equity {format_usd(s.final_equity)}")
+        click.echo(f"  return           {s.return_pct:+.2f}%   (buy and hold {s.buy_and_hold_pct:+.2f}%)")
+        click.echo(f"  max drawdown     {s.max_drawdown_pct:.2f}%")
+        click.echo(f"  trades           {s.trades} ({s.winning_trades} winning)")
+        click.echo(f"  fees             {format_usd(s.fees)}")
+        click.echo(f"  ledger verified  {'ok' if s.verified else 'FAILED'}")
+        if not s.verified:
+            sys.exit(EXIT_REFUSED)
+        reports.append(analyse(summary))
+    click.echo("")
+    click.echo(headline_table(reports))
+    if output is not None:
+        out_dir = Path(output)
+        for report in reports:
+            write_run(report, out_dir / report.run.strategy)
+        write_summary(reports, out_dir)
+        click.echo(f"\nReports in {out_dir}/: " + ", ".join(f"{r.run.strategy}/report.html" for r in reports))
 
 
 @main.command("switch-strategy")

@@ -201,9 +201,23 @@ class ReplayFeed:
         self.timeframe = timeframe or inferred_timeframe or "1h"
         timeframe_to_timedelta(self.timeframe)
         self._data: _Dataset | None = None
+        self._label: str | None = None
+
+    @classmethod
+    def from_candles(cls, candles: Sequence[Candle], *, symbol: str, timeframe: str, label: str) -> ReplayFeed:
+        """A replay of candles already in memory (a slice of a recording, or a recording with a changed future:
+        ``atb check``); ``label`` names them in :meth:`describe`."""
+        feed = cls(Path("memory"), symbol=symbol, timeframe=timeframe)
+        feed._label = label
+        times = tuple(c.open_time for c in candles)
+        feed._data = _Dataset(feed.symbol, feed.timeframe, tuple(candles), times,
+                              all(a <= b for a, b in pairwise(times)))
+        return feed
 
     def describe(self) -> str:
         """One line for the trader: which candles this replay serves."""
+        if self._label is not None:
+            return self._label
         where = "bundled " if self.bundled else ""
         return f"replay of {where}{self.symbol} {self.timeframe} candles ({self.path})"
 
