@@ -29,9 +29,9 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
 
 
 #: Commands that may run on a database that does not exist or is not migrated yet: they create or migrate it
-#: (``live`` on first run; ``backtest`` in a throwaway file), report that it is behind (``db status``), or check
-#: their arguments before they require it (``sessions start``).
-_NO_SCHEMA_NEEDED = {"db_migrate", "db_status", "live", "backtest", "sessions_start"}
+#: (``live`` on first run; ``backtest``, ``check`` and ``optimize`` in throwaway files), report that it is behind
+#: (``db status``), or check their arguments before they require it (``sessions start``).
+_NO_SCHEMA_NEEDED = {"db_migrate", "db_status", "live", "backtest", "sessions_start", "check_command", "optimize"}
 
 
 def debug_enabled() -> bool:
@@ -808,6 +808,58 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_
             write_run(report, out_dir / report.run.strategy)
         write_summary(reports, out_dir)
         click.echo(f"\nReports in {out_dir}/: " + ", ".join(f"{r.run.strategy}/report.html" for r in reports))
+
+
+@main.command("check")
+@click.argument("strategy")
+@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--timeframe", default="1h", show_default=True)
+@click.option("--days", type=click.IntRange(min=2), default=60, show_default=True,
+              help="Check over the last N days of the data.")
+@click.option("--cuts", type=click.IntRange(min=1, max=500), default=20, show_default=True,
+              help="Cut points of the look-ahead check.")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="CSV of candles (default: the bundled candles of the symbol).")
+@click.option("--param", "params", multiple=True, help="NAME=VALUE: a strategy parameter (repeatable).")
+@strategy_path_option
+@domain_errors
+def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: int, data_path: str | None,
+                  params: tuple[str, ...]) -> None:
+    """Check STRATEGY for look-ahead (decisions and fills up to a candle never change with what follows it) and
+    for a sufficient warm-up; exit 1 naming the first offending candle (docs/lab.md)."""
+    import logging
+    from pathlib import Path
+
+    from chalicelib.engine.backtest import BacktestError
+    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.trading.feeds import FeedError, ReplayFeed
+    from chalicelib.trading.strategies import StrategyLoadError, strategy_entry
+    from lab.check import check
+    from lab.params import ParamError, parse_values
+
+    spec = _bot_arg(strategy, symbol, timeframe, "replay")
+    try:
+        values = parse_values(strategy_entry(spec.strategy), params)
+        candles = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol,
+                             timeframe=spec.timeframe).all_candles(spec.symbol, spec.timeframe)
+    except (ParamError, FeedError) as exc:
+        fail(str(exc))
+    use_plain_logs(logging.ERROR)
+    try:
+        report = check(spec.strategy, symbol=spec.symbol, timeframe=spec.timeframe, candles=candles, days=days,
+                       cuts=cuts, params=values, progress=lambda text: click.echo(f"  {text}", err=True))
+    except (BacktestError, StrategyLoadError) as exc:
+        fail(str(exc))
+    click.echo(f"{report.strategy}: {report.candles} candles, {report.cut_points} cut points, "
+               f"{report.warmup_samples} warm-up samples")
+    failed = {f.check for f in report.findings}
+    for name in ("look-ahead", "warm-up"):
+        if name not in failed:
+            click.echo(f"{name}: pass")
+    for finding in report.findings:
+        click.echo(finding.line())
+    if not report.passed:
+        sys.exit(EXIT_REFUSED)
 
 
 @main.command("switch-strategy")

@@ -104,7 +104,7 @@ def drawdown_chart(r: RunReport) -> str:
     frame = _Frame(len(dds), min(*dds, -1.0), 0.0)
     line = _path(frame, dds)
     area = f"{line} L{frame.x(len(dds) - 1):.1f},{frame.y(0):.1f} L{frame.x(0):.1f},{frame.y(0):.1f} Z"
-    body = (_axes(frame, r.times, "{:.0f}%")
+    body = (_axes(frame, r.times, "{:.1f}%")
             + f'<path class="line drawdown" d="{area}" fill="#f3c7c3" stroke="#b3261e" stroke-width="1"/>')
     return _svg("drawdown-chart", "Drawdown", body)
 

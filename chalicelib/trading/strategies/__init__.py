@@ -87,12 +87,12 @@ def _discover() -> None:
     global _discovered  # noqa: PLW0603 - one registry per process
     if _discovered:
         return
-    _discovered = True
     if BUNDLED_DIR.is_dir():
         for entry in load_directory(BUNDLED_DIR):
             _register(entry)
     for entry in load_entry_points():
         _register(entry)
+    _discovered = True  # a failure is raised again at the next look-up, not forgotten
 
 
 def _find(name: str) -> StrategyEntry | None:
