@@ -862,6 +862,111 @@ def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: i
         sys.exit(EXIT_REFUSED)
 
 
+@main.command("optimize", context_settings=AMOUNT_ARG)
+@click.argument("strategy")
+@click.option("--param", "ranges", multiple=True, required=True,
+              help="NAME=LOW:HIGH to search (repeatable); NAME=VALUE fixes a parameter.")
+@click.option("--metric", type=click.Choice(["sharpe", "sortino", "calmar", "return", "cagr", "profit_factor", "sqn",
+                                             "expectancy"]), default="sharpe", show_default=True)
+@click.option("--trials", type=click.IntRange(min=1, max=100_000), default=100, show_default=True,
+              help="Total trials of the study (a resumed study counts the ones it has).")
+@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--timeframe", default="1h", show_default=True)
+@click.option("--from", "date_from", default=None, help="First day of the data to use, YYYY-MM-DD (UTC).")
+@click.option("--to", "date_to", default=None, help="Last day of the data to use, YYYY-MM-DD (UTC, included).")
+@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="CSV of candles (default: the bundled candles of the symbol).")
+@click.option("--train-fraction", type=float, default=0.7, show_default=True,
+              help="Share of the candles the search sees; the rest is held out.")
+@click.option("--folds", type=click.IntRange(min=1, max=20), default=3, show_default=True,
+              help="Walk-forward folds of the held-out part.")
+@click.option("--jobs", type=click.IntRange(min=1, max=64), default=2, show_default=True,
+              help="Worker processes (2: both cores of a small machine).")
+@click.option("--storage", type=click.Path(dir_okay=False, path_type=str), default="atb-optimize.sqlite3",
+              show_default=True, help="SQLite file of the optuna study: run the same command again to resume.")
+@click.option("--seed", type=int, default=None, help="Seed of the sampler (reproducible searches).")
+@click.option("--initial-balance", default="1000", show_default=True)
+@click.option("--output", type=click.Path(file_okay=False, path_type=str), default=None,
+              help="Write optimize.json (both sides, each fold, the verdict) into this directory.")
+@strategy_path_option
+@domain_errors
+def optimize(strategy: str, ranges: tuple[str, ...], metric: str, trials: int, symbol: str, timeframe: str,
+             date_from: str | None, date_to: str | None, data_path: str | None, train_fraction: float, folds: int,
+             jobs: int, storage: str, seed: int | None, initial_balance: str, output: str | None) -> None:
+    """Search STRATEGY's parameters on a training window, then show the best on held-out data beside the
+    in-sample result, with walk-forward folds and a plain verdict (docs/lab.md). Needs the `lab` extra."""
+    import logging
+    from datetime import timedelta
+    from pathlib import Path
+
+    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.trading.feeds import FeedError, ReplayFeed
+    from chalicelib.trading.strategies import strategy_entry
+
+    try:
+        import optuna  # noqa: F401 - only to say plainly what is missing
+    except ImportError:
+        fail("atb optimize needs optuna: pip install -e '.[lab]'")
+    from lab.optimize import OptimizeError, Plan, report_table, run, split, study_name
+    from lab.params import ParamError, parse_ranges, parse_values
+
+    spec = _bot_arg(strategy, symbol, timeframe, "replay")
+    entry = strategy_entry(spec.strategy)
+    try:
+        searched = parse_ranges(entry, [r for r in ranges if ":" in r.partition("=")[2]])
+        fixed = parse_values(entry, [r for r in ranges if ":" not in r.partition("=")[2]])
+    except ParamError as exc:
+        fail(str(exc))
+    if not searched:
+        fail("give at least one --param NAME=LOW:HIGH to search")
+    capital = amount_arg(initial_balance, "initial balance")
+    if capital <= 0:
+        fail("initial balance must be greater than zero")
+    start, end = _date_arg(date_from, "--from"), _date_arg(date_to, "--to")
+    try:
+        recorded = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol,
+                              timeframe=spec.timeframe).all_candles(spec.symbol, spec.timeframe)
+    except FeedError as exc:
+        fail(str(exc))
+    candles = [c for c in recorded if (start is None or c.open_time >= start)
+               and (end is None or c.open_time < end + timedelta(days=1))]
+    try:
+        cut, fold_bounds = split(candles, train_fraction, folds)
+    except OptimizeError as exc:
+        fail(str(exc))
+    storage_path = Path(storage).resolve()
+    name = study_name(spec.strategy, spec.symbol, spec.timeframe, searched, fixed, metric, candles[0].open_time,
+                      candles[cut].open_time)
+    from chalicelib.trading.strategies import _paths as loaded_paths
+
+    plan = Plan(strategy=spec.strategy, symbol=spec.symbol, timeframe=spec.timeframe, data=data_path,
+                ranges=tuple(searched), fixed=tuple(fixed.items()), metric=metric, trials=trials,
+                train_start=candles[0].open_time, train_end=candles[cut].open_time,
+                storage=f"sqlite:///{storage_path}", study_name=name,
+                strategy_paths=tuple(str(p) for p in loaded_paths), initial_balance=capital, seed=seed)
+    use_plain_logs(logging.ERROR)
+    click.echo(f"Searching {spec.strategy} on {spec.symbol} {spec.timeframe}: {trials} trials, {jobs} worker(s), "
+               f"maximising {metric} on {cut} training candles ({candles[0].open_time:%Y-%m-%d} → "
+               f"{candles[cut - 1].open_time:%Y-%m-%d}); {len(candles) - cut} held out in {folds} fold(s). "
+               f"Study {name} in {storage_path}")
+    try:
+        outcome = run(plan, jobs=jobs, candles=candles, cut=cut, folds=fold_bounds)
+    except OptimizeError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    click.echo(f"\nBest of {outcome.trials_done} trials: "
+               + ", ".join(f"{k}={v}" for k, v in outcome.best_params.items()))
+    click.echo(report_table(outcome, metric))
+    click.echo(outcome.verdict)
+    if output is not None:
+        from chalicelib.jsonutil import dumps
+        from lab.optimize import outcome_dict
+
+        out_dir = Path(output)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "optimize.json").write_text(dumps(outcome_dict(outcome, metric), indent=2), encoding="utf-8")
+        click.echo(f"Report in {out_dir / 'optimize.json'}")
+
+
 @main.command("switch-strategy")
 @click.argument("strategy")
 @session_option
