@@ -192,3 +192,42 @@ def test_a_broken_bundled_strategy_never_stops_a_built_in_one(tmp_path: Path, mo
     for _ in range(2):  # a warm Lambda container says why on every look-up
         with pytest.raises(strategies.UnknownStrategyError, match=r"unknown strategy 'mine'.*importing it failed"):
             strategies.get_strategy("mine")
+
+
+SHORT_WARMUP = '''
+from decimal import Decimal
+from chalicelib.trading.strategies.base import EnterLong, Exit, Hold
+
+
+class SeededEma:
+    """An exponential average seeded at the first candle it is given: it needs far more than 10 candles."""
+
+    name = "seeded_ema"
+    warmup = 10
+
+    def decide(self, candles, position):
+        ema = candles[0].close
+        for c in candles[1:]:
+            ema = ema + (c.close - ema) * Decimal("0.05")
+        close = candles[-1].close
+        if position is None and close > ema:
+            return EnterLong(stop_loss=(close * Decimal("0.9")).quantize(Decimal("0.01")),
+                             take_profit=(close * Decimal("1.2")).quantize(Decimal("0.01")))
+        if position is not None and close < ema:
+            return Exit()
+        return Hold()
+
+
+STRATEGY = SeededEma
+'''
+
+
+def test_a_strategy_whose_warm_up_is_too_short_fails_the_warm_up_check_with_the_candle_named(tmp_path: Path) -> None:
+    folder = tmp_path / "ema"
+    folder.mkdir()
+    (folder / "seeded_ema.py").write_text(SHORT_WARMUP)
+    result = run(["check", "seeded_ema", "--strategy-path", str(folder), "--days", "5", "--cuts", "2"], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "look-ahead: pass" in result.stdout  # the engine always hands it the same 10 candles
+    assert re.search(r"^warm-up: FAILED at candle \d{4}-\d\d-\d\dT\d\d:00:00Z: \((flat|holding)\) from the declared "
+                     r"10 candles: .*; from 40: ", result.stdout, re.M), result.stdout
