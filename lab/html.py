@@ -16,7 +16,7 @@ from chalicelib.trading.candles import format_time
 from lab.report import RunReport, headline_rows
 
 MAX_POINTS = 1200
-WIDTH, HEIGHT, PAD = 1000, 260, 48
+WIDTH, HEIGHT, PAD = 1000, 260, 62
 
 CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"DejaVu Sans",sans-serif;margin:24px;color:#1d2330;background:#fff}
