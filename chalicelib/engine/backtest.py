@@ -26,7 +26,7 @@ from chalicelib.engine.tick import DEFAULT_MAX_CANDLES_PER_TICK, CandleOutcome, 
 from chalicelib.money import ZERO, quantize_money
 from chalicelib.trading.candles import Candle, format_time
 from chalicelib.trading.feeds import ReplayFeed
-from chalicelib.trading.strategies import get_strategy
+from chalicelib.trading.strategies import Strategy, get_strategy
 
 
 class BacktestError(ValueError):
@@ -137,7 +137,7 @@ def select_window(candles: Sequence[Candle], step: int, *, days: int | None, sta
 
 
 def run_backtest(
-    strategy: str,
+    strategy: str | Strategy,
     symbol: str = "BTCUSDT",
     timeframe: str = "1h",
     *,
@@ -153,9 +153,16 @@ def run_backtest(
 ) -> BacktestSummary:
     """Replay recorded candles (the last ``days``, or those opened in ``[start, end)``) through the engine;
     ``progress(done, total)`` after each tick. ``params`` replace the strategy's defaults; ``feed`` replaces the
-    recording read from ``data`` (``atb check`` replays changed futures)."""
-    spec = BotSpec(strategy=strategy, symbol=symbol, timeframe=timeframe, exchange="replay")
-    strategy_obj = get_strategy(spec.strategy, **(params or {}))
+    recording read from ``data`` (``atb check`` replays changed futures). ``strategy`` is a registered name, or a
+    strategy object of a registered name (the trainer's freshly fitted ``ml_basic``)."""
+    name = strategy if isinstance(strategy, str) else strategy.name
+    spec = BotSpec(strategy=name, symbol=symbol, timeframe=timeframe, exchange="replay")
+    if isinstance(strategy, str):
+        strategy_obj = get_strategy(spec.strategy, **(params or {}))
+    elif params:
+        raise BacktestError("parameters apply to a strategy given by name, not to a strategy object")
+    else:
+        strategy_obj = strategy
     feed = feed or ReplayFeed(data, symbol=spec.symbol, timeframe=timeframe)
     candles = feed.all_candles(spec.symbol, timeframe)
     step = spec_step(timeframe)
@@ -207,7 +214,7 @@ def run_backtest(
     deepest = max_drawdown([initial_balance, *(o.equity for o in outcomes)])
     buy_hold = (last.close - first.close) / first.close * 100 if first.close else ZERO
     return BacktestSummary(
-        strategy=strategy, symbol=spec.symbol, timeframe=timeframe, first_candle=first.open_time,
+        strategy=spec.strategy, symbol=spec.symbol, timeframe=timeframe, first_candle=first.open_time,
         last_candle=last.open_time, candles=len(tested), initial_balance=initial_balance,
         final_balance=final_balance, final_equity=equity, max_drawdown_pct=quantize_money(deepest.depth * 100),
         trades=len(trades), winning_trades=sum(1 for t in trades if t.net > 0), fees=fees,

@@ -231,3 +231,13 @@ def test_a_strategy_whose_warm_up_is_too_short_fails_the_warm_up_check_with_the_
     assert "look-ahead: pass" in result.stdout  # the engine always hands it the same 10 candles
     assert re.search(r"^warm-up: FAILED at candle \d{4}-\d\d-\d\dT\d\d:00:00Z: \((flat|holding)\) from the declared "
                      r"10 candles: .*; from 40: ", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.parametrize("name", ["ma_crossover", "ml_basic"])
+def test_the_built_in_strategies_pass_check(name: str) -> None:
+    from lab.check import check
+
+    candles = ReplayFeed().all_candles("BTCUSDT", "1h")
+    report = check(name, symbol="BTCUSDT", timeframe="1h", candles=candles, days=12, cuts=6, samples=60)
+    assert report.passed, [f.line() for f in report.findings]
+    assert report.candles == 288 and report.cut_points == 6 and report.warmup_samples == 60

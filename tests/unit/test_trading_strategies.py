@@ -25,7 +25,7 @@ from chalicelib.trading.strategies import (
 )
 from chalicelib.trading.strategies.ma_crossover import MaCrossover
 from chalicelib.trading.strategies.ml_basic import FEATURES, WEIGHTS_PATH, LogisticModel, MlBasic, load_model
-from chalicelib.trading.strategies.train_ml_basic import main as train_main
+from lab.train_ml_basic import main as train_main
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -183,6 +183,21 @@ def test_the_training_command_trains_on_the_earlier_part_and_writes_loadable_wei
     assert model.enter_threshold >= model.exit_threshold
     # deterministic: retraining gives the shipped weights
     assert model == load_model()
+
+
+def test_the_trainers_held_out_evaluation_is_the_engines_backtest_one_candle_loop() -> None:
+    from chalicelib.engine.backtest import run_backtest
+    from chalicelib.trading.feeds import BUNDLED_CSV
+    from lab.train_ml_basic import held_out_table
+
+    start = REAL[-400]
+    table = held_out_table(load_model(), BUNDLED_CSV, start, D(1000))
+    for name, line in zip(("ml_basic", "ma_crossover"), table[1:3], strict=True):
+        s = run_backtest(name, start=start.open_time, initial_balance=D(1000))
+        assert line.split() == [name, f"${s.final_equity:,.2f}", f"{s.return_pct:.2f}%",
+                                f"{s.max_drawdown_pct:.2f}%", str(s.trades), f"${s.fees:,.2f}"]
+    hold = (REAL[-1].close / start.close - 1) * 100
+    assert table[3].split()[2] == f"{hold:.2f}%"
 
 
 # ----------------------------------------------------------------------------------------- no look-ahead

@@ -24,7 +24,7 @@ Each feature is standardised with the mean and standard deviation of the TRAININ
 weights), clipped to [-5, 5], then ``p = sigmoid(bias + w . z)``.
 
 Decisions (thresholds are in ``ml_basic_weights.json``, chosen by the training command from the training
-rows only; see :mod:`chalicelib.trading.strategies.train_ml_basic`):
+rows only; see :mod:`lab.train_ml_basic`):
 
 * no position and ``p > enter_threshold`` -> enter long, stop ``close - 2 * ATR(14)``,
   target ``close + 3 * ATR(14)`` (prices rounded to money);

@@ -1,6 +1,8 @@
 """Train ``ml_basic`` on the earlier part of the bundled candles and write its weights.
 
-    python -m chalicelib.trading.strategies.train_ml_basic [--data CSV] [--train-fraction 0.7] [--l2 0.01]
+    python -m lab.train_ml_basic [--data CSV] [--train-fraction 0.7] [--l2 0.01] [--out FILE] [--no-backtest]
+
+Part of the lab, not of the Lambda bundle: a deployed bot only reads the weights file.
 
 What it does, in order:
 
@@ -14,9 +16,9 @@ What it does, in order:
 5. picks the thresholds from the TRAINING predictions only: ``enter_threshold`` = their 85th percentile,
    ``exit_threshold`` = their median; the model enters on its most confident 15% of hours and leaves when
    its view falls below its usual level;
-6. writes ``ml_basic_weights.json`` and prints log loss, accuracy and AUC on both parts, then a rough
-   held-out backtest (this module's own loop over the paper broker and risk rules, not the persistent
-   engine) of ``ml_basic`` against ``ma_crossover`` and buy-and-hold.
+6. writes ``ml_basic_weights.json`` and prints log loss, accuracy and AUC on both parts, then the held-out
+   backtest of ``ml_basic`` (with the new weights) and ``ma_crossover`` through the engine itself — the one
+   candle loop, the same as ``atb backtest`` — beside buy and hold.
 """
 
 from __future__ import annotations
@@ -26,24 +28,12 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from chalicelib.money import format_usd
-from chalicelib.trading.broker import (
-    BrokerConfig,
-    check_exit,
-    close_trade,
-    exit_fill,
-    market_buy,
-    market_sell,
-)
 from chalicelib.trading.candles import Candle, format_time
 from chalicelib.trading.feeds import BUNDLED_CSV, read_candles_csv
-from chalicelib.trading.position import PositionView
-from chalicelib.trading.risk import can_open, size_position, updated_peak
-from chalicelib.trading.strategies.base import EnterLong, Exit, Strategy, decide_safely
 from chalicelib.trading.strategies.ma_crossover import MaCrossover
 from chalicelib.trading.strategies.ml_basic import (
     FEATURES,
@@ -185,90 +175,41 @@ def classification_metrics(probabilities: Sequence[float], labels: Sequence[int]
     }
 
 
-# ---------------------------------------------------------------------------------------- rough backtest
+# ------------------------------------------------------------------------------- held-out evaluation
 
 
-@dataclass
-class BacktestResult:
-    name: str
-    final_balance: Decimal
-    return_pct: Decimal
-    max_drawdown_pct: Decimal
-    trades: int
-    fees: Decimal
+def held_out_table(model: LogisticModel, data: Path, start: Candle, initial: Decimal) -> list[str]:
+    """``ml_basic`` with the new model and ``ma_crossover`` from ``start`` to the end of ``data``, through the
+    engine (``chalicelib.engine.backtest``: what ``atb backtest`` runs), beside buy and hold."""
+    import logging
 
+    from chalicelib.engine.backtest import run_backtest
+    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.trading.feeds import ReplayFeed
+    from lab.report import analyse
 
-def backtest(strategy: Strategy, candles: Sequence[Candle], start: int, initial: Decimal) -> BacktestResult:
-    """Candle by candle from ``start``: stops/targets first, then the strategy on data up to that candle."""
-    broker = BrokerConfig()
-    cash, position, entry_fee = initial, None, Decimal(0)
-    peak_balance = initial
-    peak_equity, max_dd = initial, Decimal(0)
-    trades, fees = 0, Decimal(0)
-    for t in range(start, len(candles)):
-        candle = candles[t]
-        if position is not None:
-            signal = check_exit(position, candle)
-            if signal is not None:
-                sell = exit_fill(position, signal, broker)
-                cash += sell.notional - sell.fee
-                fees += sell.fee
-                trades += 1
-                close_trade(position, sell, entry_fee)
-                position = None
-        history = candles[max(0, t - strategy.warmup + 1) : t + 1]
-        decision = decide_safely(strategy, history, position)
-        if isinstance(decision, Exit) and position is not None:
-            sell = market_sell(candle, position.quantity, broker)
-            cash += sell.notional - sell.fee
-            fees += sell.fee
-            trades += 1
-            position = None
-        elif isinstance(decision, EnterLong) and position is None and can_open(cash, peak_balance):
-            price = market_buy(candle, Decimal(1), broker).price
-            sizing = size_position(cash, cash, price, decision.stop_loss, fee_rate=broker.fee_rate)
-            if sizing.quantity > 0:
-                buy = market_buy(candle, sizing.quantity, broker)
-                cash -= buy.notional + buy.fee
-                fees += buy.fee
-                entry_fee = buy.fee
-                position = PositionView(
-                    buy.price, buy.quantity, decision.stop_loss, decision.take_profit, candle.open_time
-                )
-        balance = cash + (position.cost if position else Decimal(0))
-        peak_balance = updated_peak(peak_balance, balance)
-        equity = cash + (position.quantity * candle.close if position else Decimal(0))
-        peak_equity = max(peak_equity, equity)
-        max_dd = max(max_dd, (peak_equity - equity) / peak_equity)
-    if position is not None:  # mark out at the last close so every strategy ends in cash
-        sell = market_sell(candles[-1], position.quantity, broker)
-        cash += sell.notional - sell.fee
-        fees += sell.fee
-        trades += 1
-    return BacktestResult(strategy.name, cash, (cash / initial - 1) * 100, max_dd * 100, trades, fees)
-
-
-def buy_and_hold(candles: Sequence[Candle], start: int, initial: Decimal) -> BacktestResult:
-    broker = BrokerConfig()
-    price = market_buy(candles[start], Decimal(1), broker).price
-    quantity = (initial / (price * (1 + broker.fee_rate))).quantize(Decimal("1e-12"), rounding="ROUND_DOWN")
-    buy = market_buy(candles[start], quantity, broker)
-    cash = initial - buy.notional - buy.fee
-    peak, max_dd = initial, Decimal(0)
-    for candle in candles[start + 1 :]:
-        equity = cash + quantity * candle.close
-        peak = max(peak, equity)
-        max_dd = max(max_dd, (peak - equity) / peak)
-    sell = market_sell(candles[-1], quantity, broker)
-    final = cash + sell.notional - sell.fee
-    return BacktestResult("buy_and_hold", final, (final / initial - 1) * 100, max_dd * 100, 2, buy.fee + sell.fee)
+    use_plain_logs(logging.ERROR)
+    feed = ReplayFeed(data)
+    rows = [f"{'strategy':<14}{'final':>14}{'return':>10}{'max dd':>10}{'trades':>8}{'fees':>12}"]
+    hold = None
+    for strategy in (MlBasic(model=model), MaCrossover()):
+        summary = run_backtest(strategy, feed.symbol, feed.timeframe, start=start.open_time, initial_balance=initial,
+                               feed=feed)
+        report = analyse(summary)
+        hold = report.hold
+        rows.append(f"{summary.strategy:<14}{format_usd(summary.final_equity):>14}{summary.return_pct:>9.2f}%"
+                    f"{summary.max_drawdown_pct:>9.2f}%{summary.trades:>8}{format_usd(summary.fees):>12}")
+    assert hold is not None
+    rows.append(f"{'buy_and_hold':<14}{format_usd(hold.end_equity):>14}{hold.total_return * 100:>9.2f}%"
+                f"{hold.max_drawdown.depth * 100:>9.2f}%{'—':>8}{'—':>12}")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------- command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chalicelib.trading.strategies.train_ml_basic")
+    parser = argparse.ArgumentParser(prog="python -m lab.train_ml_basic")
     parser.add_argument("--data", type=Path, default=BUNDLED_CSV, help="candle CSV (default: bundled BTCUSDT 1h)")
     parser.add_argument("--train-fraction", type=float, default=0.7)
     parser.add_argument("--l2", type=float, default=0.01, help="L2 penalty on the weights")
@@ -342,21 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if not args.no_backtest:
         initial = Decimal(1000)
-        say(
-            f"\nheld-out backtest from {format_time(candles[split].open_time)}, {format_usd(initial)} start, "
-            "fee 0.1%, slippage 5 bps, 10% position cap, 2% risk, 20% drawdown stop:"
-        )
-        results = [
-            backtest(MlBasic(model=model), candles, split, initial),
-            backtest(MaCrossover(), candles, split, initial),
-            buy_and_hold(candles, split, initial),
-        ]
-        say(f"{'strategy':<14}{'final':>14}{'return':>10}{'max dd':>10}{'trades':>8}{'fees':>12}")
-        for r in results:
-            say(
-                f"{r.name:<14}{format_usd(r.final_balance):>14}{r.return_pct:>9.2f}%{r.max_drawdown_pct:>9.2f}%"
-                f"{r.trades:>8}{format_usd(r.fees):>12}"
-            )
+        say(f"\nheld-out backtest through the engine (as `atb backtest`) from {format_time(candles[split].open_time)}, "
+            f"{format_usd(initial)} start, fees, slippage and risk rules as in live trading:")
+        for line in held_out_table(model, args.data, candles[split], initial):
+            say(line)
     return 0
 
 
