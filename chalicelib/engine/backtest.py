@@ -3,6 +3,9 @@ database — so a backtest's numbers are what the bot would have booked, fees an
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
 import tempfile
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
@@ -177,10 +180,10 @@ def run_backtest(
     clock = replay_clock(feed, spec.symbol, timeframe, settings.max_candles_per_tick)
     outcomes: list[CandleOutcome] = []
     with tempfile.TemporaryDirectory(prefix="atb-backtest-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'backtest.sqlite3'}"
-        engine = get_engine(url)
+        database = Path(tmp) / "backtest.sqlite3"
+        _copy_database(_migrated_template(), database)
+        engine = get_engine(f"sqlite:///{database}")
         try:
-            upgrade(engine)
             opening = open_session(engine, spec, initial_balance=initial_balance, resume=False,
                                    start_cursor=candles[first_index - 1].open_time)
             while True:
@@ -222,6 +225,28 @@ def run_backtest(
         params=dict(params or {}), outcomes=tuple(outcomes), trade_records=trades, ledger=ledger,
         start_close=candles[first_index - 1].close,
     )
+
+
+@functools.cache
+def _migrated_template() -> Path:
+    """An empty database at the schema's head, made once per process by the migrations themselves and copied for
+    each backtest (``atb check`` and ``atb optimize`` run dozens): the schema is production's, not a shortcut."""
+    folder = Path(tempfile.mkdtemp(prefix="atb-backtest-schema-"))
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "schema.sqlite3"
+    engine = get_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return path
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    for suffix in ("", "-wal"):  # a WAL file left beside it holds part of the schema
+        part = source.with_name(source.name + suffix)
+        if part.exists():
+            shutil.copyfile(part, target.with_name(target.name + suffix))
 
 
 def spec_step(timeframe: str) -> int:
