@@ -113,12 +113,13 @@ def drawdown_info(times: Sequence[datetime], equity: Sequence[Decimal]) -> Drawd
     return DrawdownInfo(deepest.depth, peak, trough, recovery, (recovery or times[-1]) - peak)
 
 
-def monthly_returns(times: Sequence[datetime], equity: Sequence[Decimal]) -> dict[str, Decimal]:
-    """For each calendar month (UTC) ``YYYY-MM``: its last equity / the previous month's last equity − 1 (the
-    first month measured from ``equity[0]``)."""
+def monthly_returns(times: Sequence[datetime], equity: Sequence[Decimal], period: timedelta) -> dict[str, Decimal]:
+    """For each calendar month (UTC) ``YYYY-MM`` of the candles' open times: the equity at the close of its last
+    candle / the same at the end of the previous month − 1 (the first month measured from ``equity[0]``).
+    ``times[i]`` is when ``equity[i]`` was marked, the close of a candle opened at ``times[i] − period``."""
     month_end: dict[str, Decimal] = {}
-    for t, e in zip(times, equity, strict=True):
-        month_end[t.strftime("%Y-%m")] = e
+    for t, e in zip(times[1:], equity[1:], strict=True):
+        month_end[(t - period).strftime("%Y-%m")] = e
     out: dict[str, Decimal] = {}
     before = equity[0] if equity else ZERO
     for month, end in month_end.items():
@@ -184,5 +185,5 @@ def compute(
         trades=stats.get("trades"), win_rate=stats.get("win_rate"), profit_factor=stats.get("profit_factor"),
         expectancy=stats.get("expectancy"), average_win=stats.get("average_win"),
         average_loss=stats.get("average_loss"), sqn=stats.get("sqn"), by_exit_reason=stats.get("by_exit_reason", {}),
-        monthly_returns=monthly_returns(times, equity),
+        monthly_returns=monthly_returns(times, equity, timedelta(seconds=period_seconds)),
     )

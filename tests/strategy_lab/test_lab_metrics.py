@@ -85,6 +85,7 @@ def test_trades_by_exit_reason(metrics: m.Metrics) -> None:
 def test_exposure_fees_and_monthly_returns(metrics: m.Metrics) -> None:
     assert metrics.exposure == 0.6
     assert metrics.fees == D("1.25")
+    # Each mark closes the day before it: the candles of 29, 30 and 31 January end at 99, February's at 119.79.
     assert metrics.monthly_returns == {"2024-01": D("-0.01"), "2024-02": D("0.21")}  # 99/100 − 1, 119.79/99 − 1
 
 
