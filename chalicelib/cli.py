@@ -937,13 +937,13 @@ def optimize(strategy: str, ranges: tuple[str, ...], metric: str, trials: int, s
     storage_path = Path(storage).resolve()
     name = study_name(spec.strategy, spec.symbol, spec.timeframe, searched, fixed, metric, candles[0].open_time,
                       candles[cut].open_time)
-    from chalicelib.trading.strategies import _paths as loaded_paths
+    from chalicelib.trading.strategies import strategy_paths
 
     plan = Plan(strategy=spec.strategy, symbol=spec.symbol, timeframe=spec.timeframe, data=data_path,
                 ranges=tuple(searched), fixed=tuple(fixed.items()), metric=metric, trials=trials,
                 train_start=candles[0].open_time, train_end=candles[cut].open_time,
                 storage=f"sqlite:///{storage_path}", study_name=name,
-                strategy_paths=tuple(str(p) for p in loaded_paths), initial_balance=capital, seed=seed)
+                strategy_paths=tuple(str(p) for p in strategy_paths()), initial_balance=capital, seed=seed)
     use_plain_logs(logging.ERROR)
     click.echo(f"Searching {spec.strategy} on {spec.symbol} {spec.timeframe}: {trials} trials, {jobs} worker(s), "
                f"maximising {metric} on {cut} training candles ({candles[0].open_time:%Y-%m-%d} → "

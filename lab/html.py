@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from html import escape
 
+from chalicelib.accounting import drawdown
 from chalicelib.trading.candles import format_time
 from lab.report import RunReport, headline_rows
 
@@ -96,11 +97,11 @@ def equity_chart(r: RunReport) -> str:
 
 
 def drawdown_chart(r: RunReport) -> str:
-    peak = float("-inf")
+    peak = r.equity[0]
     dds = []
-    for e in r.equity:
-        peak = max(peak, float(e))
-        dds.append(-(1 - float(e) / peak) * 100 if peak > 0 else 0.0)
+    for e in r.equity:  # the same drawdown as the statistics (chalicelib.accounting), drawn as a float
+        peak = max(peak, e)
+        dds.append(-float(drawdown(e, peak)) * 100)
     frame = _Frame(len(dds), min(*dds, -1.0), 0.0)
     line = _path(frame, dds)
     area = f"{line} L{frame.x(len(dds) - 1):.1f},{frame.y(0):.1f} L{frame.x(0):.1f},{frame.y(0):.1f} Z"

@@ -82,6 +82,11 @@ def add_strategy_path(directory: str | Path) -> list[str]:
     return sorted(e.name for e in entries)
 
 
+def strategy_paths() -> list[Path]:
+    """The directories loaded with :func:`add_strategy_path`, in order (for worker processes to load again)."""
+    return list(_paths)
+
+
 def _discover() -> None:
     """The bundled directory and the entry points, once per process (the --strategy-path ones load eagerly)."""
     global _discovered  # noqa: PLW0603 - one registry per process
@@ -153,4 +158,5 @@ __all__ = [
     "get_strategy",
     "require_strategy",
     "strategy_entry",
+    "strategy_paths",
 ]
