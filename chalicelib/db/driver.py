@@ -167,8 +167,7 @@ class _ExecutionContext(PGExecutionContext_pg8000):
 
     def create_default_cursor(self) -> Any:
         # UPDATE/DELETE without RETURNING: SQLAlchemy checks the row count, which only the plain cursor knows.
-        compiled = self.compiled
-        needs_rowcount = (self.isupdate or self.isdelete) and not (compiled is not None and compiled.returning)
+        needs_rowcount = (self.isupdate or self.isdelete) and not getattr(self.compiled, "effective_returning", None)
         return PreparedCursor(self.root_connection.connection.dbapi_connection, prepare=not needs_rowcount)
 
 
@@ -193,14 +192,31 @@ class Dialect(PGDialect_pg8000):
         """Nothing here: the engine's ``begin`` listener sends BEGIN with the transaction's isolation."""
 
     def do_commit(self, dbapi_connection: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("COMMIT")
-        cursor.close()
+        _send_ending(dbapi_connection, "COMMIT")
 
     def do_rollback(self, dbapi_connection: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("ROLLBACK")
-        cursor.close()
+        # Only a connection whose BEGIN we sent has anything to roll back: the pool's reset of a connection that
+        # just committed costs no round trip.
+        _send_ending(dbapi_connection, "ROLLBACK")
+
+
+#: The connections with a transaction open: BEGIN sent (:func:`began`), no COMMIT or ROLLBACK yet.
+_in_transaction: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def began(dbapi_connection: Any) -> None:
+    """Note that BEGIN is being sent on this connection (the engine's ``begin`` listener)."""
+    _in_transaction.add(getattr(dbapi_connection, "dbapi_connection", dbapi_connection))
+
+
+def _send_ending(dbapi_connection: Any, word: str) -> None:
+    raw = getattr(dbapi_connection, "dbapi_connection", dbapi_connection)  # the pool passes its proxy
+    if raw not in _in_transaction:
+        return
+    _in_transaction.discard(raw)
+    cursor = raw.cursor()
+    cursor.execute(word)
+    cursor.close()
 
 
 def url_for(parsed: Any) -> Any:

@@ -132,6 +132,7 @@ def _configure_postgres(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        driver.began(conn.connection.dbapi_connection)
         if conn.get_execution_options().get(READ_OPTION):
             conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         else:
