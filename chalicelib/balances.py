@@ -92,27 +92,24 @@ def change_balance(
     With an idempotency key, a retry of the same request returns the first result and changes nothing.
     """
     with write_transaction(engine) as db:
-        target = select_session(db, session_id)
-        session = ledger.lock_session(db, target.id)
-        assert session is not None
-        reference = f"request:{idempotency_key}" if idempotency_key else None
-        if reference:
-            earlier = ledger.entry_by_reference(db, session.id, reference)
-            if earlier is not None:
-                return ChangeResult(session, earlier, replayed=True)
+        sid = session_id if session_id is not None else select_session(db).id
+        reference = ledger.request_reference(idempotency_key) if idempotency_key else None
+        # One statement: the session locked, its open positions, and any row this request already wrote.
+        locked = ledger.lock(db, sid, reference=reference)
+        assert locked is not None
+        session = locked.session
+        if locked.earlier is not None:
+            earlier = db.get(AccountBalance, locked.earlier)
+            assert earlier is not None
+            return ChangeResult(session, earlier, replayed=True)
         if session.status != "active":
             raise ledger.InvalidChange(f"session #{session.id} has ended; its balance can no longer change")
-        if op == "set":
-            entry = ledger.record_manual_set(db, session, amount, reason=reason, actor=actor,
-                                             reference=reference, now=now)
-        elif op == "deposit":
-            entry = ledger.record_deposit(db, session, amount, reason=reason, actor=actor,
-                                          reference=reference, now=now)
-        elif op == "withdraw":
-            entry = ledger.record_withdrawal(db, session, amount, reason=reason, actor=actor,
-                                             reference=reference, now=now)
-        else:  # pragma: no cover - typed away
+        record = {"set": ledger.record_manual_set, "deposit": ledger.record_deposit,
+                  "withdraw": ledger.record_withdrawal}.get(op)
+        if record is None:  # pragma: no cover - typed away
             raise ledger.InvalidChange(f"unknown operation {op!r}")
+        entry = record(db, session, amount, reason=reason, actor=actor, reference=reference, now=now,
+                       positions=locked.positions)
         return ChangeResult(session, entry, replayed=False)
 
 

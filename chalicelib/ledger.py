@@ -21,13 +21,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, and_, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from chalicelib import accounting
 from chalicelib.accounting import UnitState
-from chalicelib.db.models import LEDGER_KINDS, AccountBalance, Position, TradingSession
+from chalicelib.db.models import LEDGER_KINDS, AccountBalance, Position, TickLog, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.money import ZERO, format_usd, money_text, quantize_money
 
@@ -76,14 +76,48 @@ class Actor:
 SYSTEM = Actor("system")
 
 
+@dataclass(frozen=True)
+class Locked:
+    """A locked session with its open positions (oldest first) and, when a reference was asked for, the id of
+    the ledger row that already carries it."""
+
+    session: TradingSession
+    positions: list[Position]
+    earlier: int | None = None
+
+
+def lock(db: Session, session_id: int, *, skip_locked: bool = False, reference: str | None = None) -> Locked | None:
+    """Lock and load a session row with its open positions in one statement (the session LEFT JOIN its open
+    positions, ``FOR UPDATE OF`` the session), and look ``reference`` up in the same statement. With
+    ``skip_locked`` returns None when another transaction holds the lock; otherwise a missing session raises."""
+    earlier = (
+        select(AccountBalance.id)
+        .where(AccountBalance.session_id == TradingSession.id, AccountBalance.reference == reference)
+        .limit(1)
+        .scalar_subquery()
+        if reference is not None else None
+    )
+    columns: list[Any] = [TradingSession, Position] + ([earlier] if earlier is not None else [])
+    stmt = (
+        select(*columns)
+        .outerjoin(Position, and_(Position.session_id == TradingSession.id, Position.status == "open"))
+        .where(TradingSession.id == session_id)
+        .order_by(Position.id)
+        .with_for_update(of=TradingSession, skip_locked=skip_locked)
+    )
+    rows = db.execute(stmt.execution_options(populate_existing=True)).all()
+    if not rows:
+        if skip_locked:
+            return None
+        raise SessionNotFound(f"no trading session #{session_id}")
+    positions = [row[1] for row in rows if row[1] is not None]
+    return Locked(rows[0][0], positions, rows[0][2] if earlier is not None else None)
+
+
 def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> TradingSession | None:
     """Lock and load a session row. With ``skip_locked`` returns None when another transaction holds it."""
-    stmt = select(TradingSession).where(TradingSession.id == session_id)
-    stmt = stmt.with_for_update(skip_locked=skip_locked)
-    session = db.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
-    if session is None and not skip_locked:
-        raise SessionNotFound(f"no trading session #{session_id}")
-    return session
+    locked = lock(db, session_id, skip_locked=skip_locked)
+    return locked.session if locked is not None else None
 
 
 def base_asset(symbol: str) -> str:
@@ -237,6 +271,11 @@ def _entry(
     return Posting(row, cached)
 
 
+_LEDGER_TABLE = cast(Table, AccountBalance.__table__)
+_SESSION_TABLE = cast(Table, TradingSession.__table__)
+_TICK_LOG_TABLE = cast(Table, TickLog.__table__)
+
+
 def post(
     db: Session,
     session: TradingSession,
@@ -249,38 +288,30 @@ def post(
     reference: str | None = None,
     held: Mapping[str, Decimal] | None = None,
     positions_value: Decimal | None = None,
+    positions: Sequence[Position] | None = None,
     now: datetime | None = None,
     market_time: datetime | None = None,
 ) -> AccountBalance:
-    """Append one ledger row and update the session's cached balance. The caller holds the session lock.
+    """Append one ledger row and update the session's cached balance: a batch of one (:class:`Batch`, the one
+    write path). The caller holds the session lock.
 
-    Without ``held`` and ``positions_value`` both are read from the open positions after the change, valued at the
-    session's last close.
+    Without ``held`` and ``positions_value`` both are taken from the open positions after the change
+    (``positions``, else read), valued at the session's last close.
     """
-    if held is None or positions_value is None:
-        positions = open_positions(db, session.id)
-        held = held_quantities(positions) if held is None else held
-        positions_value = marked_value(positions, session.mark_price) if positions_value is None else positions_value
-    posting = _entry(session, kind=kind, delta=delta, reason=reason, actor=actor, reserved_delta=reserved_delta,
-                     reference=reference, held=held, when=now or utcnow(), positions_value=positions_value,
-                     market_time=market_time)
-    row = AccountBalance(**posting.row)
-    db.add(row)
-    for key, value in posting.session.items():
-        setattr(session, key, value)
-    db.flush()
+    batch = Batch(db, session, positions)
+    batch.post(kind=kind, delta=delta, reason=reason, actor=actor, reserved_delta=reserved_delta,
+               reference=reference, held=held, positions_value=positions_value, now=now or utcnow(),
+               market_time=market_time)
+    [row] = batch.write()
     return row
 
 
-_LEDGER_TABLE = cast(Table, AccountBalance.__table__)
-_SESSION_TABLE = cast(Table, TradingSession.__table__)
-
-
 class Batch:
-    """The ledger for one tick: every change is checked and computed at once, under the session lock, exactly
-    as :func:`post` would (same rows, same order, same errors), and :meth:`write` then inserts the rows with
-    one statement and updates the session row with one ``UPDATE … WHERE id`` — instead of one ORM flush per
-    row. The caller holds the session lock and must call :meth:`write` before its transaction commits.
+    """The ledger's one write path. Every change is checked and computed at once, under the session lock, and
+    :meth:`write` then sends the rows, the session's new balance and cursor and the tick rows together: on
+    PostgreSQL one statement (a data-modifying CTE: INSERT the ledger rows, UPDATE the session, INSERT the tick
+    rows), on SQLite one statement each. The caller holds the session lock and must call :meth:`write` before its
+    transaction commits; :func:`post` is a batch of one.
 
     The session object shows each new balance at once (set without ORM change tracking, so the ORM never writes
     it a second time); nothing reaches the database until :meth:`write`.
@@ -289,9 +320,10 @@ class Batch:
     _COLUMNS = ("total_balance", "available_balance", "reserved_balance", "units", "unit_value", "peak_unit_value",
                 "series_base", "net_contributions", "version", "mark_price", "market_time")
 
-    def __init__(self, db: Session, session: TradingSession) -> None:
+    def __init__(self, db: Session, session: TradingSession, positions: Sequence[Position] | None = None) -> None:
         self.db = db
         self.session = session
+        self.positions = positions
         self.rows: list[dict[str, Any]] = []
         self.extra: dict[str, Any] = {}
 
@@ -299,9 +331,15 @@ class Batch:
         for key, value in values.items():
             set_committed_value(self.session, key, value)
 
-    def post(self, *, kind: str, delta: Decimal, reason: str, held: Mapping[str, Decimal], now: datetime,
-             positions_value: Decimal, market_time: datetime, actor: Actor = SYSTEM, reserved_delta: Decimal = ZERO,
+    def post(self, *, kind: str, delta: Decimal, reason: str, now: datetime,
+             held: Mapping[str, Decimal] | None = None, positions_value: Decimal | None = None,
+             market_time: datetime | None = None, actor: Actor = SYSTEM, reserved_delta: Decimal = ZERO,
              reference: str | None = None) -> None:
+        if held is None or positions_value is None:
+            positions = self.positions if self.positions is not None else open_positions(self.db, self.session.id)
+            held = held_quantities(list(positions)) if held is None else held
+            if positions_value is None:
+                positions_value = marked_value(positions, self.session.mark_price)
         posting = _entry(self.session, kind=kind, delta=delta, reason=reason, actor=actor,
                          reserved_delta=reserved_delta, reference=reference, held=held, when=now,
                          positions_value=positions_value, market_time=market_time)
@@ -335,18 +373,43 @@ class Batch:
             self.extra[key] = value
             set_committed_value(self.session, key, value)
 
-    def write(self) -> None:
-        """Insert the rows (one multi-row INSERT) and update the session row (one UPDATE). Pending ORM changes
-        (positions, trades) are flushed first, as :func:`post` would have."""
+    def write(self, tick_rows: Sequence[Mapping[str, Any]] = ()) -> list[AccountBalance]:
+        """Send the ledger rows, the session's new columns and ``tick_rows`` (``tick_log``), after any pending ORM
+        changes (positions, trades). Returns the ledger rows written, with their ids."""
         db, s = self.db, self.session
         db.flush()
         conn = db.connection()
-        if self.rows:
-            conn.execute(insert(_LEDGER_TABLE).returning(_LEDGER_TABLE.c.id), self.rows)  # RETURNING: batched
-            self.rows = []
         values = {key: getattr(s, key) for key in self._COLUMNS}
         values.update(self.extra)
-        conn.execute(update(_SESSION_TABLE).where(_SESSION_TABLE.c.id == s.id).values(values))
+        account = update(_SESSION_TABLE).where(_SESSION_TABLE.c.id == s.id).values(values)
+        rows, self.rows = self.rows, []
+        ids: list[int] = []
+        if conn.dialect.name == "postgresql":
+            ctes = [account.returning(_SESSION_TABLE.c.id).cte("account")]
+            written = insert(_LEDGER_TABLE).values(rows).returning(_LEDGER_TABLE.c.id) if rows else None
+            if tick_rows:
+                if written is not None:
+                    ctes.append(written.cte("ledger"))
+                conn.execute(insert(_TICK_LOG_TABLE).values(list(tick_rows)).returning(_TICK_LOG_TABLE.c.id)
+                             .add_cte(*ctes))
+            elif written is not None:
+                ids = list(conn.execute(written.add_cte(*ctes)).scalars())
+            else:
+                conn.execute(select(ctes[0].c.id))
+        else:
+            if rows:
+                ids = list(conn.execute(insert(_LEDGER_TABLE).returning(_LEDGER_TABLE.c.id), rows).scalars())
+            conn.execute(account)
+            if tick_rows:
+                conn.execute(insert(_TICK_LOG_TABLE).returning(_TICK_LOG_TABLE.c.id), list(tick_rows))
+        if not ids:
+            return []
+        written_rows = []
+        for row, row_id in zip(rows, ids, strict=True):
+            entry = AccountBalance(**row)
+            entry.id = row_id
+            written_rows.append(entry)
+        return written_rows
 
 
 # --- the named operations --------------------------------------------------------------------------------------
@@ -405,32 +468,35 @@ def start_session(
 def record_manual_set(
     db: Session, session: TradingSession, new_total: Decimal, *, reason: str, actor: Actor,
     reference: str | None = None, now: datetime | None = None,
+    positions: Sequence[Position] | None = None,
 ) -> AccountBalance:
     """Set the total balance to an absolute amount; the row records the difference (a capital flow)."""
     if new_total < 0:
         raise InvalidChange("balance must not be negative")
     return post(db, session, kind="manual_set", delta=new_total - session.total_balance, reason=reason,
-                actor=actor, reference=reference, now=now)
+                actor=actor, reference=reference, now=now, positions=positions)
 
 
 def record_deposit(
     db: Session, session: TradingSession, amount: Decimal, *, reason: str, actor: Actor,
     reference: str | None = None, now: datetime | None = None,
+    positions: Sequence[Position] | None = None,
 ) -> AccountBalance:
     if amount <= 0:
         raise InvalidChange("a deposit must be greater than zero")
     return post(db, session, kind="deposit", delta=amount, reason=reason, actor=actor, reference=reference,
-                now=now)
+                now=now, positions=positions)
 
 
 def record_withdrawal(
     db: Session, session: TradingSession, amount: Decimal, *, reason: str, actor: Actor,
     reference: str | None = None, now: datetime | None = None,
+    positions: Sequence[Position] | None = None,
 ) -> AccountBalance:
     if amount <= 0:
         raise InvalidChange("a withdrawal must be greater than zero")
     return post(db, session, kind="withdrawal", delta=-amount, reason=reason, actor=actor,
-                reference=reference, now=now)
+                reference=reference, now=now, positions=positions)
 
 
 def record_reset(
@@ -478,6 +544,11 @@ def _position_closed(position_id: int, pnl: Decimal, exit_fee: Decimal, released
 def position_reference(position_id: int) -> str:
     """The reference of a position's opening row (entry fee and reservation)."""
     return f"position:{position_id}:open"
+
+
+def request_reference(idempotency_key: str) -> str:
+    """The reference of a row written by a request with an Idempotency-Key: ``request:{key}``."""
+    return f"request:{idempotency_key}"
 
 
 def trade_reference(position_id: int, part: str) -> str:

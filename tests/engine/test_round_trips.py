@@ -30,14 +30,14 @@ from chalicelib.trading.strategies import EnterLong
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from _wire import WireCounter  # noqa: E402
+from _wire import WireCounter
 
 pytestmark = pytest.mark.postgres_only
 
 
 
-def spec() -> BotSpec:
-    return BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
+def spec(exchange: str = "binance") -> BotSpec:
+    return BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange=exchange)
 
 ME = Actor("tester")
 
@@ -66,6 +66,7 @@ def test_a_balance_change_is_four_round_trips_begin_lock_write_commit(wire: tupl
                        idempotency_key=key)
 
     deposit()  # the connection prepares its statements once
+    deposit("k-0")
     assert trips(counter, deposit) == 4
     assert trips(counter, lambda: deposit("k-1")) == 4  # with an idempotency key: looked up with the lock
     assert trips(counter, lambda: change_balance("set", Decimal(500), reason="set", actor=ME, session_id=sid,
@@ -80,8 +81,13 @@ def test_a_refused_change_costs_no_write_and_names_why(wire: tuple[WireCounter, 
     counter, engine = wire
     sid = open_session(engine, spec(), initial_balance=Decimal(10)).session_id
     before = read_summary(sid, engine=engine).session.version
-    with pytest.raises(InsufficientFunds, match="available balance would be"):
-        change_balance("withdraw", Decimal(11), reason="too much", actor=ME, session_id=sid, engine=engine)
+
+    def refused() -> None:
+        with pytest.raises(InsufficientFunds, match="available balance would be"):
+            change_balance("withdraw", Decimal(11), reason="too much", actor=ME, session_id=sid, engine=engine)
+
+    refused()
+    assert trips(counter, refused) == 3  # BEGIN, the lock, ROLLBACK: nothing was sent to be written
     assert read_summary(sid, engine=engine).session.version == before
 
 
@@ -108,14 +114,17 @@ def test_a_one_candle_tick_persists_in_at_most_six_round_trips(wire: tuple[WireC
     feed = FakeExchange([candle(i, c) for i, c in enumerate(closes)])
     script = {T0 + HOUR * 3: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))} if decision == "enter" else {}
     strategy = ScriptedStrategy(script=script)
+    warm = open_session(engine, spec("kraken"), initial_balance=Decimal(1000), start_cursor=T0).session_id
     sid = open_session(engine, spec(), initial_balance=Decimal(1000), start_cursor=T0).session_id
 
-    def tick(i: int) -> None:
-        result = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * (i + 1)), strategy=strategy)
+    def tick(i: int, session_id: int = sid) -> None:
+        result = tick_session(engine, session_id, feed, clock=fixed_clock(T0 + HOUR * (i + 1)), strategy=strategy)
         assert result.status == "applied" and result.candles_applied == 1
 
     tick(1)
-    tick(2)  # warm: every statement of a one-candle tick prepared on this connection
+    tick(2)
+    for i in (1, 2, 3):  # another bot makes the same moves first: every statement is prepared on this connection
+        tick(i, warm)
     marks = _checkouts(engine, counter)
     total = trips(counter, lambda: tick(3))
     persist = counter.round_trips - marks[1]  # the write transaction: from its checkout to its COMMIT
