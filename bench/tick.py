@@ -151,8 +151,9 @@ def make_bot(engine: Any, k: int, candles: Sequence[Candle], start: int, tag: st
             db.add(p)
             db.flush()
             held.append(p)
-            ledger.record_position_opened(db, session, cost=p.cost, fee=p.fees, reference=f"position:{p.id}:open",
-                                          held=held_quantities(held), now=now)
+            batch = ledger.Batch(db, session, held)
+            batch.position_opened(cost=p.cost, fee=p.fees, reference=ledger.position_reference(p.id), now=now)
+            batch.write()
     return Bot(k, sid, spec, strategy)
 
 

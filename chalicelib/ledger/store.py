@@ -1,16 +1,10 @@
-"""The ledger service: the only code that changes a session's money.
+"""The ledger's store: the only code that writes a session's money, through one path (:class:`Batch`).
 
 Every change is one append-only ``account_balances`` row (delta, balance after, kind, reason, who, reference,
-units, market time) written in the same transaction as the session's cached balance. Each call first takes the
-session row lock (``SELECT … FOR UPDATE`` on Postgres; SQLite write transactions hold the database lock from
-``BEGIN IMMEDIATE``), then reads the balance, so two writers in any interleaving give the result of one after the
-other.
-
-Bookkeeping: ``total = cash + cost of open positions``, ``reserved = cost of open positions``,
-``available = total − reserved`` (the cash), never negative. Beside it the account keeps units
-(``chalicelib.accounting``): equity = cash + open positions marked at the last close; a capital flow (deposit,
-withdrawal, manual set) issues or redeems units at the value per unit, trading moves the value per unit, and the
-drawdown is measured on the value per unit, so adding or removing capital never looks like a gain or a loss.
+units, market time) written in the same transaction as the session's cached balance. Each writer first takes the
+session row lock (:func:`lock`: ``SELECT … FOR UPDATE`` on Postgres; SQLite write transactions hold the database
+lock from ``BEGIN IMMEDIATE``), then reads the balance, so two writers in any interleaving give the result of one
+after the other. The rules a change must pass are ``chalicelib.ledger.rules``.
 """
 
 from __future__ import annotations
@@ -26,54 +20,22 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from chalicelib import accounting
-from chalicelib.accounting import UnitState
-from chalicelib.db.models import LEDGER_KINDS, AccountBalance, Position, TickLog, TradingSession
+from chalicelib.db.models import AccountBalance, Position, TickLog, TradingSession
 from chalicelib.db.types import utcnow
-from chalicelib.money import ZERO, format_usd, money_text, quantize_money
-
-#: Kinds that move capital in or out at the value per unit (units issued or redeemed; performance unchanged).
-CAPITAL_FLOW_KINDS = frozenset({"deposit", "withdrawal", "manual_set"})
-#: Kinds that start a unit series at a value per unit of 1 (the first row of an account, and a reset).
-SERIES_START_KINDS = frozenset({"initial", "recovered_from_trades", "resumed", "reset"})
-#: Kinds a ledger may begin with.
-OPENING_KINDS = frozenset({"initial", "recovered_from_trades", "resumed", "reset"})
-#: Trading results: they move the value per unit.
-TRADING_KINDS = frozenset({"trade_pnl", "fee"})
-#: Events in the account's timeline that move no money (delta 0): a strategy switch, a stopped bot reopened.
-EVENT_KINDS = frozenset({"strategy_switch", "reopened"})
-MAX_REASON_LENGTH = 200
-MAX_ACTOR_LENGTH = 100
-
-
-class LedgerError(Exception):
-    """A change the ledger refuses; nothing was written."""
-
-    code = "ledger_error"
-
-
-class SessionNotFound(LedgerError):
-    code = "session_not_found"
-
-
-class InsufficientFunds(LedgerError):
-    """The change would leave available balance below zero."""
-
-    code = "insufficient_funds"
-
-
-class InvalidChange(LedgerError):
-    code = "invalid_change"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who makes a change: the authenticated name, and optionally a free-text label they typed."""
-
-    name: str
-    label: str | None = None
-
-
-SYSTEM = Actor("system")
+from chalicelib.ledger.rules import (
+    SYSTEM,
+    Actor,
+    InvalidChange,
+    SessionNotFound,
+    check,
+    held_quantities,
+    marked_value,
+    position_closed,
+    position_opened,
+    unit_state,
+)
+from chalicelib.ledger.vocabulary import EVENT_KINDS
+from chalicelib.money import ZERO
 
 
 @dataclass(frozen=True)
@@ -120,13 +82,6 @@ def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> 
     return locked.session if locked is not None else None
 
 
-def base_asset(symbol: str) -> str:
-    """``BTCUSDT`` → ``BTC``; ``BTC/USDT`` → ``BTC``."""
-    from chalicelib.trading.symbols import parse_symbol
-
-    return parse_symbol(symbol).base
-
-
 def open_positions(db: Session, session_id: int) -> list[Position]:
     """A session's open positions, oldest first."""
     return list(
@@ -136,139 +91,6 @@ def open_positions(db: Session, session_id: int) -> list[Position]:
             .order_by(Position.id)
         ).scalars()
     )
-
-
-def held_quantities(positions: list[Position]) -> dict[str, Decimal]:
-    """Quantity held per base asset in these positions (for ``asset_balances``)."""
-    held: dict[str, Decimal] = {}
-    for p in positions:
-        asset = base_asset(p.symbol)
-        held[asset] = held.get(asset, ZERO) + p.quantity
-    return held
-
-
-def marked_value(positions: Sequence[Position], mark: Decimal | None) -> Decimal:
-    """What open positions are worth at ``mark`` (the last close); at cost while no candle has been applied."""
-    if mark is None:
-        return sum((p.cost for p in positions), ZERO)
-    return quantize_money(sum((p.quantity * mark for p in positions), ZERO))
-
-
-def unit_state(session: TradingSession) -> UnitState:
-    """The account's units as the session row caches them."""
-    return UnitState(units=session.units, unit_value=session.unit_value, peak_unit_value=session.peak_unit_value,
-                     series_base=session.series_base)
-
-
-def equity_of(session: TradingSession, positions: Sequence[Position], mark: Decimal | None = None) -> Decimal:
-    """Equity: cash plus open positions marked at ``mark`` (default: the session's last close)."""
-    return session.available_balance + marked_value(positions, mark if mark is not None else session.mark_price)
-
-
-def _check_text(value: str, what: str, limit: int) -> str:
-    cleaned = value.strip()
-    if not cleaned:
-        raise InvalidChange(f"{what} must not be empty")
-    if len(cleaned) > limit:
-        raise InvalidChange(f"{what} is longer than {limit} characters")
-    return cleaned
-
-
-@dataclass(frozen=True)
-class Posting:
-    """One checked change: the ledger row's columns and the session's cached columns after it."""
-
-    row: dict[str, Any]
-    session: dict[str, Any]
-
-
-def _units_after(session: TradingSession, kind: str, delta: Decimal, equity: Decimal) -> tuple[UnitState, Decimal]:
-    """The account's units and net contributions after a change of ``kind`` that leaves equity at ``equity``."""
-    state = unit_state(session)
-    if kind in SERIES_START_KINDS:
-        return accounting.new_series(state, equity), session.total_balance + delta
-    if kind in CAPITAL_FLOW_KINDS:
-        return accounting.after_flow(state, equity - delta, delta), session.net_contributions + delta
-    if kind in TRADING_KINDS:
-        return accounting.after_trading(state, equity), session.net_contributions
-    return state, session.net_contributions
-
-
-def _entry(
-    session: TradingSession,
-    *,
-    kind: str,
-    delta: Decimal,
-    reason: str,
-    actor: Actor,
-    reserved_delta: Decimal,
-    reference: str | None,
-    held: Mapping[str, Decimal],
-    when: datetime,
-    positions_value: Decimal | None,
-    market_time: datetime | None,
-) -> Posting:
-    """Check one change against the session's current balance and compute its ledger row and the session's new
-    cached values. ``positions_value`` is what the open positions are worth after the change at the current mark
-    (None: at cost). Raises before anything is written; changes nothing."""
-    if kind not in LEDGER_KINDS:
-        raise InvalidChange(f"unknown ledger kind {kind!r}")
-    if kind in EVENT_KINDS and (delta != 0 or reserved_delta != 0):
-        raise InvalidChange(f"a {kind} row moves no money")
-    if delta != quantize_money(delta) or reserved_delta != quantize_money(reserved_delta):
-        raise InvalidChange("amounts carry at most 8 decimal places")
-    reason = _check_text(reason, "reason", MAX_REASON_LENGTH)
-    name = _check_text(actor.name, "updated_by", MAX_ACTOR_LENGTH)
-    label = actor.label.strip()[:MAX_ACTOR_LENGTH] if actor.label and actor.label.strip() else None
-
-    total = session.total_balance + delta
-    reserved = session.reserved_balance + reserved_delta
-    available = total - reserved
-    if reserved < 0:
-        raise InvalidChange(f"reserved balance would be negative ({format_usd(reserved)})")
-    if available < 0:
-        raise InsufficientFunds(
-            f"available balance would be {format_usd(available)} {session.base_currency} "
-            f"(total {format_usd(total)}, of which {format_usd(reserved)} is held by open positions)"
-        )
-    equity = available + (reserved if positions_value is None else positions_value)
-    state, contributions = _units_after(session, kind, delta, equity)
-
-    assets = {session.base_currency: money_text(available)}
-    assets.update({asset: format(qty.normalize(), "f") for asset, qty in sorted(held.items()) if qty})
-
-    row = {
-        "session_id": session.id,
-        "base_currency": session.base_currency,
-        "kind": kind,
-        "delta": delta,
-        "total_balance": total,
-        "available_balance": available,
-        "reserved_balance": reserved,
-        "asset_balances": assets,
-        "reference": reference,
-        "units": state.units,
-        "unit_value": state.unit_value,
-        "performance_index": state.performance_index,
-        "equity": equity,
-        "market_time": market_time or session.market_time or when,
-        "last_updated": when,
-        "updated_by": name,
-        "updated_by_label": label,
-        "update_reason": reason,
-    }
-    cached = {
-        "total_balance": total,
-        "available_balance": available,
-        "reserved_balance": reserved,
-        "units": state.units,
-        "unit_value": state.unit_value,
-        "peak_unit_value": state.peak_unit_value,
-        "series_base": state.series_base,
-        "net_contributions": contributions,
-        "version": session.version + 1,
-    }
-    return Posting(row, cached)
 
 
 _LEDGER_TABLE = cast(Table, AccountBalance.__table__)
@@ -340,24 +162,25 @@ class Batch:
             held = held_quantities(list(positions)) if held is None else held
             if positions_value is None:
                 positions_value = marked_value(positions, self.session.mark_price)
-        posting = _entry(self.session, kind=kind, delta=delta, reason=reason, actor=actor,
+        posting = check(self.session, kind=kind, delta=delta, reason=reason, actor=actor,
                          reserved_delta=reserved_delta, reference=reference, held=held, when=now,
                          positions_value=positions_value, market_time=market_time)
         self.rows.append(posting.row)
         self._cache(posting.session)
 
-    def position_opened(self, *, cost: Decimal, fee: Decimal, reference: str, held: Mapping[str, Decimal],
-                        positions_value: Decimal, now: datetime, market_time: datetime) -> None:
+    def position_opened(self, *, cost: Decimal, fee: Decimal, reference: str, now: datetime,
+                        held: Mapping[str, Decimal] | None = None, positions_value: Decimal | None = None,
+                        market_time: datetime | None = None) -> None:
         """Reserve a new position's cost and charge its entry fee (one ``fee`` row)."""
-        self.post(**_position_opened(cost, fee), reference=reference, held=held, positions_value=positions_value,
+        self.post(**position_opened(cost, fee), reference=reference, held=held, positions_value=positions_value,
                   now=now, market_time=market_time)
 
     def position_closed(self, *, position_id: int, pnl: Decimal, exit_fee: Decimal, released_cost: Decimal,
-                        exit_reason: str, held: Mapping[str, Decimal], positions_value: Decimal, now: datetime,
-                        market_time: datetime) -> None:
+                        exit_reason: str, now: datetime, held: Mapping[str, Decimal] | None = None,
+                        positions_value: Decimal | None = None, market_time: datetime | None = None) -> None:
         """A position sold: its cost released with the exit fee charged (one ``fee`` row), then its gross
         realised P&L (one ``trade_pnl`` row, last, so the account's last reason reads ``trade_pnl_<exit>``)."""
-        for kwargs in _position_closed(position_id, pnl, exit_fee, released_cost, exit_reason):
+        for kwargs in position_closed(position_id, pnl, exit_fee, released_cost, exit_reason):
             self.post(**kwargs, held=held, positions_value=positions_value, now=now, market_time=market_time)
 
     def mark(self, *, close: Decimal, equity: Decimal, market_time: datetime) -> None:
@@ -527,58 +350,3 @@ def record_event(
     return post(db, session, kind=kind, delta=ZERO, reason=reason, actor=actor, now=now)
 
 
-def _position_opened(cost: Decimal, fee: Decimal) -> dict[str, Any]:
-    return {"kind": "fee", "delta": -fee, "reserved_delta": cost, "reason": "trade_entry_fee"}
-
-
-def _position_closed(position_id: int, pnl: Decimal, exit_fee: Decimal, released_cost: Decimal,
-                     exit_reason: str) -> list[dict[str, Any]]:
-    return [
-        {"kind": "fee", "delta": -exit_fee, "reserved_delta": -released_cost,
-         "reason": f"trade_exit_fee_{exit_reason}", "reference": trade_reference(position_id, "exit_fee")},
-        {"kind": "trade_pnl", "delta": pnl, "reason": f"trade_pnl_{exit_reason}",
-         "reference": trade_reference(position_id, "pnl")},
-    ]
-
-
-def position_reference(position_id: int) -> str:
-    """The reference of a position's opening row (entry fee and reservation)."""
-    return f"position:{position_id}:open"
-
-
-def request_reference(idempotency_key: str) -> str:
-    """The reference of a row written by a request with an Idempotency-Key: ``request:{key}``."""
-    return f"request:{idempotency_key}"
-
-
-def trade_reference(position_id: int, part: str) -> str:
-    """The references of a closed position's rows: ``trade:{id}:pnl`` and ``trade:{id}:exit_fee``."""
-    return f"trade:{position_id}:{part}"
-
-
-def record_position_opened(
-    db: Session, session: TradingSession, *, cost: Decimal, fee: Decimal, reference: str,
-    held: Mapping[str, Decimal] | None = None, now: datetime | None = None,
-) -> AccountBalance:
-    """Reserve a new position's cost and charge its entry fee (one ``fee`` row)."""
-    return post(db, session, **_position_opened(cost, fee), held=held, reference=reference, now=now)
-
-
-def record_position_closed(
-    db: Session, session: TradingSession, *, position_id: int, pnl: Decimal, exit_fee: Decimal,
-    released_cost: Decimal, exit_reason: str = "strategy_exit", now: datetime | None = None,
-) -> AccountBalance:
-    """As :meth:`Batch.position_closed`, through the ORM (the caller has closed the position)."""
-    row = None
-    for kwargs in _position_closed(position_id, pnl, exit_fee, released_cost, exit_reason):
-        row = post(db, session, **kwargs, now=now)
-    assert row is not None
-    return row
-
-
-def entry_by_reference(db: Session, session_id: int, reference: str) -> AccountBalance | None:
-    return db.execute(
-        select(AccountBalance).where(
-            AccountBalance.session_id == session_id, AccountBalance.reference == reference
-        ).limit(1)
-    ).scalar_one_or_none()
