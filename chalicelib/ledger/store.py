@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from chalicelib import accounting
@@ -49,8 +49,13 @@ class Locked:
 
 
 def lock(db: Session, session_id: int, *, skip_locked: bool = False, reference: str | None = None) -> Locked | None:
-    """Lock and load a session row with its open positions in one statement (the session LEFT JOIN its open
-    positions, ``FOR UPDATE OF`` the session), and look ``reference`` up in the same statement. With
+    """Lock and load a session row with its open positions (the session LEFT JOIN its open positions, ``FOR UPDATE
+    OF`` the session) and look ``reference`` up — in one statement when nobody changed the account meanwhile.
+
+    Under READ COMMITTED a statement that waited for the lock sees the locked row as the other writer left it but
+    the joined positions and the reference lookup as they were when it started. Every change of positions or
+    ledger rows bumps the session's ``version``, so the statement also reads the version as it started; when the
+    two differ the positions and the reference are read again, after the lock (a fresh snapshot). With
     ``skip_locked`` returns None when another transaction holds the lock; otherwise a missing session raises."""
     earlier = (
         select(AccountBalance.id)
@@ -59,7 +64,9 @@ def lock(db: Session, session_id: int, *, skip_locked: bool = False, reference: 
         .scalar_subquery()
         if reference is not None else None
     )
-    columns: list[Any] = [TradingSession, Position] + ([earlier] if earlier is not None else [])
+    started = aliased(TradingSession)
+    version_at_start = select(started.version).where(started.id == session_id).scalar_subquery()
+    columns: list[Any] = [TradingSession, Position, version_at_start] + ([earlier] if earlier is not None else [])
     stmt = (
         select(*columns)
         .outerjoin(Position, and_(Position.session_id == TradingSession.id, Position.status == "open"))
@@ -72,8 +79,20 @@ def lock(db: Session, session_id: int, *, skip_locked: bool = False, reference: 
         if skip_locked:
             return None
         raise SessionNotFound(f"no trading session #{session_id}")
+    session = rows[0][0]
+    if session.version != rows[0][2]:  # waited for another writer: read what it changed, after the lock
+        return Locked(session, open_positions(db, session_id, refresh=True),
+                      _entry_id(db, session_id, reference) if reference is not None else None)
     positions = [row[1] for row in rows if row[1] is not None]
-    return Locked(rows[0][0], positions, rows[0][2] if earlier is not None else None)
+    return Locked(session, positions, rows[0][3] if earlier is not None else None)
+
+
+def _entry_id(db: Session, session_id: int, reference: str) -> int | None:
+    return db.execute(
+        select(AccountBalance.id)
+        .where(AccountBalance.session_id == session_id, AccountBalance.reference == reference)
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> TradingSession | None:
@@ -82,15 +101,10 @@ def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> 
     return locked.session if locked is not None else None
 
 
-def open_positions(db: Session, session_id: int) -> list[Position]:
-    """A session's open positions, oldest first."""
-    return list(
-        db.execute(
-            select(Position)
-            .where(Position.session_id == session_id, Position.status == "open")
-            .order_by(Position.id)
-        ).scalars()
-    )
+def open_positions(db: Session, session_id: int, *, refresh: bool = False) -> list[Position]:
+    """A session's open positions, oldest first (``refresh``: overwrite what the session already loaded)."""
+    stmt = select(Position).where(Position.session_id == session_id, Position.status == "open").order_by(Position.id)
+    return list(db.execute(stmt.execution_options(populate_existing=refresh)).scalars())
 
 
 _LEDGER_TABLE = cast(Table, AccountBalance.__table__)
