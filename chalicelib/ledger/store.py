@@ -67,32 +67,22 @@ def lock(db: Session, session_id: int, *, skip_locked: bool = False, reference: 
     started = aliased(TradingSession)
     version_at_start = select(started.version).where(started.id == session_id).scalar_subquery()
     columns: list[Any] = [TradingSession, Position, version_at_start] + ([earlier] if earlier is not None else [])
-    stmt = (
+    read = (
         select(*columns)
         .outerjoin(Position, and_(Position.session_id == TradingSession.id, Position.status == "open"))
         .where(TradingSession.id == session_id)
         .order_by(Position.id)
-        .with_for_update(of=TradingSession, skip_locked=skip_locked)
+        .execution_options(populate_existing=True)
     )
-    rows = db.execute(stmt.execution_options(populate_existing=True)).all()
+    rows = db.execute(read.with_for_update(of=TradingSession, skip_locked=skip_locked)).all()
     if not rows:
         if skip_locked:
             return None
         raise SessionNotFound(f"no trading session #{session_id}")
-    session = rows[0][0]
-    if session.version != rows[0][2]:  # waited for another writer: read what it changed, after the lock
-        return Locked(session, open_positions(db, session_id, refresh=True),
-                      _entry_id(db, session_id, reference) if reference is not None else None)
+    if rows[0][0].version != rows[0][2]:  # waited for another writer: the same read again, under the lock
+        rows = db.execute(read).all()
     positions = [row[1] for row in rows if row[1] is not None]
-    return Locked(session, positions, rows[0][3] if earlier is not None else None)
-
-
-def _entry_id(db: Session, session_id: int, reference: str) -> int | None:
-    return db.execute(
-        select(AccountBalance.id)
-        .where(AccountBalance.session_id == session_id, AccountBalance.reference == reference)
-        .limit(1)
-    ).scalar_one_or_none()
+    return Locked(rows[0][0], positions, rows[0][3] if earlier is not None else None)
 
 
 def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> TradingSession | None:
@@ -101,10 +91,10 @@ def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> 
     return locked.session if locked is not None else None
 
 
-def open_positions(db: Session, session_id: int, *, refresh: bool = False) -> list[Position]:
-    """A session's open positions, oldest first (``refresh``: overwrite what the session already loaded)."""
+def open_positions(db: Session, session_id: int) -> list[Position]:
+    """A session's open positions, oldest first."""
     stmt = select(Position).where(Position.session_id == session_id, Position.status == "open").order_by(Position.id)
-    return list(db.execute(stmt.execution_options(populate_existing=refresh)).scalars())
+    return list(db.execute(stmt).scalars())
 
 
 _LEDGER_TABLE = cast(Table, AccountBalance.__table__)
@@ -144,9 +134,9 @@ def post(
 
 class Batch:
     """The ledger's one write path. Every change is checked and computed at once, under the session lock, and
-    :meth:`write` then sends the rows, the session's new balance and cursor and the tick rows together: on
-    PostgreSQL one statement (a data-modifying CTE: INSERT the ledger rows, UPDATE the session, INSERT the tick
-    rows), on SQLite one statement each. The caller holds the session lock and must call :meth:`write` before its
+    :meth:`write` then sends the tick rows (one INSERT), then the ledger rows with the session's new balance and
+    cursor — on PostgreSQL one statement (a data-modifying CTE: UPDATE the session, INSERT the rows), on SQLite one
+    statement each. The caller holds the session lock and must call :meth:`write` before its
     transaction commits; :func:`post` is a batch of one.
 
     The session object shows each new balance at once (set without ORM change tracking, so the ORM never writes
@@ -221,24 +211,19 @@ class Batch:
         account = update(_SESSION_TABLE).where(_SESSION_TABLE.c.id == s.id).values(values)
         rows, self.rows = self.rows, []
         ids: list[int] = []
+        if tick_rows:  # first, so that a tick's last statement is the one that moves its money
+            conn.execute(insert(_TICK_LOG_TABLE).returning(_TICK_LOG_TABLE.c.id), list(tick_rows))
         if conn.dialect.name == "postgresql":
-            ctes = [account.returning(_SESSION_TABLE.c.id).cte("account")]
-            written = insert(_LEDGER_TABLE).values(rows).returning(_LEDGER_TABLE.c.id) if rows else None
-            if tick_rows:
-                if written is not None:
-                    ctes.append(written.cte("ledger"))
-                conn.execute(insert(_TICK_LOG_TABLE).values(list(tick_rows)).returning(_TICK_LOG_TABLE.c.id)
-                             .add_cte(*ctes))
-            elif written is not None:
-                ids = list(conn.execute(written.add_cte(*ctes)).scalars())
+            if rows:
+                account_cte = account.returning(_SESSION_TABLE.c.id).cte("account")
+                written = insert(_LEDGER_TABLE).values(rows).returning(_LEDGER_TABLE.c.id).add_cte(account_cte)
+                ids = list(conn.execute(written).scalars())
             else:
-                conn.execute(select(ctes[0].c.id))
+                conn.execute(account.returning(_SESSION_TABLE.c.id))
         else:
             if rows:
                 ids = list(conn.execute(insert(_LEDGER_TABLE).returning(_LEDGER_TABLE.c.id), rows).scalars())
             conn.execute(account)
-            if tick_rows:
-                conn.execute(insert(_TICK_LOG_TABLE).returning(_TICK_LOG_TABLE.c.id), list(tick_rows))
         if not ids:
             return []
         written_rows = []
