@@ -56,7 +56,7 @@ from chalicelib.engine import tick as tick_module
 from chalicelib.engine.runner import replay_clock
 from chalicelib.engine.sessions import open_session
 from chalicelib.engine.tick import TickSettings, tick_session
-from chalicelib.ledger import held_quantities, open_positions
+from chalicelib.ledger import held_quantities
 from chalicelib.money import quantize_money
 from chalicelib.trading import strategies
 from chalicelib.trading.candles import Candle
@@ -151,19 +151,20 @@ def make_bot(engine: Any, k: int, candles: Sequence[Candle], start: int, tag: st
             db.add(p)
             db.flush()
             held.append(p)
-            ledger.record_position_opened(db, session, cost=p.cost, fee=p.fees, reference=f"position:{p.id}:open",
-                                          held=held_quantities(held), now=now)
+            batch = ledger.Batch(db, session, held)
+            batch.position_opened(cost=p.cost, fee=p.fees, reference=ledger.position_reference(p.id), now=now)
+            batch.write()
     return Bot(k, sid, spec, strategy)
 
 
 def persist_once(engine: Any, bot: Bot, candle_time: datetime, close: Decimal) -> None:
     """One candle's persistence with one ledger row, through the engine's own calls."""
     with write_transaction(engine) as db:
-        session = ledger.lock_session(db, bot.session_id, skip_locked=True)
-        assert session is not None
-        positions = open_positions(db, bot.session_id)
+        locked = ledger.lock(db, bot.session_id, skip_locked=True)  # the session and its open positions
+        assert locked is not None
+        session, positions = locked.session, locked.positions
         now = utcnow()
-        book = ledger.Batch(db, session)  # as tick._apply: rows computed under the lock, written at the end
+        book = ledger.Batch(db, session, positions)  # as tick._apply: rows computed under the lock, written at the end
         book.set(candle_cursor=candle_time, last_tick_at=now)
         market_time = candle_time + timedelta(hours=1)
         value = ledger.marked_value(positions, close)
@@ -171,13 +172,12 @@ def persist_once(engine: Any, bot: Bot, candle_time: datetime, close: Decimal) -
                   held=held_quantities(positions), positions_value=value, now=now, market_time=market_time)
         equity = ledger.equity_of(session, positions, close)
         book.mark(close=close, equity=equity, market_time=market_time)
-        book.write()
-        tick_module.insert_tick_rows(db, [{"session_id": bot.session_id, "candle_time": candle_time,
-                                           "close_price": close, "decision": "hold", "detail": "bench persist",
-                                           "processed_at": now, "market_time": market_time, "equity": equity,
-                                           "units": session.units, "unit_value": session.unit_value,
-                                           "performance_index": ledger.unit_state(session).performance_index,
-                                           "ledger_version": session.version}])
+        book.write(tick_rows=[{"session_id": bot.session_id, "candle_time": candle_time, "close_price": close,
+                               "decision": "hold", "detail": "bench persist", "processed_at": now,
+                               "market_time": market_time, "equity": equity, "units": session.units,
+                               "unit_value": session.unit_value,
+                               "performance_index": ledger.unit_state(session).performance_index,
+                               "ledger_version": session.version}])
 
 
 _RAW_INSERT_LEDGER = (

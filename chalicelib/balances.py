@@ -19,12 +19,11 @@ from chalicelib import accounting, ledger
 from chalicelib.db.models import AccountBalance, TickLog, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
-from chalicelib.ledger import CAPITAL_FLOW_KINDS, Actor, LedgerError, open_positions
+from chalicelib.ledger import CAPITAL_FLOW_KINDS, Actor, Kind, LedgerError, open_positions
 from chalicelib.money import ZERO
 from chalicelib.trading.candles import timeframe_to_timedelta
 
 ChangeOp = Literal["set", "deposit", "withdraw"]
-MAX_HISTORY_PAGE = 500
 
 
 class AmbiguousSession(LedgerError):
@@ -92,27 +91,24 @@ def change_balance(
     With an idempotency key, a retry of the same request returns the first result and changes nothing.
     """
     with write_transaction(engine) as db:
-        target = select_session(db, session_id)
-        session = ledger.lock_session(db, target.id)
-        assert session is not None
-        reference = f"request:{idempotency_key}" if idempotency_key else None
-        if reference:
-            earlier = ledger.entry_by_reference(db, session.id, reference)
-            if earlier is not None:
-                return ChangeResult(session, earlier, replayed=True)
+        sid = session_id if session_id is not None else select_session(db).id
+        reference = ledger.request_reference(idempotency_key) if idempotency_key else None
+        # One statement: the session locked, its open positions, and any row this request already wrote.
+        locked = ledger.lock(db, sid, reference=reference)
+        assert locked is not None
+        session = locked.session
+        if locked.earlier is not None:
+            earlier = db.get(AccountBalance, locked.earlier)
+            assert earlier is not None
+            return ChangeResult(session, earlier, replayed=True)
         if session.status != "active":
             raise ledger.InvalidChange(f"session #{session.id} has ended; its balance can no longer change")
-        if op == "set":
-            entry = ledger.record_manual_set(db, session, amount, reason=reason, actor=actor,
-                                             reference=reference, now=now)
-        elif op == "deposit":
-            entry = ledger.record_deposit(db, session, amount, reason=reason, actor=actor,
-                                          reference=reference, now=now)
-        elif op == "withdraw":
-            entry = ledger.record_withdrawal(db, session, amount, reason=reason, actor=actor,
-                                             reference=reference, now=now)
-        else:  # pragma: no cover - typed away
+        record = {"set": ledger.record_manual_set, "deposit": ledger.record_deposit,
+                  "withdraw": ledger.record_withdrawal}.get(op)
+        if record is None:  # pragma: no cover - typed away
             raise ledger.InvalidChange(f"unknown operation {op!r}")
+        entry = record(db, session, amount, reason=reason, actor=actor, reference=reference, now=now,
+                       positions=locked.positions)
         return ChangeResult(session, entry, replayed=False)
 
 
@@ -233,7 +229,7 @@ def window_totals(db: Session, session_id: int, *, after: datetime | None = None
                   after_id: int | None = None) -> WindowTotals:
     """Net capital flows, realised P&L and fees of the rows after market time ``after`` (or after ledger row
     ``after_id``). Summed exactly: by the database on PostgreSQL (NUMERIC), in Python on SQLite (decimal text)."""
-    kinds = (*CAPITAL_FLOW_KINDS, "reset", "trade_pnl", "fee")
+    kinds = (*CAPITAL_FLOW_KINDS, Kind.RESET, Kind.TRADE_PNL, Kind.FEE)
     where = [AccountBalance.session_id == session_id, AccountBalance.kind.in_(kinds)]
     if after is not None:
         where.append(AccountBalance.market_time > after)
@@ -248,8 +244,8 @@ def window_totals(db: Session, session_id: int, *, after: datetime | None = None
     else:
         for kind, delta in db.execute(select(AccountBalance.kind, AccountBalance.delta).where(*where)).all():
             sums[kind] = sums.get(kind, ZERO) + delta
-    flows = sum((sums.get(k, ZERO) for k in (*CAPITAL_FLOW_KINDS, "reset")), ZERO)
-    return WindowTotals(net_flows=flows, realized_pnl=sums.get("trade_pnl", ZERO), fees=-sums.get("fee", ZERO))
+    flows = sum((sums.get(k, ZERO) for k in (*CAPITAL_FLOW_KINDS, Kind.RESET)), ZERO)
+    return WindowTotals(net_flows=flows, realized_pnl=sums.get(Kind.TRADE_PNL, ZERO), fees=-sums.get(Kind.FEE, ZERO))
 
 
 def summarize(db: Session, session: TradingSession, *, recent: int = 5) -> BalanceSummary:
@@ -289,8 +285,8 @@ def history_page(
     db: Session, session_id: int, *, limit: int = 50, before: int | None = None
 ) -> tuple[list[AccountBalance], int | None]:
     """Newest first, keyset-paginated by ledger id; returns the page and the cursor for the next one."""
-    if not 1 <= limit <= MAX_HISTORY_PAGE:
-        raise ledger.InvalidChange(f"limit must be between 1 and {MAX_HISTORY_PAGE}")
+    if not 1 <= limit <= ledger.MAX_PAGE:
+        raise ledger.InvalidChange(f"limit must be between 1 and {ledger.MAX_PAGE}")
     stmt = select(AccountBalance).where(AccountBalance.session_id == session_id)
     if before is not None:
         stmt = stmt.where(AccountBalance.id < before)

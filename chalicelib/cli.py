@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
+from chalicelib.ledger.vocabulary import MAX_PAGE
 from chalicelib.money import MoneyError, format_usd, parse_money
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -354,7 +355,7 @@ def balance_withdraw(amount: str, reason: str | None, session_id: int | None, as
 
 @balance.command("history")
 @session_option
-@click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_PAGE), default=20, show_default=True)
 @click.option("--before", type=click.IntRange(1, MAX_BIGINT_ID), default=None,
               help="Show entries older than this ledger id.")
 @click.option("--json", "as_json", is_flag=True)

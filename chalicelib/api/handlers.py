@@ -17,8 +17,8 @@ from chalicelib.api import service
 from chalicelib.api.auth import Principal, Scope, authenticate
 from chalicelib.api.errors import ApiError, json_response, to_response
 from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
+from chalicelib.ledger.vocabulary import DEFAULT_PAGE, MAX_PAGE
 
-DEFAULT_PAGE = 50
 MAX_IDEMPOTENCY_KEY = service.MAX_IDEMPOTENCY_KEY
 _IDEMPOTENCY_KEY = re.compile(rf"^[\x21-\x7e]{{1,{MAX_IDEMPOTENCY_KEY}}}$")  # visible ASCII
 REPLAY_HEADER = "Idempotent-Replayed"
@@ -98,7 +98,7 @@ def _session_id(request: ApiRequest) -> int | None:
 
 
 def _page(request: ApiRequest, max_id: int) -> tuple[int, int | None]:
-    limit = _int_param(request, "limit", low=1, high=service.MAX_PAGE, default=DEFAULT_PAGE)
+    limit = _int_param(request, "limit", low=1, high=MAX_PAGE, default=DEFAULT_PAGE)
     assert limit is not None
     return limit, _int_param(request, "before", low=1, high=max_id)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from chalicelib.api.service import MAX_IDEMPOTENCY_KEY, MAX_PAGE
+from chalicelib.api.service import MAX_IDEMPOTENCY_KEY
 from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
+from chalicelib.ledger.vocabulary import DEFAULT_PAGE, MAX_PAGE
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def _param(name: str, description: str, schema: dict[str, Any], where: str = "qu
 SESSION_ID = _param("session_id", "Session to use; default: the only active session (400 lists the choices "
                                   "when several are active). Present means not empty.",
                     {"type": "integer", "minimum": 1, "maximum": MAX_INT_ID})
-LIMIT = _param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50})
+LIMIT = _param("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE})
 
 
 def _before(max_id: int) -> dict[str, Any]:

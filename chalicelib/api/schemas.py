@@ -28,11 +28,12 @@ from pydantic import (
     model_validator,
 )
 
+from chalicelib.ledger.vocabulary import MAX_REASON_LENGTH
 from chalicelib.money import MAX_AMOUNT, MONEY_SCALE, parse_money
 
 #: Largest request body accepted (bytes). A balance change is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
-MAX_REASON_LENGTH = 200
+
 MAX_LABEL_LENGTH = 100
 
 #: A text amount the server accepts: at most 13 integer digits (a trillion) and 8 decimals.

@@ -11,14 +11,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.ledger.vocabulary import REFERENCE_LENGTH, Kind, request_reference
 from chalicelib.money import quantize_money
 
 if TYPE_CHECKING:
 
     from chalicelib.db.models import AccountBalance, Position, TradingSession
     from chalicelib.ledger import Actor
-
-MAX_PAGE = 500
 
 
 def unrealized_pnl(position: Position, close: Decimal | None) -> Decimal | None:
@@ -60,13 +59,12 @@ class ChangeOutcome:
     matches_request: bool  # False when an idempotency key is reused for a different change
 
 
-_KIND_OF = {"set": "manual_set", "deposit": "deposit", "withdraw": "withdrawal"}
+_KIND_OF = {"set": Kind.MANUAL_SET, "deposit": Kind.DEPOSIT, "withdraw": Kind.WITHDRAWAL}
 
 
 #: Longest token name (``auth``) and the ledger's reference column: ``request:{token name}:{key}`` must fit.
 MAX_TOKEN_NAME = 32
-REFERENCE_LENGTH = 128
-MAX_IDEMPOTENCY_KEY = REFERENCE_LENGTH - len("request:") - MAX_TOKEN_NAME - 1  # 87
+MAX_IDEMPOTENCY_KEY = REFERENCE_LENGTH - len(request_reference("")) - MAX_TOKEN_NAME - 1  # 87
 
 
 def change_balance(op: str, amount: Decimal, *, reason: str, actor: Actor, session_id: int | None,

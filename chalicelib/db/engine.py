@@ -1,15 +1,16 @@
 """One engine per database URL per process, made on first use and reused while a Lambda stays warm.
 
-No connection is opened at import time. Postgres connections are checked before use (``pool_pre_ping``), so a
-database restart, an RDS failover or a session the server closed while idle (Aurora's ``idle_session_timeout``)
-costs one reconnect, not an error. SQLite gets the settings an embedded
+No connection is opened at import time. A pooled Postgres connection that turns out dead at its transaction's
+BEGIN (a database restart, an RDS failover, a session the server closed while idle: Aurora's
+``idle_session_timeout``) is replaced and the transaction begun again (``chalicelib.db.uow``), so it costs one
+reconnect, not an error, and no pre-ping round trip on every transaction. Statements go through
+``chalicelib.db.driver`` (prepared once per connection). SQLite gets the settings an embedded
 database needs to behave: foreign keys on, WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for write transactions so
 that two writers serialise instead of failing half-way.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import ssl
 import threading
@@ -19,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from chalicelib import settings
+from chalicelib.db import driver
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()
@@ -95,8 +97,7 @@ def _create(url: str) -> Engine:
         _configure_sqlite(engine)
         return engine
     connect_args: dict[str, Any] = {}
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
-        _cache_pg8000_paramstyle()
+    if parsed.get_backend_name() == "postgresql":
         connect_args["timeout"] = connect_timeout()
         # Sent in the startup packet (no extra round trip): a writer waits at most lock_timeout for the account
         # lock and any statement at most statement_timeout, then fails with a "busy, retry" the API turns into 503.
@@ -106,66 +107,36 @@ def _create(url: str) -> Engine:
         if ssl_context is not None:
             connect_args["ssl_context"] = ssl_context
     engine = create_engine(
-        url,
+        driver.url_for(parsed),
+        paramstyle=driver.PARAMSTYLE,
         connect_args=connect_args,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per transaction): a connection found dead at its BEGIN is replaced and the
+        # transaction started once more (``chalicelib.db.uow``); nothing of it had been sent.
+        pool_pre_ping=False,
+        pool_use_lifo=True,  # the most recently used connection first: its prepared statements are warm
         pool_size=5,
         max_overflow=20,
         pool_recycle=300,
         pool_timeout=pool_timeout(),  # all connections busy: give up (503) instead of queueing for 30 s
     )
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "pg8000":
-        _simple_commit_rollback(engine)
+    _configure_postgres(engine)
     return engine
 
 
-def _simple_commit_rollback(engine: Engine) -> None:
-    """Send COMMIT and ROLLBACK as one simple-protocol query: one round trip instead of three.
-
-    pg8000's ``commit()``/``rollback()`` send the bare word through the extended protocol (Parse+Sync,
-    Describe+Sync, Bind+Execute+Sync: three waits for the server) although it has no parameters and returns no
-    rows; ``BEGIN`` already goes as a simple query. The server does the same thing either way (a COMMIT of a failed
-    transaction still reports ROLLBACK and rolls back); every transaction saves two round trips (≈ 0.3 ms here,
-    bench/tick.py). ``rollback()`` keeps pg8000's own rule: nothing is sent outside a transaction.
-    """
-    dialect = engine.dialect
-
-    def do_commit(dbapi_connection: Any) -> None:
-        dbapi_connection.execute_simple("commit")
-
-    def do_rollback(dbapi_connection: Any) -> None:
-        if dbapi_connection._in_transaction:
-            dbapi_connection.execute_simple("rollback")
-
-    dialect.do_commit = do_commit  # type: ignore[method-assign]
-    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+#: Execution option that marks a read-only snapshot (PostgreSQL: REPEATABLE READ, READ ONLY).
+READ_OPTION = "atb_read"
 
 
-def _cache_pg8000_paramstyle() -> None:
-    """Memoise pg8000's ``%s`` → ``$n`` rewrite of each statement's text.
+def _configure_postgres(engine: Engine) -> None:
+    """BEGIN goes as one simple query; a read asks for its snapshot in the same statement."""
 
-    pg8000 rewrites the placeholders of every statement it sends by scanning the SQL character by character in
-    Python (``convert_paramstyle``), about 0.1–0.25 ms for the ledger's INSERT — some 0.5 ms of a tick's persistence
-    (bench/tick.py). With the ``format`` paramstyle SQLAlchemy uses, the rewritten text depends on the SQL alone and
-    the values pass through unchanged, so it is computed once per distinct statement. Other styles are untouched.
-    """
-    import pg8000.legacy
-
-    original = pg8000.legacy.convert_paramstyle
-    if getattr(original, "_atb_cached", False):
-        return
-
-    @functools.lru_cache(maxsize=1024)
-    def rewrite(query: str) -> str:
-        return str(original("format", query, ())[0])
-
-    def convert_paramstyle(style: str, query: str, args: Any) -> tuple[str, Any]:
-        if style == "format":
-            return rewrite(query), args
-        return original(style, query, args)
-
-    convert_paramstyle._atb_cached = True  # type: ignore[attr-defined]
-    pg8000.legacy.convert_paramstyle = convert_paramstyle
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        driver.began(conn.connection.dbapi_connection)
+        if conn.get_execution_options().get(READ_OPTION):
+            conn.exec_driver_sql("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        else:
+            conn.exec_driver_sql("BEGIN")
 
 
 def connect_timeout() -> float:

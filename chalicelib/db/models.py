@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chalicelib.db.types import Money, Quantity, Units, UTCDateTime
+from chalicelib.ledger.vocabulary import KINDS, MAX_ACTOR_LENGTH, MAX_REASON_LENGTH, REFERENCE_LENGTH
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -39,19 +40,8 @@ NAMING_CONVENTION = {
 #: 64-bit ids on Postgres; SQLite's rowid alias must be spelled INTEGER to autoincrement.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-LEDGER_KINDS = (
-    "initial",
-    "trade_pnl",
-    "fee",
-    "manual_set",
-    "deposit",
-    "withdrawal",
-    "reset",
-    "recovered_from_trades",
-    "resumed",
-    "strategy_switch",
-    "reopened",
-)
+#: The ledger's kinds (``chalicelib.ledger.vocabulary``), listed in the database's CHECK constraint.
+LEDGER_KINDS = KINDS
 
 
 def _num(column: str) -> str:
@@ -144,7 +134,7 @@ class AccountBalance(Base):
     available_balance: Mapped[Decimal] = mapped_column(Money())
     reserved_balance: Mapped[Decimal] = mapped_column(Money())
     asset_balances: Mapped[dict[str, Any]] = mapped_column(JSON)
-    reference: Mapped[str | None] = mapped_column(String(128))
+    reference: Mapped[str | None] = mapped_column(String(REFERENCE_LENGTH))
     #: units after the row, the value per unit, the performance index and the equity (marked at market_time)
     units: Mapped[Decimal] = mapped_column(Units())
     unit_value: Mapped[Decimal] = mapped_column(Units())
@@ -153,9 +143,9 @@ class AccountBalance(Base):
     #: the market time the row belongs to (a candle's close) and the wall-clock time it was recorded
     market_time: Mapped[datetime] = mapped_column(UTCDateTime())
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
-    updated_by: Mapped[str] = mapped_column(String(100))
-    updated_by_label: Mapped[str | None] = mapped_column(String(100))
-    update_reason: Mapped[str] = mapped_column(String(200))
+    updated_by: Mapped[str] = mapped_column(String(MAX_ACTOR_LENGTH))
+    updated_by_label: Mapped[str | None] = mapped_column(String(MAX_ACTOR_LENGTH))
+    update_reason: Mapped[str] = mapped_column(String(MAX_REASON_LENGTH))
 
 
 class Position(Base):

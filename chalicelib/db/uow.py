@@ -5,12 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from chalicelib.db.engine import WRITE_OPTION, get_engine
+from chalicelib.db.engine import READ_OPTION, WRITE_OPTION, get_engine
 
-_SNAPSHOT = text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+def _begun(bind: Engine) -> Session:
+    """A session whose transaction has begun (BEGIN sent). A pooled connection found dead at that BEGIN — the
+    server restarted, failed over or closed it while idle — is replaced and the BEGIN sent once more: nothing of
+    the transaction had run, so this retry is always safe, and no pre-ping round trip is paid on every
+    transaction to find out."""
+    for attempt in (1, 2):
+        session = Session(bind, expire_on_commit=False)
+        try:
+            session.begin()
+            session.connection()  # checks a connection out and sends BEGIN
+            return session
+        except DBAPIError as exc:
+            session.close()
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 @contextmanager
@@ -20,25 +37,26 @@ def write_transaction(engine: Engine | None = None) -> Iterator[Session]:
     On SQLite it starts with ``BEGIN IMMEDIATE`` (the write lock is taken before anything is read); on Postgres
     writers take the session row lock (``SELECT … FOR UPDATE``) through the ledger before reading money.
     """
-    bind = (engine or get_engine()).execution_options(**{WRITE_OPTION: True})
-    with Session(bind, expire_on_commit=False) as session, session.begin():
-        yield session
+    session = _begun((engine or get_engine()).execution_options(**{WRITE_OPTION: True}))
+    with session:
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+        session.commit()
 
 
 @contextmanager
 def read_transaction(engine: Engine | None = None) -> Iterator[Session]:
     """A read-only transaction that sees one moment, always rolled back; loaded objects stay readable after it.
 
-    PostgreSQL: ``REPEATABLE READ, READ ONLY`` — every statement of a response, report or verify reads the same
-    snapshot, however busy the writers are. SQLite: a ``BEGIN`` transaction already reads one snapshot (WAL).
+    PostgreSQL: ``BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY`` — every statement of a response, report or
+    verify reads the same snapshot, however busy the writers are. SQLite: a ``BEGIN`` transaction already reads
+    one snapshot (WAL).
     """
-    bind = engine or get_engine()
-    session = Session(bind, expire_on_commit=False)
+    session = _begun((engine or get_engine()).execution_options(**{READ_OPTION: True}))
     try:
-        session.begin()
-        if bind.dialect.name == "postgresql":
-            # The transaction's first statement (one round trip; nothing to reset when the connection returns).
-            session.execute(_SNAPSHOT)
         yield session
     finally:
         session.close()  # rolls back without expiring what was loaded

@@ -182,7 +182,7 @@ def _switch(db: Session, session: TradingSession, strategy: str, actor: Actor, n
     if old == strategy:
         return None
     session.strategy = strategy
-    ledger.record_event(db, session, "strategy_switch", reason=f"Strategy changed from {old} to {strategy}",
+    ledger.record_event(db, session, ledger.Kind.STRATEGY_SWITCH, reason=f"Strategy changed from {old} to {strategy}",
                         actor=actor, now=now)
     return old
 
@@ -247,8 +247,8 @@ def _open_once(engine: Engine | None, spec: BotSpec, *, initial_balance: Decimal
                 assert account is not None
                 account.status, account.ended_at = "active", None
                 db.flush()  # the one-active-account index sees it now
-                ledger.record_event(db, account, "reopened", reason="Bot started again: the same account carries on",
-                                    actor=actor, now=now)
+                ledger.record_event(db, account, ledger.Kind.REOPENED, actor=actor, now=now,
+                                    reason="Bot started again: the same account carries on")
                 how = "resumed"
         if account is None:
             session = ledger.start_session(

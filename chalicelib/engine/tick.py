@@ -24,18 +24,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal, cast
+from typing import Literal
 
-from sqlalchemy import Engine, Table, insert
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from chalicelib import ledger
 from chalicelib.accounting import after_trading
-from chalicelib.db.models import Position, TickLog, Trade, TradingSession
+from chalicelib.db.models import Position, Trade, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.engine.observability import logger, set_candle_time, tick_log_keys
-from chalicelib.ledger import held_quantities, open_positions
+from chalicelib.ledger import held_quantities
 from chalicelib.money import format_usd, quantize_money
 from chalicelib.trading.broker import (
     BrokerConfig,
@@ -60,7 +60,6 @@ from chalicelib.trading.risk import RiskConfig, can_open, size_position
 from chalicelib.trading.strategies import EnterLong, Exit, Strategy, StrategyError, decide_safely, get_strategy
 
 DEFAULT_MAX_CANDLES_PER_TICK = 500
-_TICK_LOG = cast(Table, TickLog.__table__)
 
 #: Given the session's cursor, what time is it? (A wall clock for exchanges, the next candle's close for replay.)
 Clock = Callable[[datetime | None], datetime | None]
@@ -192,19 +191,14 @@ def _tick(engine: Engine | None, snapshot: TradingSession, feed: Feed, clock: Cl
 
     # 2. One transaction: lock, compare the cursor, apply, advance, commit.
     with write_transaction(engine) as db:
-        session = ledger.lock_session(db, sid, skip_locked=True)
-        if session is None:
+        locked = ledger.lock(db, sid, skip_locked=True)  # with its open positions, in one statement
+        if locked is None:
             logger.info(f"Session #{sid} is being ticked by another invocation; skipped")
             return TickResult(sid, "locked", "another tick holds this session", cursor=snapshot.candle_cursor)
+        session = locked.session
         if session.status != "active" or session.strategy != strategy.name:
             return TickResult(sid, "inactive", f"session #{sid} changed while fetching", cursor=session.candle_cursor)
-        return _apply(db, session, strategy, fetched, settings)
-
-
-def insert_tick_rows(db: Session, rows: Sequence[dict[str, object]]) -> None:
-    """The ``tick_log`` rows of one tick in one INSERT (RETURNING makes SQLAlchemy batch them into one multi-row
-    statement on every backend)."""
-    db.connection().execute(insert(_TICK_LOG).returning(_TICK_LOG.c.id), list(rows))
+        return _apply(db, session, strategy, fetched, settings, locked.positions)
 
 
 def fetch_candles(feed: Feed, symbol: str, timeframe: str, cursor: datetime | None, *, warmup: int, max_new: int,
@@ -233,13 +227,14 @@ def _qty(value: Decimal) -> str:
 class _Book:
     """The session's money and open positions during one transaction; every change goes through the ledger."""
 
-    def __init__(self, db: Session, session: TradingSession, settings: TickSettings, now: datetime) -> None:
+    def __init__(self, db: Session, session: TradingSession, settings: TickSettings, now: datetime,
+                 positions: Sequence[Position]) -> None:
         self.db = db
         self.session = session
         self.settings = settings
         self.now = now
-        self.positions = open_positions(db, session.id)
-        self.ledger = ledger.Batch(db, session)
+        self.positions = list(positions)
+        self.ledger = ledger.Batch(db, session, self.positions)
         self.opened = 0
         self.closed = 0
 
@@ -313,7 +308,7 @@ class _Book:
 
 
 def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Sequence[Candle],
-           settings: TickSettings) -> TickResult:
+           settings: TickSettings, positions: Sequence[Position]) -> TickResult:
     sid, cursor = session.id, session.candle_cursor
     fresh = [c for c in fetched if cursor is None or c.open_time > cursor]
     if cursor is None:
@@ -330,7 +325,7 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
     gap_before = {g.before for g in found_gaps}
 
     now = utcnow()
-    book = _Book(db, session, settings, now)
+    book = _Book(db, session, settings, now, positions)
     # Advance the cursor now: it rides along with the ledger's one session UPDATE at the end (fewer
     # statements); the transaction makes it all-or-nothing either way.
     book.ledger.set(candle_cursor=fresh[-1].open_time, last_tick_at=now)
@@ -392,10 +387,8 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
         outcomes.append(outcome)
         if fills or kind in ("error", "blocked"):
             logger.info(f"Session #{sid} {format_time(candle.open_time)}: {kind}; {detail}")
-    # The ledger's rows and the session's balance and cursor (one INSERT, one UPDATE), then the tick rows (one
-    # INSERT for all candles).
-    book.ledger.write()
-    insert_tick_rows(db, logs)
+    # The ledger's rows, the session's balance and cursor and the tick rows, together (one statement on PostgreSQL).
+    book.ledger.write(tick_rows=logs)
     last = outcomes[-1]
     logger.info(f"Session #{sid}: applied {len(outcomes)} candle(s) up to {format_time(last.candle_time)}; balance "
                 f"{format_usd(session.total_balance)}, equity {format_usd(last.equity)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import ledger_testing
 import pytest
 from api_helpers import READ_TOKEN, WRITE_TOKEN, auth, body, ledger_rows, post_json
 from chalice.test import Client
@@ -232,7 +233,7 @@ def test_setting_the_total_below_what_open_positions_hold_is_409(
                             fees=Decimal("6"))
         db.add(position)
         db.flush()
-        ledger.record_position_opened(db, session, cost=Decimal("6000"), fee=Decimal("6"),
+        ledger_testing.record_position_opened(db, session, cost=Decimal("6000"), fee=Decimal("6"),
                                       reference=f"position:{position.id}:open", held={"BTC": Decimal("0.1")})
         # A candle closes at 61,234.50: the tick marks the open position there.
         book = ledger.Batch(db, session)

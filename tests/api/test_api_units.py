@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+import ledger_testing
 from api_helpers import READ_TOKEN, auth
 from chalice.test import Client
 from sqlalchemy import Engine, select
@@ -46,7 +47,7 @@ def _round_trip(engine: Engine, sid: int, quantity: str, entry: str, exit_: str,
                             quantity=qty, cost=cost, entry_time=when, fees=Decimal(0))
         db.add(position)
         db.flush()
-        ledger.record_position_opened(db, session, cost=cost, fee=Decimal(0),
+        ledger_testing.record_position_opened(db, session, cost=cost, fee=Decimal(0),
                                       reference=ledger.position_reference(position.id), now=when)
         position.status, position.exit_price, position.exit_time = "closed", exit_price, when
         position.exit_reason, position.realized_pnl = "take_profit" if pnl > 0 else "stop_loss", pnl
@@ -54,7 +55,7 @@ def _round_trip(engine: Engine, sid: int, quantity: str, entry: str, exit_: str,
                      exit_price=exit_price, quantity=qty, entry_time=when, exit_time=when, realized_pnl=pnl,
                      fees=Decimal(0), exit_reason=position.exit_reason, market_time=when, recorded_at=when))
         db.flush()
-        ledger.record_position_closed(db, session, position_id=position.id, pnl=pnl, exit_fee=Decimal(0),
+        ledger_testing.record_position_closed(db, session, position_id=position.id, pnl=pnl, exit_fee=Decimal(0),
                                       released_cost=cost, exit_reason=position.exit_reason, now=when)
 
 

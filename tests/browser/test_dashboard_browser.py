@@ -25,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import ledger_testing
 import pytest
 from sqlalchemy import func, select
 
@@ -148,13 +149,14 @@ def seed(database_url: str) -> Seeded:
                        take_profit=Decimal("61000"), entry_time=opened, fees=Decimal("2.32"))
         db.add(won)
         db.flush()
-        ledger.record_position_opened(db, s, cost=Decimal("2320.00"), fee=Decimal("2.32"),
+        ledger_testing.record_position_opened(db, s, cost=Decimal("2320.00"), fee=Decimal("2.32"),
                                       reference=f"position:{won.id}:open", now=opened)
         won.status, won.exit_price, won.exit_time, won.exit_reason = "closed", Decimal("61000"), closed, "take_profit"
         won.realized_pnl, won.fees = Decimal("120.00"), Decimal("4.76")
         db.flush()
-        ledger.record_position_closed(db, s, position_id=won.id, pnl=Decimal("120.00"), exit_fee=Decimal("2.44"),
-                                      released_cost=Decimal("2320.00"), exit_reason="take_profit", now=closed)
+        ledger_testing.record_position_closed(db, s, position_id=won.id, pnl=Decimal("120.00"),
+                                              exit_fee=Decimal("2.44"), released_cost=Decimal("2320.00"),
+                                              exit_reason="take_profit", now=closed)
         db.add(Trade(session_id=s.id, position_id=won.id, symbol="BTCUSDT", side="long",
                      entry_price=Decimal("58000"), exit_price=Decimal("61000"), quantity=Decimal("0.04"),
                      entry_time=opened, exit_time=closed, realized_pnl=Decimal("120.00"), fees=Decimal("4.76"),
@@ -169,7 +171,7 @@ def seed(database_url: str) -> Seeded:
                             fees=Decimal("3.00"))
         db.add(position)
         db.flush()
-        ledger.record_position_opened(db, s, cost=Decimal("3000.00"), fee=Decimal("3.00"),
+        ledger_testing.record_position_opened(db, s, cost=Decimal("3000.00"), fee=Decimal("3.00"),
                                       reference=f"position:{position.id}:open", now=entry_at)
         ledger.record_deposit(db, s, Decimal("500"), reason="Top-up", actor=owner, now=now - timedelta(hours=2))
         # the last candle closed an hour ago at 61,250: the tick marks the open position there

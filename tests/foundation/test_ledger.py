@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import ledger_testing
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -83,7 +84,7 @@ def _open_position(engine: Engine, sid: int) -> int:
                        quantity=Decimal("0.01"), cost=Decimal("400"), entry_time=now, fees=Decimal("0.4"))
         db.add(pos)
         db.flush()
-        ledger.record_position_opened(db, session, cost=Decimal("400"), fee=Decimal("0.4"),
+        ledger_testing.record_position_opened(db, session, cost=Decimal("400"), fee=Decimal("0.4"),
                                       reference=f"position:{pos.id}:open", now=now)
         return pos.id
 

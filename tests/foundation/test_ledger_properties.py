@@ -7,6 +7,7 @@ import os
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import ledger_testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
@@ -51,14 +52,14 @@ def _apply(db, session: TradingSession, op: str, amount: Decimal, step: int) -> 
                        entry_price=Decimal("100"), quantity=amount / 100, cost=amount, entry_time=now, fees=fee)
         db.add(pos)
         db.flush()
-        ledger.record_position_opened(db, session, cost=amount, fee=fee, reference=f"position:{pos.id}:open")
+        ledger_testing.record_position_opened(db, session, cost=amount, fee=fee, reference=f"position:{pos.id}:open")
     elif op == "close":
         pos = db.execute(select(Position).where(Position.session_id == session.id, Position.status == "open")
                          .limit(1)).scalar_one_or_none()
         if pos is None:
             raise ledger.InvalidChange("nothing to close")
         pos.status = "closed"
-        ledger.record_position_closed(db, session, position_id=pos.id, pnl=max(amount, -pos.cost),
+        ledger_testing.record_position_closed(db, session, position_id=pos.id, pnl=max(amount, -pos.cost),
                                       exit_fee=Decimal(0), released_cost=pos.cost)
     elif op == "mark":  # a candle closed at ``amount``: open positions are marked there (no ledger row)
         book = ledger.Batch(db, session)

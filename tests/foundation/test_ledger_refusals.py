@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select
 from chalicelib import ledger
 from chalicelib.db.migrate import downgrade
 from chalicelib.db.models import AccountBalance, TradingSession
+from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import Actor
 from chalicelib.verify import verify
@@ -92,7 +93,7 @@ def test_verify_reports_an_account_without_ledger_rows(engine: Engine) -> None:
     with write_transaction(engine) as db:
         session = TradingSession(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance",
                                  mode="paper", status="active", initial_balance=Decimal(0),
-                                 started_at=ledger.utcnow())
+                                 started_at=utcnow())
         db.add(session)
     [account] = verify(engine).sessions
     assert account.problems == ["no ledger rows: the account has no recorded starting capital"]

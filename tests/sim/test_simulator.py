@@ -77,15 +77,21 @@ def test_writers_that_skip_the_account_row_lock_are_caught_on_postgres(monkeypat
     its concurrent requests expose it."""
     from sqlalchemy import select
 
-    from chalicelib.db.models import TradingSession
+    from chalicelib.db.models import AccountBalance, TradingSession
 
-    def unlocked(db: Any, session_id: int, *, skip_locked: bool = False) -> Any:
-        stmt = select(TradingSession).where(TradingSession.id == session_id)
+    locking = ledger.lock
+
+    def unlocked(db: Any, session_id: int, *, skip_locked: bool = False, reference: str | None = None) -> Any:
         if skip_locked:  # the tick keeps its lock; only the balance changes lose theirs
-            stmt = stmt.with_for_update(skip_locked=True)
-        return db.execute(stmt.execution_options(populate_existing=True)).scalar_one_or_none()
+            return locking(db, session_id, skip_locked=True, reference=reference)
+        stmt = select(TradingSession).where(TradingSession.id == session_id)
+        session = db.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+        earlier = None if reference is None else db.execute(
+            select(AccountBalance.id).where(AccountBalance.session_id == session_id,
+                                            AccountBalance.reference == reference)).scalar_one_or_none()
+        return ledger.Locked(session, ledger.open_positions(db, session_id), earlier)
 
-    monkeypatch.setattr(ledger, "lock_session", unlocked)
+    monkeypatch.setattr(ledger, "lock", unlocked)
     with pytest.raises(SimFailure) as caught:
         run(4, 200, "postgres", progress_every=0)
     assert caught.value.seed == 4

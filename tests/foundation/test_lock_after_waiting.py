@@ -1,0 +1,66 @@
+"""A writer that waited for the session lock sees what the writer before it did (PostgreSQL, READ COMMITTED).
+
+``ledger.lock`` locks the session and reads its open positions and an idempotency key's earlier row in one
+statement. A statement that waits for the lock sees the locked row as the other writer left it, but the rest as it
+was when the statement started: without care it would miss a position the other writer opened and a row the other
+writer wrote for the same request (a retried request written twice). This pins that it does not.
+"""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import ledger_testing
+import pytest
+from sqlalchemy import Engine
+
+from chalicelib import ledger
+from chalicelib.bots import BotSpec
+from chalicelib.db.models import Position
+from chalicelib.db.types import utcnow
+from chalicelib.db.uow import write_transaction
+from chalicelib.engine.sessions import open_session
+
+pytestmark = pytest.mark.postgres_only
+
+
+def test_a_waiting_writer_sees_the_position_and_the_row_the_first_writer_committed(pg_engine: Engine) -> None:
+    spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance")
+    sid = open_session(pg_engine, spec, initial_balance=Decimal(1000)).session_id
+    first_has_lock, waiter_started = threading.Event(), threading.Event()
+    seen: dict[str, object] = {}
+
+    def first() -> None:
+        with write_transaction(pg_engine) as db:
+            locked = ledger.lock(db, sid)
+            assert locked is not None
+            first_has_lock.set()
+            waiter_started.wait(5)
+            position = Position(session_id=sid, symbol="BTCUSDT", side="long", status="open",
+                                entry_price=Decimal(100), quantity=Decimal(1), cost=Decimal(100),
+                                stop_loss=Decimal(90), take_profit=Decimal(200), entry_time=utcnow(), fees=Decimal(0))
+            db.add(position)
+            db.flush()
+            ledger_testing.record_position_opened(db, locked.session, cost=Decimal(100), fee=Decimal(0),
+                                                  reference=ledger.request_reference("same-request"))
+            threading.Event().wait(0.3)  # the waiter is now blocked on the lock
+
+    def waiter() -> None:
+        first_has_lock.wait(5)
+        with write_transaction(pg_engine) as db:
+            waiter_started.set()
+            locked = ledger.lock(db, sid, reference=ledger.request_reference("same-request"))
+            assert locked is not None
+            seen["positions"] = [p.quantity for p in locked.positions]
+            seen["earlier"] = locked.earlier
+            seen["reserved"] = locked.session.reserved_balance
+
+    threads = [threading.Thread(target=first), threading.Thread(target=waiter)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen["reserved"] == Decimal(100)
+    assert seen["positions"] == [Decimal(1)], "the waiter missed the position opened before it got the lock"
+    assert seen["earlier"] is not None, "the waiter missed the row the same request already wrote"

@@ -1,0 +1,82 @@
+"""The ledger's rules, checked without a database (``chalicelib.ledger.rules``): what a change may do to an
+account, what it leaves behind, and why a refused change is refused."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from chalicelib import accounting
+from chalicelib.db.models import TradingSession
+from chalicelib.ledger import (
+    KINDS,
+    SYSTEM,
+    Actor,
+    InsufficientFunds,
+    InvalidChange,
+    Kind,
+    check,
+    position_reference,
+    request_reference,
+    trade_reference,
+)
+
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def account(total: str = "1000", reserved: str = "0") -> TradingSession:
+    """An account as its session row caches it: ``total`` of which ``reserved`` is held by open positions."""
+    total_d, reserved_d = Decimal(total), Decimal(reserved)
+    return TradingSession(id=7, base_currency="USD", total_balance=total_d, available_balance=total_d - reserved_d,
+                          reserved_balance=reserved_d, units=total_d, unit_value=accounting.ONE,
+                          peak_unit_value=accounting.ONE, series_base=accounting.ONE, net_contributions=total_d,
+                          version=3, market_time=NOW, mark_price=None)
+
+
+def change(session: TradingSession, kind: str, delta: str, **kw: object) -> object:
+    args: dict[str, object] = {"kind": kind, "delta": Decimal(delta), "reason": "why", "actor": SYSTEM,
+                               "reserved_delta": Decimal(0), "reference": None, "held": {}, "when": NOW,
+                               "positions_value": None, "market_time": None}
+    args.update(kw)
+    return check(session, **args)  # type: ignore[arg-type]
+
+
+def test_a_deposit_issues_units_at_the_value_per_unit_and_bumps_the_version() -> None:
+    posting = change(account(), Kind.DEPOSIT, "500")
+    row, cached = posting.row, posting.session  # type: ignore[attr-defined]
+    assert (row["total_balance"], row["available_balance"], row["kind"]) == (Decimal(1500), Decimal(1500), "deposit")
+    assert row["units"] == Decimal(1500) and row["unit_value"] == accounting.ONE
+    assert cached["net_contributions"] == Decimal(1500) and cached["version"] == 4
+    assert row["asset_balances"] == {"USD": "1500.00"}
+
+
+@pytest.mark.parametrize(("kind", "delta", "extra", "error", "message"), [
+    (Kind.WITHDRAWAL, "-1000.01", {}, InsufficientFunds, "available balance would be -\\$0.01"),
+    (Kind.FEE, "-1", {"reserved_delta": Decimal(1000)}, InsufficientFunds, "held by open positions"),
+    ("bonus", "1", {}, InvalidChange, "unknown ledger kind 'bonus'"),
+    (Kind.STRATEGY_SWITCH, "1", {}, InvalidChange, "a strategy_switch row moves no money"),
+    (Kind.DEPOSIT, "0.000000001", {}, InvalidChange, "at most 8 decimal places"),
+    (Kind.DEPOSIT, "1", {"reason": "  "}, InvalidChange, "reason must not be empty"),
+    (Kind.DEPOSIT, "1", {"reason": "x" * 201}, InvalidChange, "reason is longer than 200 characters"),
+    (Kind.DEPOSIT, "1", {"actor": Actor(" ")}, InvalidChange, "updated_by must not be empty"),
+    (Kind.FEE, "0", {"reserved_delta": Decimal(-1)}, InvalidChange, "reserved balance would be negative"),
+])
+def test_a_refused_change_names_why(kind: str, delta: str, extra: dict[str, object], error: type[Exception],
+                                    message: str) -> None:
+    session = account()
+    before = (session.total_balance, session.available_balance, session.version)
+    with pytest.raises(error, match=message):
+        change(session, kind, delta, **extra)
+    assert (session.total_balance, session.available_balance, session.version) == before  # nothing touched
+
+
+def test_the_vocabulary_is_the_database_constraint_and_the_references() -> None:
+    from chalicelib.db.models import AccountBalance
+
+    assert tuple(Kind) == KINDS
+    constraint = next(c for c in AccountBalance.__table__.constraints if str(c.name).endswith("kind"))  # type: ignore[attr-defined]
+    assert all(f"'{k}'" in str(constraint.sqltext) for k in KINDS)
+    assert (position_reference(3), trade_reference(3, "pnl"), request_reference("k")) == \
+        ("position:3:open", "trade:3:pnl", "request:k")
