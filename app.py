@@ -68,6 +68,67 @@ def tick(event: object) -> dict[str, object]:
                               request_id=getattr(context, "aws_request_id", None))
 
 
+# --- Fan-out worker (issue 14) ---------------------------------------------------------------------------------
+# One bot per message (batch size 1: Chalice 1.34 cannot declare ReportBatchItemFailures, so a failed tick fails
+# its own message alone). The queue named here is what `chalice deploy` wires; `scripts/package.py` merges
+# infra/app-resources.json, which creates the queue, its dead-letter queue and points this mapping at them.
+
+
+@app.on_sqs_message(queue="atb-ticks", batch_size=1, name="worker")
+def worker(event: object) -> dict[str, object]:
+    """Tick the one bot named by the message; raising returns the message to the queue (then the DLQ)."""
+    from chalicelib.engine.scheduled import run_worker
+
+    records = [{"body": record.body} for record in event]  # type: ignore[attr-defined]
+    return {"bots": run_worker(records)}
+
+
+# --- Bots, deposit schedules, liveness (issue 14) ---------------------------------------------------------------
+
+
+@app.route("/api/bots", methods=["GET"], **api.route_kwargs())
+def list_bots() -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.get_bots(app.current_request)
+
+
+@app.route("/api/bots", methods=["POST"], **api.route_kwargs())
+def add_bot() -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.post_bot(app.current_request)
+
+
+@app.route("/api/bots/{bot_id}", methods=["PATCH"], **api.route_kwargs())
+def change_bot(bot_id: str) -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.patch_bot(app.current_request, bot_id)
+
+
+@app.route("/api/schedules", methods=["GET"], **api.route_kwargs())
+def list_schedules() -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.get_schedules(app.current_request)
+
+
+@app.route("/api/schedules", methods=["POST"], **api.route_kwargs())
+def add_schedule() -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.post_schedule(app.current_request)
+
+
+@app.route("/api/live", methods=["GET"], **api.route_kwargs())
+def live() -> Response:
+    """Liveness: no token, never touches the database (pinging it never wakes a paused Aurora)."""
+    from chalicelib.api.errors import json_response
+
+    return json_response({"status": "alive"})
+
+
 # --- Migrations on deploy (issue 5) ----------------------------------------------------------------------------
 # For pipelines with no network path to the database: `chalice invoke --name migrate` runs Alembic inside the VPC.
 
