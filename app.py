@@ -12,7 +12,7 @@ from chalicelib.api import handlers as api
 app = Chalice(app_name="atb", configure_logs=False)
 
 # --- HTTP API (issue 4) ----------------------------------------------------------------------------------------
-# Auth, validation and error shapes live in chalicelib/api; every /api/* route but health needs a bearer token.
+# Auth, validation and error shapes live in chalicelib/api; every /api/* route but /api/live needs a bearer token.
 
 
 @app.route("/api/balance", methods=["GET"], **api.route_kwargs())
@@ -47,6 +47,7 @@ def sessions() -> Response:
 
 @app.route("/api/health", methods=["GET"], **api.route_kwargs())
 def health() -> Response:
+    """Readiness (read token): database reachable and schema at head. Liveness without a token: /api/live."""
     return api.get_health(app.current_request)
 
 

@@ -344,7 +344,7 @@
     const node = $('#tick-status');
     let report = null;
     try {
-      const response = await fetch('api/health', { cache: 'no-store', credentials: 'omit' });
+      const response = await fetch('api/health', { headers: { Authorization: `Bearer ${state.token}` }, cache: 'no-store', credentials: 'omit' });
       report = parseJson(await response.text());
     } catch {
       report = null;

@@ -82,7 +82,7 @@ def serve(database_url: str, log_path: Path) -> Iterator[str]:
             if proc.poll() is not None:
                 pytest.fail(f"chalice local exited with {proc.returncode}:\n{log_path.read_text()}", pytrace=False)
             try:
-                with urllib.request.urlopen(f"{base}/api/health", timeout=2):
+                with urllib.request.urlopen(f"{base}/api/live", timeout=2):
                     break
             except urllib.error.HTTPError:
                 break  # it answered (503 would still be an answer)
