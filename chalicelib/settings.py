@@ -79,8 +79,9 @@ def database_url() -> str:
 
 
 def database_sslmode() -> str:
-    """``disable``, ``require`` (encrypted) or ``verify`` (encrypted, CA and host checked). RDS: require."""
-    default = "require" if os.environ.get("DATABASE_SECRET_ARN") and not os.environ.get("DATABASE_URL") else ""
+    """``disable``, ``require`` (encrypted) or ``verify`` (encrypted, CA and host checked against
+    ``DATABASE_CA_BUNDLE``). The default for a database read from the secret (RDS) is ``verify``."""
+    default = "verify" if os.environ.get("DATABASE_SECRET_ARN") and not os.environ.get("DATABASE_URL") else ""
     mode = os.environ.get("DATABASE_SSLMODE", default).strip().lower()
     if mode not in ("", "disable", "require", "verify"):
         raise ConfigurationError(f"DATABASE_SSLMODE must be disable, require or verify, not {mode!r}")
@@ -126,8 +127,13 @@ def telegram_api_base() -> str:
 
 
 def database_ca_bundle() -> str | None:
-    """``DATABASE_CA_BUNDLE``: the CA file the database certificate is verified against (the RDS bundle)."""
-    return os.environ.get("DATABASE_CA_BUNDLE", "").strip() or None
+    """``DATABASE_CA_BUNDLE``: the CA file the database certificate is verified against (the RDS bundle,
+    docs/deploy.md); unset: the system's CAs. A path that does not exist is a configuration error."""
+    path = os.environ.get("DATABASE_CA_BUNDLE", "").strip()
+    if path and not Path(path).is_file():
+        raise ConfigurationError(f"DATABASE_CA_BUNDLE={path} is not a file: put the RDS CA bundle there "
+                                 "(docs/deploy.md, step 0) or unset it")
+    return path or None
 
 
 def exchange_timeout_ms_text() -> str:
