@@ -138,3 +138,9 @@ def database_ca_bundle() -> str | None:
 
 def exchange_timeout_ms_text() -> str:
     return os.environ.get("ATB_EXCHANGE_TIMEOUT_MS", "10000")
+
+
+def per_bot_metrics() -> bool:
+    """``ATB_PER_BOT_METRICS``: emit the 7 per-bot metrics (dimension ``Bot``; 7 billed custom metrics per bot).
+    ``false`` keeps only the fleet metrics: what 100+ bots can afford (docs/scale.md). Default true."""
+    return os.environ.get("ATB_PER_BOT_METRICS", "true").strip().lower() not in ("0", "false", "no", "off")

@@ -179,6 +179,14 @@ def _refuse_bot(entry: str, error: str) -> dict[str, Any]:
     return {"bot": entry, "status": "error", "error": error[:300]}
 
 
+def _flush_bot(metrics: Any) -> None:
+    """The bot's own metrics, unless ``ATB_PER_BOT_METRICS=false`` (each is a billed custom metric per bot)."""
+    if config.per_bot_metrics():
+        metrics.flush_metrics()
+    else:
+        metrics.clear_metrics()
+
+
 def _fleet_errors(count: int) -> None:
     """``FleetTickErrors`` with the service dimension only: what the tick-errors alarm watches (one metric for
     every bot, so the alarm does not depend on which bots exist)."""
@@ -229,7 +237,7 @@ def tick_bot(bot_id: int, now: datetime, *, engine: Any = None, tick_settings: T
     except Exception as exc:  # one failing bot must not stop the others
         logger.exception(f"Tick failed for {spec.label}: {exc}")
         metrics.add_metric(name="TickErrors", unit="Count", value=1)
-        metrics.flush_metrics()
+        _flush_bot(metrics)
         _fleet_errors(1)
         notify.publish("bot_error", {"bot": label, "error": str(exc)[:300]})
         if raise_errors:
@@ -246,7 +254,7 @@ def tick_bot(bot_id: int, now: datetime, *, engine: Any = None, tick_settings: T
         metrics.add_metric(name="Balance", unit="None", value=float(result.balance))
     if result.equity is not None:
         metrics.add_metric(name="Equity", unit="None", value=float(result.equity))
-    metrics.flush_metrics()
+    _flush_bot(metrics)
     _fleet_errors(1 if failed else 0)
     _events(label, result)
     if failed:

@@ -88,6 +88,18 @@ def test_each_custom_alarm_metric_is_emitted_with_its_namespace_name_and_dimensi
         assert max(values) >= alarm["Threshold"], (name, values)
     # a healthy hour emits the metrics below the threshold (the alarms stay quiet)
     assert emitted(blobs[:1], custom["StaleBotsAlarm"]) == [0.0]
+    per_bot = [b for b in blobs if "Bot" in b]
+    assert {b["Bot"] for b in per_bot} == {"ml_basic:BTCUSDT:1h", "ml_basic:ETHUSDT:1h"}
+
+    # ATB_PER_BOT_METRICS=false (100+ bots): no per-bot metric, the alarms' fleet metrics still there
+    monkeypatch.setenv("ATB_PER_BOT_METRICS", "false")
+    drain(client, queues["queue"])
+    client.lambda_.invoke("tick", schedule_event(client, NOW + timedelta(hours=4)))
+    drain(client, queues["queue"])
+    blobs = emf_blobs(capsys.readouterr().out)
+    assert not [b for b in blobs if "Bot" in b]
+    for alarm in custom.values():
+        assert emitted(blobs, alarm)
 
 
 def test_each_aws_metric_alarm_names_the_resource_that_emits_it() -> None:
