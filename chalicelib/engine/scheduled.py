@@ -132,23 +132,29 @@ def tick_message(bot_id: int, candle_close: datetime, now: datetime) -> dict[str
 
 
 def send_tick_messages(queue_url: str, due: list[Any], now: datetime) -> list[dict[str, Any]]:
-    """One SQS message per due bot, sent ten to a batch; a bot whose message was refused is reported."""
+    """One SQS message per due bot, ten to a batch, eight batches in flight (10,000 bots: 1,000 calls of ~20 ms,
+    about 3 s instead of 20 s in a row); a bot whose message was refused is reported and counted."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import boto3
 
-    sqs = boto3.client("sqs")
-    summaries: list[dict[str, Any]] = []
-    for start in range(0, len(due), 10):
-        chunk = due[start:start + 10]
+    sqs = boto3.client("sqs")  # boto3 clients are thread-safe
+
+    def send(chunk: list[Any]) -> list[dict[str, Any]]:
         entries = [{"Id": str(i), "MessageBody": json.dumps(tick_message(d.bot_id, d.candle_close, now))}
                    for i, d in enumerate(chunk)]
         answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
         failed = {f["Id"] for f in answer.get("Failed", [])}
+        out = []
         for i, d in enumerate(chunk):
             if str(i) in failed:
                 logger.error(f"Could not queue the tick of bot #{d.bot_id} ({d.label})")
-            summaries.append({"bot": d.label, "bot_id": d.bot_id,
-                              "status": "error" if str(i) in failed else "queued"})
-    return summaries
+            out.append({"bot": d.label, "bot_id": d.bot_id, "status": "error" if str(i) in failed else "queued"})
+        return out
+
+    chunks = [due[start:start + 10] for start in range(0, len(due), 10)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return [summary for batch in pool.map(send, chunks) for summary in batch]
 
 
 def run_worker(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
