@@ -12,7 +12,7 @@ from chalicelib.api import handlers as api
 app = Chalice(app_name="atb", configure_logs=False)
 
 # --- HTTP API (issue 4) ----------------------------------------------------------------------------------------
-# Auth, validation and error shapes live in chalicelib/api; every /api/* route but health needs a bearer token.
+# Auth, validation and error shapes live in chalicelib/api; every /api/* route but /api/live needs a bearer token.
 
 
 @app.route("/api/balance", methods=["GET"], **api.route_kwargs())
@@ -47,6 +47,7 @@ def sessions() -> Response:
 
 @app.route("/api/health", methods=["GET"], **api.route_kwargs())
 def health() -> Response:
+    """Readiness (read token): database reachable and schema at head. Liveness without a token: /api/live."""
     return api.get_health(app.current_request)
 
 
@@ -66,6 +67,67 @@ def tick(event: object) -> dict[str, object]:
     context = getattr(event, "context", None)
     return run_scheduled_tick(event_time=getattr(event, "time", None),
                               request_id=getattr(context, "aws_request_id", None))
+
+
+# --- Fan-out worker (issue 14) ---------------------------------------------------------------------------------
+# One bot per message (batch size 1: Chalice 1.34 cannot declare ReportBatchItemFailures, so a failed tick fails
+# its own message alone). The queue named here is what `chalice deploy` wires; `scripts/package.py` merges
+# infra/app-resources.json, which creates the queue, its dead-letter queue and points this mapping at them.
+
+
+@app.on_sqs_message(queue="atb-ticks", batch_size=1, name="worker")
+def worker(event: object) -> dict[str, object]:
+    """Tick the one bot named by the message; raising returns the message to the queue (then the DLQ)."""
+    from chalicelib.engine.scheduled import run_worker
+
+    records = [{"body": record.body} for record in event]  # type: ignore[attr-defined]
+    return {"bots": run_worker(records)}
+
+
+# --- Bots, deposit schedules, liveness (issue 14) ---------------------------------------------------------------
+
+
+@app.route("/api/bots", methods=["GET"], **api.route_kwargs())
+def list_bots() -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.get_bots(app.current_request)
+
+
+@app.route("/api/bots", methods=["POST"], **api.route_kwargs())
+def add_bot() -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.post_bot(app.current_request)
+
+
+@app.route("/api/bots/{bot_id}", methods=["PATCH"], **api.route_kwargs())
+def change_bot(bot_id: str) -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.patch_bot(app.current_request, bot_id)
+
+
+@app.route("/api/schedules", methods=["GET"], **api.route_kwargs())
+def list_schedules() -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.get_schedules(app.current_request)
+
+
+@app.route("/api/schedules", methods=["POST"], **api.route_kwargs())
+def add_schedule() -> Response:
+    from chalicelib.api import fleet_handlers
+
+    return fleet_handlers.post_schedule(app.current_request)
+
+
+@app.route("/api/live", methods=["GET"], **api.route_kwargs())
+def live() -> Response:
+    """Liveness: no token, never touches the database (pinging it never wakes a paused Aurora)."""
+    from chalicelib.api.errors import json_response
+
+    return json_response({"status": "alive"})
 
 
 # --- Migrations on deploy (issue 5) ----------------------------------------------------------------------------

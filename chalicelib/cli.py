@@ -1002,5 +1002,125 @@ def _actor() -> Any:
     return Actor(operator_name())
 
 
+# --- bots and deposit schedules kept in the database (issue 14) -------------------------------------------------
+
+
+@main.group()
+def bots() -> None:
+    """Bots the scheduled dispatcher ticks (kept in the database; ATB_BOTS seeds them on first deploy)."""
+
+
+def _bot_line(b: dict[str, Any]) -> str:
+    account = f"session #{b['session_id']}" if b["session_id"] else "no account yet (opened by its first tick)"
+    return (f"#{b['bot_id']} {b['strategy']} {b['symbol']} {b['timeframe']} {b['exchange']} {b['status']}, "
+            f"capital {format_usd(b['initial_capital'])}, {account}")
+
+
+@bots.command("add", context_settings=AMOUNT_ARG)
+@click.argument("strategy")
+@click.option("--symbol", required=True)
+@click.option("--timeframe", default="1h", show_default=True)
+@click.option("--exchange", default="binance", show_default=True)
+@click.option("--initial-capital", default="1000", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def bots_add(strategy: str, symbol: str, timeframe: str, exchange: str, initial_capital: str, as_json: bool) -> None:
+    """Add a bot; the next scheduled tick opens its account and trades it."""
+    from chalicelib import fleet
+
+    amount = amount_arg(initial_capital, "initial capital")
+    spec = _bot_arg(strategy, symbol, timeframe, exchange)
+    view = fleet.add_bot(spec, amount, actor=_actor())
+    print_json(view) if as_json else click.echo(f"Added bot {_bot_line(view)}")
+
+
+@bots.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def bots_list(as_json: bool) -> None:
+    from chalicelib import fleet
+
+    rows = fleet.list_bots()
+    if as_json:
+        print_json(rows)
+        return
+    for row in rows:
+        click.echo(_bot_line(row))
+    if not rows:
+        click.echo("No bots: add one with `atb bots add STRATEGY --symbol BTCUSDT`")
+
+
+def _bot_status(bot_id: int, status: str, verb: str) -> None:
+    from chalicelib import fleet
+
+    click.echo(f"{verb} bot {_bot_line(fleet.set_bot_status(bot_id, status))}")
+
+
+@bots.command("pause")
+@click.argument("bot_id", type=click.IntRange(1, MAX_INT_ID))
+@domain_errors
+def bots_pause(bot_id: int) -> None:
+    """Stop ticking a bot; its account stays as it is."""
+    _bot_status(bot_id, "paused", "Paused")
+
+
+@bots.command("resume")
+@click.argument("bot_id", type=click.IntRange(1, MAX_INT_ID))
+@domain_errors
+def bots_resume(bot_id: int) -> None:
+    _bot_status(bot_id, "active", "Resumed")
+
+
+@bots.command("remove")
+@click.argument("bot_id", type=click.IntRange(1, MAX_INT_ID))
+@domain_errors
+def bots_remove(bot_id: int) -> None:
+    """Delete a bot's definition; its account, ledger and trades stay readable."""
+    from chalicelib import fleet
+
+    click.echo(f"Removed bot {_bot_line(fleet.remove_bot(bot_id))}")
+
+
+@main.group()
+def schedules() -> None:
+    """Deposits repeated every period (each period applied once, attributed to you)."""
+
+
+@schedules.command("add", context_settings=AMOUNT_ARG)
+@click.option("--amount", required=True)
+@click.option("--every", required=True, help="1h, 1d, 1w, 2w …")
+@click.option("--reason", required=False, help="Why (required).")
+@session_option
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def schedules_add(amount: str, every: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
+    from chalicelib import fleet
+
+    value = amount_arg(amount)
+    view = fleet.add_schedule(value, every, reason_arg(reason), actor=_actor(), session_id=session_id)
+    if as_json:
+        print_json(view)
+    else:
+        click.echo(f"Schedule #{view['schedule_id']}: deposit {format_usd(view['amount'])} every {view['every']} "
+                   f"into session #{view['session_id']}, first at {view['next_deposit_at']:%Y-%m-%d %H:%M} UTC")
+
+
+@schedules.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@domain_errors
+def schedules_list(as_json: bool) -> None:
+    from chalicelib import fleet
+
+    rows = fleet.list_schedules()
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        click.echo(f"#{r['schedule_id']} {format_usd(r['amount'])} every {r['every']} into session #{r['session_id']} "
+                   f"({r['status']}), next {r['next_deposit_at']:%Y-%m-%d %H:%M} UTC: {r['reason']}")
+    if not rows:
+        click.echo("No deposit schedules")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -79,9 +79,68 @@ def database_url() -> str:
 
 
 def database_sslmode() -> str:
-    """``disable``, ``require`` (encrypted) or ``verify`` (encrypted, CA and host checked). RDS: require."""
-    default = "require" if os.environ.get("DATABASE_SECRET_ARN") and not os.environ.get("DATABASE_URL") else ""
+    """``disable``, ``require`` (encrypted) or ``verify`` (encrypted, CA and host checked against
+    ``DATABASE_CA_BUNDLE``). The default for a database read from the secret (RDS) is ``verify``."""
+    default = "verify" if os.environ.get("DATABASE_SECRET_ARN") and not os.environ.get("DATABASE_URL") else ""
     mode = os.environ.get("DATABASE_SSLMODE", default).strip().lower()
     if mode not in ("", "disable", "require", "verify"):
         raise ConfigurationError(f"DATABASE_SSLMODE must be disable, require or verify, not {mode!r}")
     return mode or "disable"
+
+
+# --- fan-out, notifications, bots (issue 14) -------------------------------------------------------------------
+
+
+def bots_text() -> str:
+    """``ATB_BOTS``: the bots to seed on first deploy (``strategy:symbol[:timeframe[:exchange]]``, comma-separated)."""
+    return os.environ.get("ATB_BOTS", "")
+
+
+def initial_balance_text() -> str:
+    """``ATB_INITIAL_BALANCE``: the initial capital of a bot seeded from ``ATB_BOTS`` (default 1000)."""
+    return os.environ.get("ATB_INITIAL_BALANCE", "1000")
+
+
+def max_candles_per_tick_text() -> str | None:
+    return os.environ.get("ATB_MAX_CANDLES_PER_TICK")
+
+
+def tick_queue_url() -> str:
+    """``ATB_TICK_QUEUE_URL``: the SQS queue the dispatcher sends one message per due bot to. Empty: the
+    dispatcher ticks each due bot itself (one bot, no extra configuration)."""
+    return os.environ.get("ATB_TICK_QUEUE_URL", "").strip()
+
+
+def events_topic_arn() -> str:
+    """``ATB_EVENTS_TOPIC_ARN``: the SNS topic for trade, drawdown and bot-error events. Empty: not published."""
+    return os.environ.get("ATB_EVENTS_TOPIC_ARN", "").strip()
+
+
+def telegram_secret_arn() -> str:
+    """``ATB_TELEGRAM_SECRET_ARN``: a JSON secret ``{"token": …, "chat_id": …}``; empty: no Telegram delivery."""
+    return os.environ.get("ATB_TELEGRAM_SECRET_ARN", "").strip()
+
+
+def telegram_api_base() -> str:
+    """``ATB_TELEGRAM_API_BASE``: where the Bot API answers (tests point it at a local fake endpoint)."""
+    return os.environ.get("ATB_TELEGRAM_API_BASE", "https://api.telegram.org").strip().rstrip("/")
+
+
+def database_ca_bundle() -> str | None:
+    """``DATABASE_CA_BUNDLE``: the CA file the database certificate is verified against (the RDS bundle,
+    docs/deploy.md); unset: the system's CAs. A path that does not exist is a configuration error."""
+    path = os.environ.get("DATABASE_CA_BUNDLE", "").strip()
+    if path and not Path(path).is_file():
+        raise ConfigurationError(f"DATABASE_CA_BUNDLE={path} is not a file: put the RDS CA bundle there "
+                                 "(docs/deploy.md, step 0) or unset it")
+    return path or None
+
+
+def exchange_timeout_ms_text() -> str:
+    return os.environ.get("ATB_EXCHANGE_TIMEOUT_MS", "10000")
+
+
+def per_bot_metrics() -> bool:
+    """``ATB_PER_BOT_METRICS``: emit the 7 per-bot metrics (dimension ``Bot``; 7 billed custom metrics per bot).
+    ``false`` keeps only the fleet metrics: what 100+ bots can afford (docs/scale.md). Default true."""
+    return os.environ.get("ATB_PER_BOT_METRICS", "true").strip().lower() not in ("0", "false", "no", "off")

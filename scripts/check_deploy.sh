@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Offline deploy checks (issue 5): cfn-lint on the infra templates, scripts/package.py for each stage
-# (`chalice package` + bytecode in deployment.zip, the recommended deploy path), and cfn-lint on every generated
+# Offline deploy checks (issues 5, 14): cfn-lint on the infra templates, scripts/package.py for each stage
+# (`chalice package` merged with infra/app-resources.json + bytecode in deployment.zip, the recommended deploy
+# path), and cfn-lint on every generated
 # SAM template. AWS is never contacted. Usage: scripts/check_deploy.sh [stage ...] (default: dev prod).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -52,6 +52,9 @@ from pathlib import Path
 from py_compile import PycInvalidationMode
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Merged into every package (issue 14): the tick queue and its dead-letter queue, the worker's event source, the
+#: alarms and their SNS topic, API Gateway throttling. ``--merge-template`` replaces it.
+APP_RESOURCES = ROOT / "infra" / "app-resources.json"
 MB = 1_000_000
 ZIP_BUDGET_MB = 35
 UNZIPPED_BUDGET_MB = 150
@@ -132,8 +135,7 @@ def chalice_package(out_dir: Path, stage: str = "prod", merge_template: Path | N
     env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
     chalice = Path(sys.executable).with_name("chalice")
     cmd = [str(chalice) if chalice.exists() else "chalice", "package", "--stage", stage]
-    if merge_template is not None:
-        cmd += ["--merge-template", str(merge_template.resolve())]
+    cmd += ["--merge-template", str((merge_template or APP_RESOURCES).resolve())]
     cmd.append(str(out_dir.resolve()))
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)  # noqa: S603
     if done.returncode != 0:

@@ -158,7 +158,7 @@ def get_sessions(request: ApiRequest, _: Principal | None) -> Response:
     return json_response(service.sessions(status))
 
 
-@endpoint(None)
+@endpoint("read")
 def get_health(_request: ApiRequest, _: Principal | None) -> Response:
     status, report = service.health()
     return json_response(report, status, {"Retry-After": "5"} if status == 503 else None)

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document, generated from the pydantic models in ``schemas`` (built once per process).
 
-Served at ``GET /api/openapi.json`` behind a read token like every other ``/api/*`` route but health: it holds
+Served at ``GET /api/openapi.json`` behind a read token like every other ``/api/*`` route but live: it holds
 no secrets, but the API is a single owner's and nothing about it needs to be public (promise 8).
 """
 
@@ -52,12 +52,49 @@ SESSION_ERRORS = {"400": _error("Bad parameter, or several active sessions (deta
                   "404": _error("No such session, or no active session")}
 
 
+def _body(model: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}}
+
+
+def _object(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def fleet_paths() -> dict[str, Any]:
+    """Bots and deposit schedules (issue 14)."""
+    changed = {**AUTH_ERRORS, "400": _error("Invalid JSON"), "413": _error("Body too large"),
+               "415": _error("Content-Type is not application/json"),
+               "422": _error("Not a valid bot or schedule (details say why); nothing changed")}
+    return {
+        "/api/bots": {
+            "get": {"operationId": "getBots", "summary": "Bots the dispatcher ticks",
+                    "responses": {"200": _object("The bots"), **AUTH_ERRORS}},
+            "post": {"operationId": "addBot", "summary": "Add a bot (write token); its first tick opens its account",
+                     "requestBody": _body("BotRequest"),
+                     "responses": {"201": _object("The bot"), **changed,
+                                   "409": _error("A bot already trades this symbol, timeframe and exchange")}}},
+        "/api/bots/{bot_id}": {"patch": {
+            "operationId": "changeBot", "summary": "Pause or resume a bot (write token); the account is kept",
+            "parameters": [{"name": "bot_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT_ID}}],
+            "requestBody": _body("BotPatch"),
+            "responses": {"200": _object("The bot"), **changed, "404": _error("No such bot")}}},
+        "/api/schedules": {
+            "get": {"operationId": "getSchedules", "summary": "Deposit schedules and their next deposit",
+                    "responses": {"200": _object("The schedules"), **AUTH_ERRORS}},
+            "post": {"operationId": "addSchedule",
+                     "summary": "Deposit an amount every period (write token); each period is applied once",
+                     "parameters": [SESSION_ID], "requestBody": _body("ScheduleRequest"),
+                     "responses": {"201": _object("The schedule"), **changed, **SESSION_ERRORS}}},
+    }
+
+
 @functools.lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     from pydantic import BaseModel
     from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-    from chalicelib.api import schemas
+    from chalicelib.api import fleet_handlers, schemas
 
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (schemas.BalanceChangeRequest, "validation"),
@@ -65,6 +102,8 @@ def openapi_document() -> dict[str, Any]:
             schemas.ErrorResponse, schemas.BalanceResponse, schemas.BalanceChangeResponse, schemas.HistoryPage,
             schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse, schemas.HealthResponse,
             schemas.MeResponse)),
+        (fleet_handlers.BotRequest, "validation"), (fleet_handlers.BotPatch, "validation"),
+        (fleet_handlers.ScheduleRequest, "validation"),
     ]
     _, top = models_json_schema(models, ref_template="#/components/schemas/{model}")
     components = top.get("$defs", {})
@@ -144,10 +183,18 @@ def openapi_document() -> dict[str, Any]:
                               "400": _error("Bad parameter"),
                               **AUTH_ERRORS}}},
             "/api/health": {"get": {
-                "operationId": "getHealth", "summary": "Database reachable, schema at head, age of the last tick",
-                "security": [],
-                "responses": {"200": _ok("HealthResponse", "Healthy"),
+                "operationId": "getHealth",
+                "summary": "Readiness: database reachable, schema at head, age of the last tick (read token)",
+                "responses": {"200": _ok("HealthResponse", "Healthy"), **AUTH_ERRORS,
                               "503": _ok("HealthResponse", "Database unreachable or schema not at head")}}},
+            "/api/live": {"get": {
+                "operationId": "getLive", "summary": "Liveness: answers without a token and never touches the "
+                                                     "database (a ping does not wake a paused Aurora)",
+                "security": [],
+                "responses": {"200": {"description": "Alive", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"status": {"const": "alive"}}, "required": ["status"],
+                    "additionalProperties": False}}}}}}},
+            **fleet_paths(),
             "/api/me": {"get": {
                 "operationId": "getMe", "summary": "The calling token's name and scope",
                 "responses": {"200": _ok("MeResponse", "Who the token is"), **AUTH_ERRORS}}},

@@ -177,7 +177,7 @@ def _positive_setting(name: str, default: float, unit: str, *, integer: bool = F
 def _ssl_context(mode: str) -> ssl.SSLContext | None:
     if mode == "disable":
         return None
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=settings.database_ca_bundle())  # the RDS CA bundle, when set
     if mode == "require":
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -234,3 +234,59 @@ class TickLog(Base):
     performance_index: Mapped[Decimal | None] = mapped_column(Units())
     #: how many ledger rows the account had when this candle was done (places the tick in the ledger's order)
     ledger_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class Bot(Base):
+    """A bot kept in the database (issue 14): what the dispatcher ticks. Its account is ``session_id`` once the
+    first tick opened it; pausing stops the ticks and keeps the account; removing the bot keeps the account."""
+
+    __tablename__ = "bots"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'paused')", name="status"),
+        CheckConstraint(f"{_num('initial_capital')} > 0", name="initial_capital_positive"),
+        UniqueConstraint("symbol", "timeframe", "exchange", "mode"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(64))
+    symbol: Mapped[str] = mapped_column(String(32))
+    timeframe: Mapped[str] = mapped_column(String(8))
+    exchange: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(8))
+    initial_capital: Mapped[Decimal] = mapped_column(Money())
+    status: Mapped[str] = mapped_column(String(16))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("trading_sessions.id"))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BotSeed(Base):
+    """An ``ATB_BOTS`` entry already turned into a bot: seeded once, so a removed bot is not brought back."""
+
+    __tablename__ = "bot_seeds"
+
+    entry: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seeded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DepositSchedule(Base):
+    """A deposit repeated every ``every`` from ``starts_at``; period k is due at ``starts_at + k × every`` and is
+    applied once (ledger reference ``request:schedule:<id>:<k>``). ``next_period`` only saves re-checking."""
+
+    __tablename__ = "deposit_schedules"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'paused')", name="status"),
+        CheckConstraint(f"{_num('amount')} > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("trading_sessions.id"))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    every: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_period: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

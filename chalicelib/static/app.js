@@ -276,7 +276,7 @@
     document.body.dataset.state = 'loading';
     // The chart runs on the account's market time, which the balance tells: it waits for it.
     const results = await Promise.allSettled([
-      loadBalance().then(loadChart), loadHistory(), loadPositions(), loadTrades(), loadHealth(),
+      loadBalance().then(loadChart), loadHistory(), loadPositions(), loadTrades(), loadHealth(), loadDeposits(),
     ]);
     const failed = results.filter((r) => r.status === 'rejected').map((r) => describe(r.reason));
     const banner = $('#global-error');
@@ -344,7 +344,7 @@
     const node = $('#tick-status');
     let report = null;
     try {
-      const response = await fetch('api/health', { cache: 'no-store', credentials: 'omit' });
+      const response = await fetch('api/health', { headers: { Authorization: `Bearer ${state.token}` }, cache: 'no-store', credentials: 'omit' });
       report = parseJson(await response.text());
     } catch {
       report = null;
@@ -424,6 +424,22 @@
       el('td', { class: `num ${toneClass(t.realized_pnl)}`, text: fmtMoney(t.realized_pnl, { signed: true }) }),
       el('td', { text: (t.exit_reason || '').replace(/_/g, ' ') }))));
     labelCells($('#trades'));
+  }
+
+  async function loadDeposits() {
+    const data = await api('api/schedules');
+    const tbody = $('#deposits tbody');
+    const mine = state.session ? (s) => s.session_id === state.session.session_id : () => true;
+    const rows = (data.schedules || []).filter((s) => s.status === 'active' && mine(s))
+      .sort((a, b) => String(a.next_deposit_at).localeCompare(String(b.next_deposit_at)));
+    if (!rows.length) { emptyRow(tbody, 5, 'No scheduled deposits (atb schedules add).'); return; }
+    tbody.replaceChildren(...rows.map((s) => el('tr', { 'data-id': s.schedule_id },
+      el('td', { class: 'nowrap', text: fmtTime(s.next_deposit_at) }),
+      el('td', { class: 'num', text: fmtMoney(s.amount) }),
+      el('td', { text: s.every }),
+      el('td', { text: s.reason }),
+      el('td', { text: s.created_by }))));
+    labelCells($('#deposits'));
   }
 
   // --- chart ---------------------------------------------------------------------------------------------------

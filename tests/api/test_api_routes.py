@@ -60,9 +60,10 @@ def test_a_deposit_as_a_number_with_more_precision_than_a_float_is_kept_exactly(
     assert '"current_balance": 999999999999.12345678' in response.body.decode()
 
 
-def test_health_needs_no_token_and_shows_no_private_data(client: Client, start_session) -> None:
+def test_health_is_readiness_behind_a_read_token_and_shows_no_private_data(client: Client, start_session) -> None:
     start_session("1234.5")
-    response = client.http.get("/api/health")
+    assert client.http.get("/api/health").status_code == 401  # anonymous pings never reach the database
+    response = client.http.get("/api/health", headers=auth(READ_TOKEN))
     assert response.status_code == 200
     report = schemas.HealthResponse.model_validate(loads_exact(response.body))
     assert report.status == "ok" and report.database == "reachable" and report.schema_at_head
@@ -75,20 +76,20 @@ def test_health_reports_the_age_of_the_last_tick(client: Client, start_session, 
         session = ledger.lock_session(db, session_id)
         assert session is not None
         session.last_tick_at = utcnow() - timedelta(minutes=5)
-    report = loads_exact(client.http.get("/api/health").body)
+    report = loads_exact(client.http.get("/api/health", headers=auth(READ_TOKEN)).body)
     assert 290 <= report["last_tick_age_seconds"] <= 400
 
 
 def test_health_is_503_when_the_database_is_down(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql+pg8000://postgres@127.0.0.1:1/nowhere")
-    response = client.http.get("/api/health")
+    response = client.http.get("/api/health", headers=auth(READ_TOKEN))
     assert response.status_code == 503
     assert loads_exact(response.body)["database"] == "unreachable"
     assert "127.0.0.1" not in response.body.decode()
 
 
 @pytest.mark.parametrize("path", ROUTES)
-def test_every_route_but_health_refuses_a_missing_or_wrong_token(client: Client, path: str) -> None:
+def test_every_route_but_live_refuses_a_missing_or_wrong_token(client: Client, path: str) -> None:
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {READ_TOKEN}"},
                     {"Authorization": "Bearer "}, {"Authorization": f"Bearer {READ_TOKEN}x"}):
         response = client.http.get(path, headers=headers)
@@ -308,7 +309,8 @@ def test_the_openapi_document_is_generated_from_the_models(client: Client) -> No
     doc = loads_exact(client.http.get("/api/openapi.json", headers=auth(READ_TOKEN)).body)
     assert doc["openapi"].startswith("3.")
     request = doc["components"]["schemas"]["BalanceChangeRequest"]
-    assert set(doc["paths"]) == {*ROUTES, "/api/health", "/api/me"}
+    assert set(doc["paths"]) == {*ROUTES, "/api/health", "/api/me", "/api/live", "/api/bots", "/api/bots/{bot_id}",
+                                 "/api/schedules"}
     from app import app
 
     assert set(doc["paths"]) == {path for path in app.routes if path.startswith("/api/")}  # every route
@@ -317,7 +319,8 @@ def test_the_openapi_document_is_generated_from_the_models(client: Client) -> No
     assert {"required": ["balance"], "not": {"required": ["amount"]}} in request["oneOf"]
     assert request["additionalProperties"] is False
     assert set(request["properties"]) == {"balance", "amount", "reason", "updated_by"}
-    assert doc["paths"]["/api/health"]["get"]["security"] == []
+    assert doc["paths"]["/api/live"]["get"]["security"] == []
+    assert "security" not in doc["paths"]["/api/health"]["get"]  # the document's default: a bearer token
     assert client.http.get("/api/openapi.json").status_code == 401
 
 

@@ -83,7 +83,7 @@ def serve(database_url: str, log_path: Path) -> Iterator[str]:
             if proc.poll() is not None:
                 pytest.fail(f"chalice local exited with {proc.returncode}:\n{log_path.read_text()}", pytrace=False)
             try:
-                with urllib.request.urlopen(f"{base}/api/health", timeout=2):
+                with urllib.request.urlopen(f"{base}/api/live", timeout=2):
                     break
             except urllib.error.HTTPError:
                 break  # it answered (503 would still be an answer)
@@ -186,7 +186,12 @@ def seed(database_url: str) -> Seeded:
         other = ledger.start_session(db, strategy="ma_crossover", symbol="ETHUSDT", timeframe="4h",
                                      exchange="binance", mode="paper", initial_balance=Decimal("2500"),
                                      now=now - timedelta(days=3))
-        return Seeded(main=s.id, other=other.id)
+        main, second = s.id, other.id
+    from chalicelib import fleet  # a weekly deposit schedule on the main account, due in two days
+
+    fleet.add_schedule(Decimal("100"), "1w", "Weekly savings", actor=owner, session_id=main,
+                       starts_at=now + timedelta(days=2), engine=engine)
+    return Seeded(main=main, other=second)
 
 
 def ledger_count(database_url: str) -> int:
@@ -322,6 +327,8 @@ def test_the_dashboard_shows_the_ledger_takes_a_deposit_refuses_bad_input_and_hi
     for text in ("BTCUSDT", "60,000.00", "58,200.00", "63,600.00", "+62.50"):
         assert text in position_row
     assert "take profit" in page.inner_text("#trades tbody")
+    upcoming = page.inner_text("#deposits tbody tr")
+    assert "100.00" in upcoming and "1w" in upcoming and "Weekly savings" in upcoming
     assert page.locator("#history tbody tr").count() == 9  # every ledger row of the main session
     assert page.get_attribute("#tick-status", "data-stale") == "false"
     assert page.locator("#chart svg path.line").count() == 1

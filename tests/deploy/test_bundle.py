@@ -164,3 +164,53 @@ def test_package_compiles_the_import_paths_and_skips_the_unused_ccxt_copies() ->
                  "aws_lambda_powertools/utilities/parser/models/s3.py", "uvloop/__init__.py", "chalicelib/data/x.csv"):
         assert not packager.selected(name), name
     assert packager.selected("uvloop/__init__.py", compile_all=True)
+
+
+def _role_statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    role = template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [s for p in template["Resources"][role]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def _grants(statements: list[dict[str, Any]], action: str, resource_part: str = "") -> bool:
+    def listed(value: Any) -> list[str]:
+        return value if isinstance(value, list) else [value]
+
+    return any(action in listed(s["Action"]) and any(resource_part in r for r in listed(s["Resource"]))
+               for s in statements if s["Effect"] == "Allow")
+
+
+@pytest.mark.slow
+def test_the_prod_package_has_the_queue_dlq_worker_mapping_alarms_topic_throttling_and_a_role_per_function(
+    packaged: tuple[Any, Path],
+) -> None:
+    import json
+
+    _, out = packaged
+    template = json.loads((out / "sam.json").read_text())
+    resources = template["Resources"]
+    types = {name: r["Type"] for name, r in resources.items()}
+    assert types["TickQueue"] == types["TickDeadLetterQueue"] == "AWS::SQS::Queue"
+    assert resources["TickQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["TickDeadLetterQueue", "Arn"]}
+    worker = resources["Worker"]["Properties"]
+    assert worker["Events"]["WorkerSqsEventSource"] == {"Type": "SQS", "Properties": {
+        "Queue": {"Fn::Sub": "${TickQueue.Arn}"}, "BatchSize": 1, "MaximumBatchingWindowInSeconds": 0}}
+    assert worker["ReservedConcurrentExecutions"] == 5
+    assert resources["APIHandler"]["Properties"]["ReservedConcurrentExecutions"] == 5
+    assert resources["Tick"]["Properties"]["Environment"]["Variables"]["ATB_TICK_QUEUE_URL"] == {"Ref": "TickQueue"}
+    assert types["AlarmTopic"] == "AWS::SNS::Topic"
+    alarms = {name for name, kind in types.items() if kind == "AWS::CloudWatch::Alarm"}
+    assert alarms == {"StaleBotsAlarm", "TickErrorsAlarm", "DeadLetterAlarm", "Api5xxAlarm", "AuroraAtMaxCapacityAlarm"}
+    [throttle] = resources["RestAPI"]["Properties"]["MethodSettings"]
+    assert throttle["ThrottlingRateLimit"] == {"Ref": "ApiThrottleRate"}
+    # one least-privilege role per function
+    roles = {resources[f]["Properties"]["Role"]["Fn::GetAtt"][0] for f in ("APIHandler", "Tick", "Worker", "Migrate")}
+    assert len(roles) == 4
+    for function in ("Tick", "Worker", "Migrate"):
+        assert not _grants(_role_statements(template, function), "secretsmanager:GetSecretValue", "api-tokens")
+    api = _role_statements(template, "APIHandler")
+    assert _grants(api, "secretsmanager:GetSecretValue", "api-tokens")
+    assert not any("lambda:" in str(s["Action"]) or "sqs:" in str(s["Action"]) for s in api)
+    assert _grants(_role_statements(template, "Tick"), "sqs:SendMessage")
+    assert _grants(_role_statements(template, "Worker"), "sqs:ReceiveMessage")
+    assert not _grants(_role_statements(template, "Migrate"), "sns:Publish")

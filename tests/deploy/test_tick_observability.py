@@ -16,6 +16,8 @@ from chalicelib.engine.observability import logger
 
 #: The metric names the scheduled tick emits (chalicelib/engine/scheduled.py); docs/deploy.md lists them.
 TICK_METRICS = {"TickDuration", "CandlesApplied", "TradesOpened", "TradesClosed", "TickErrors", "Balance", "Equity"}
+#: The fleet's metrics (dimension service only): what the alarms in infra/app-resources.json watch, and counts.
+FLEET_METRICS = {"FleetTickErrors", "BotsDue", "StaleBots", "DepositsApplied"}
 
 
 @pytest.fixture
@@ -59,10 +61,14 @@ def test_a_scheduled_tick_logs_json_with_session_and_candle_time_and_emits_emf_m
         assert {"level", "message", "timestamp", "service", "strategy", "request_id"} <= set(line), line
     assert any(line["candle_time"] == "2024-06-01T02:00:00Z" for line in tick_lines), tick_lines
 
-    emf = [blob for blob in json_lines(capsys.readouterr().out) if "_aws" in blob]
+    blobs = [blob for blob in json_lines(capsys.readouterr().out) if "_aws" in blob]
+    emf = [blob for blob in blobs if "Bot" in blob]  # the bot's own; the rest are the fleet's (service only)
     assert emf, "no EMF blob printed"
     names = {m["Name"] for blob in emf for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert names == TICK_METRICS
+    fleet = {m["Name"] for blob in blobs if "Bot" not in blob for d in blob["_aws"]["CloudWatchMetrics"]
+             for m in d["Metrics"]}
+    assert fleet == FLEET_METRICS
     blob = emf[-1]
     directive = blob["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "ATB"

@@ -84,11 +84,29 @@ def test_a_missing_secret_names_the_secret(aws: None, monkeypatch: pytest.Monkey
         settings.database_url()
 
 
-def test_require_sslmode_is_the_default_for_secret_based_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_sslmode_is_the_default_for_secret_based_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("DATABASE_SSLMODE", raising=False)
     monkeypatch.setenv("DATABASE_SECRET_ARN", "arn:x")
-    assert settings.database_sslmode() == "require"
+    assert settings.database_sslmode() == "verify"
     monkeypatch.setenv("DATABASE_SSLMODE", "sometimes")
     with pytest.raises(settings.ConfigurationError):
         settings.database_sslmode()
+
+
+def test_verify_checks_the_certificate_and_host_against_the_configured_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    import ssl
+
+    import certifi
+
+    from chalicelib.db import engine as engine_module
+
+    monkeypatch.setenv("DATABASE_CA_BUNDLE", certifi.where())
+    context = engine_module._ssl_context("verify")
+    assert context is not None and context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert len(context.get_ca_certs()) > 10  # the bundle's CAs, loaded instead of the system store
+    monkeypatch.setenv("DATABASE_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(settings.ConfigurationError, match="DATABASE_CA_BUNDLE"):  # loudly, never unverified
+        engine_module._ssl_context("verify")
