@@ -36,11 +36,16 @@ _NO_SCHEMA_NEEDED = {"db_migrate", "db_status", "live", "backtest", "sessions_st
 
 def debug_enabled() -> bool:
     """``atb --debug …`` or ``ATB_DEBUG=1``: let exceptions through with their traceback."""
-    import os
+    from chalicelib import settings
 
     context = click.get_current_context(silent=True)
     flag = bool(context and context.find_root().params.get("debug"))
-    return flag or os.environ.get("ATB_DEBUG", "").strip().lower() in ("1", "true", "yes")
+    if flag:
+        return True
+    try:
+        return settings.get().debug
+    except settings.ConfigurationError:
+        return False
 
 
 def domain_errors(func: F) -> F:
@@ -142,9 +147,10 @@ def print_json(obj: Any) -> None:
 
 def operator_name() -> str:
     import getpass
-    import os
 
-    return os.environ.get("ATB_OPERATOR") or f"cli:{getpass.getuser()}"
+    from chalicelib import settings
+
+    return settings.get().operator or f"cli:{getpass.getuser()}"
 
 
 class AtbGroup(click.Group):
@@ -164,6 +170,14 @@ class AtbGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error (also ATB_DEBUG=1).")
 def main(debug: bool) -> None:
     """atb — a paper-trading bot whose money you can trust."""
+    from chalicelib import settings
+
+    try:
+        settings.get()  # every setting checked at start: a bad one is one line and exit 2, before any work
+    except settings.ConfigurationError as exc:
+        if debug:
+            raise
+        fail(str(exc))
 
 
 # --- db ------------------------------------------------------------------------------------------------------

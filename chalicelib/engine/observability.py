@@ -13,7 +13,6 @@ tracing for the tick function. Asked for without the SDK, tracing stays off with
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +22,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "atb")
+from chalicelib import settings
+
+SERVICE = settings.service_name()
 TICK_KEYS = ("session_id", "strategy", "symbol", "timeframe", "candle_time")
 
 logger = Logger(service=SERVICE)
@@ -73,7 +74,7 @@ _tracer: Any = None  # None: not decided yet; False: off
 def tracer() -> Any | None:
     """The powertools ``Tracer`` when ``ATB_TRACING`` is on (created once per process), else None."""
     global _tracer  # noqa: PLW0603 - one tracer per warm container
-    if os.environ.get("ATB_TRACING", "").strip().lower() not in ("1", "true", "yes", "on"):
+    if not settings.get().tracing:
         return None
     if _tracer is None:
         try:
@@ -103,4 +104,4 @@ def make_metrics() -> Any:
     """EMF metrics for the scheduled tick (namespace from POWERTOOLS_METRICS_NAMESPACE, default ATB)."""
     from aws_lambda_powertools import Metrics
 
-    return Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ATB"), service=SERVICE)
+    return Metrics(namespace=settings.get().metrics_namespace, service=SERVICE)

@@ -11,27 +11,27 @@ exactly the same closed candles and changes nothing; a manual invocation without
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from chalicelib import settings
 from chalicelib.bots import BotDefinitionError, BotSpec, bot_entries
 from chalicelib.db.engine import get_engine
 from chalicelib.db.types import utcnow
 from chalicelib.engine.observability import logger, make_metrics, traced
-from chalicelib.engine.sessions import SessionError, open_session
-from chalicelib.engine.tick import DEFAULT_MAX_CANDLES_PER_TICK, TickSettings, fixed_clock, tick_session
-from chalicelib.money import MoneyError, parse_money
+from chalicelib.engine.sessions import open_session
+from chalicelib.engine.tick import TickSettings, fixed_clock, tick_session
+from chalicelib.settings import ConfigurationError
 from chalicelib.trading.feeds import CcxtFeed, Feed
 
 
 @lru_cache(maxsize=16)
 def exchange_feed(exchange_id: str) -> Feed:
     """One ccxt feed per exchange, reused while the Lambda stays warm (markets load once)."""
-    return CcxtFeed(exchange_id, timeout_ms=int(os.environ.get("ATB_EXCHANGE_TIMEOUT_MS", "10000")), retries=3)
+    return CcxtFeed(exchange_id, timeout_ms=settings.get().exchange_timeout_ms, retries=3)
 
 
 #: How a bot's exchange becomes a feed; tests replace it with a fake exchange.
@@ -50,13 +50,6 @@ def event_now(event_time: str | None) -> datetime:
     return utcnow()
 
 
-def _initial_balance() -> Decimal:
-    try:
-        return parse_money(os.environ.get("ATB_INITIAL_BALANCE", "1000"), field="ATB_INITIAL_BALANCE")
-    except MoneyError as exc:
-        raise SessionError(str(exc)) from None
-
-
 def run_scheduled_tick(event_time: str | None = None, request_id: str | None = None) -> dict[str, Any]:
     """Tick every configured bot once. Returns a small summary (the Lambda's response)."""
     logger.remove_keys(["session_id", "strategy", "symbol", "timeframe", "candle_time", "request_id"])
@@ -64,11 +57,11 @@ def run_scheduled_tick(event_time: str | None = None, request_id: str | None = N
         logger.append_keys(request_id=request_id)
     now = event_now(event_time)
     try:
-        entries = bot_entries(os.environ.get("ATB_BOTS", ""))
-        initial = _initial_balance()
-        max_candles = int(os.environ.get("ATB_MAX_CANDLES_PER_TICK", str(DEFAULT_MAX_CANDLES_PER_TICK)))
-        settings = TickSettings(max_candles_per_tick=max_candles)
-    except (SessionError, ValueError) as exc:
+        config = settings.get()
+        entries = bot_entries(config.bots)
+        initial = config.initial_balance
+        tick_settings = TickSettings(max_candles_per_tick=config.max_candles_per_tick)
+    except (ConfigurationError, ValueError) as exc:
         logger.error(f"Tick configuration is invalid: {exc}")
         return {"ok": False, "error": str(exc), "bots": []}
     if not entries:
@@ -86,7 +79,7 @@ def run_scheduled_tick(event_time: str | None = None, request_id: str | None = N
             summaries.append(_refuse_bot(entry, exc))
             continue
         seen[bot.identity] = entry
-        summaries.append(_tick_bot(engine, bot, now, initial, settings))
+        summaries.append(_tick_bot(engine, bot, now, initial, tick_settings))
     return {"ok": all(s["status"] not in ("error",) for s in summaries), "now": now.isoformat(), "bots": summaries}
 
 
@@ -101,7 +94,7 @@ def _refuse_bot(entry: str, exc: BotDefinitionError) -> dict[str, Any]:
     return {"bot": entry, "status": "error", "error": str(exc)[:300]}
 
 
-def _tick_bot(engine: Any, bot: BotSpec, now: datetime, initial: Decimal, settings: TickSettings) -> dict[str, Any]:
+def _tick_bot(engine: Any, bot: BotSpec, now: datetime, initial: Decimal, limits: TickSettings) -> dict[str, Any]:
     metrics = make_metrics()
     # powertools keeps metric state per process: drop anything a crashed earlier invocation left unflushed,
     # so this bot's figures never carry another bot's dimension.
@@ -112,7 +105,7 @@ def _tick_bot(engine: Any, bot: BotSpec, now: datetime, initial: Decimal, settin
         with traced("tick", bot=summary["bot"]):
             opening = open_session(engine, bot, initial_balance=initial, resume=True)
             result = tick_session(engine, opening.session_id, make_feed(bot.exchange), clock=fixed_clock(now),
-                                  settings=settings)
+                                  settings=limits)
     except Exception as exc:  # one failing bot must not stop the others
         logger.exception(f"Tick failed for {bot.label}: {exc}")
         metrics.add_metric(name="TickErrors", unit="Count", value=1)
