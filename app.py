@@ -103,6 +103,4 @@ def dashboard_asset(name: str) -> Response:
 
 @app.route("/api/me", methods=["GET"], **api.route_kwargs())
 def whoami() -> Response:
-    from chalicelib import dashboard
-
-    return dashboard.whoami(app.current_request)
+    return api.get_me(app.current_request)

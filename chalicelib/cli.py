@@ -280,12 +280,12 @@ def balance() -> None:
 def balance_show(session_id: int | None, as_json: bool) -> None:
     """The current balance, its 24-hour change and the last changes."""
     from chalicelib import accounting
+    from chalicelib.api.schemas import BalanceResponse
     from chalicelib.balances import read_summary
-    from chalicelib.views import summary_view
 
     summary = read_summary(session_id)
     if as_json:
-        print_json(summary_view(summary))
+        print_json(BalanceResponse.of(summary).body())
         return
     s = summary.session
     change = summary.change_24h_percent
@@ -314,9 +314,9 @@ def _signed_usd(value: Decimal) -> str:
 
 
 def _change(op: str, amount: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
+    from chalicelib.api.schemas import LedgerEntry, SessionOut
     from chalicelib.balances import change_balance
     from chalicelib.ledger import Actor
-    from chalicelib.views import entry_view, session_view
 
     value = amount_arg(amount, "balance" if op == "set" else "amount")
     if op == "set" and value < 0:
@@ -326,7 +326,7 @@ def _change(op: str, amount: str, reason: str | None, session_id: int | None, as
     why = reason_arg(reason)
     result = change_balance(op, value, reason=why, actor=Actor(operator_name()), session_id=session_id)  # type: ignore[arg-type]
     if as_json:
-        print_json({"session": session_view(result.session), "entry": entry_view(result.entry)})
+        print_json({"session": SessionOut.of(result.session).body(), "entry": LedgerEntry.of(result.entry).body()})
         return
     e = result.entry
     click.echo(f"Session #{result.session.id}: {e.kind} {format_usd(e.delta)} → balance "
@@ -375,15 +375,15 @@ def balance_withdraw(amount: str, reason: str | None, session_id: int | None, as
 @domain_errors
 def balance_history(session_id: int | None, limit: int, before: int | None, as_json: bool) -> None:
     """The ledger, newest first."""
+    from chalicelib.api.schemas import LedgerEntry
     from chalicelib.balances import history_page, select_session
     from chalicelib.db.uow import read_transaction
-    from chalicelib.views import entry_view
 
     with read_transaction() as dbs:
         session = select_session(dbs, session_id)
         rows, next_cursor = history_page(dbs, session.id, limit=limit, before=before)
     if as_json:
-        print_json({"session_id": session.id, "entries": [entry_view(r) for r in rows],
+        print_json({"session_id": session.id, "entries": [LedgerEntry.of(r).body() for r in rows],
                     "next_cursor": next_cursor})
         return
     click.echo(f"Session #{session.id} — {len(rows)} entries, newest first (market time, then what and why)")
@@ -412,9 +412,9 @@ def sessions_list(as_json: bool, show_all: bool) -> None:
     """List sessions."""
     from sqlalchemy import select
 
+    from chalicelib.api.schemas import SessionOut
     from chalicelib.db.models import TradingSession
     from chalicelib.db.uow import read_transaction
-    from chalicelib.views import session_view
 
     with read_transaction() as dbs:
         stmt = select(TradingSession).order_by(TradingSession.id)
@@ -422,7 +422,7 @@ def sessions_list(as_json: bool, show_all: bool) -> None:
             stmt = stmt.where(TradingSession.status == "active")
         rows = list(dbs.execute(stmt).scalars())
     if as_json:
-        print_json([session_view(s) for s in rows])
+        print_json([SessionOut.of(s).body() for s in rows])
         return
     if not rows:
         click.echo("no sessions" if show_all else "no active sessions (use --all to see ended ones)")
@@ -445,12 +445,12 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
     """Start a bot's session and record its initial capital in the ledger; a bot that already has one keeps it."""
     import logging
 
+    from chalicelib.api.schemas import SessionOut
     from chalicelib.db.engine import get_engine
     from chalicelib.db.models import TradingSession
     from chalicelib.db.uow import read_transaction
     from chalicelib.engine.observability import use_plain_logs
     from chalicelib.engine.sessions import SessionError, open_session
-    from chalicelib.views import session_view
 
     if not paper_trading:
         fail("live trading is disabled: this bot only paper-trades")
@@ -470,7 +470,7 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
         with read_transaction(engine) as dbs:
             session = dbs.get(TradingSession, opening.session_id)
             assert session is not None
-            print_json(session_view(session))
+            print_json(SessionOut.of(session).body())
     elif opening.how == "found":
         click.echo(f"Session #{opening.session_id} ({spec.label}) already exists with balance "
                    f"{format_usd(opening.total_balance)}: nothing started")
