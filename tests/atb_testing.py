@@ -154,16 +154,24 @@ def unique_name(prefix: str) -> str:
 
 @contextmanager
 def captured_logs() -> Iterator[io.StringIO]:
-    """The powertools Logger's output (JSON lines), whatever stream the logger was created with."""
-    from chalicelib.engine.observability import logger
+    """The powertools Logger's output as Lambda writes it (JSON lines), whatever stream the logger was created
+    with and even if an in-process CLI test switched this process to plain lines."""
+    import logging
 
-    handler: Any = logger.registered_handler
+    from chalicelib import logs
+
+    handler: Any = logs.logger.registered_handler
+    formatter, level = handler.formatter, logs.logger.log_level
     buffer = io.StringIO()
     previous = handler.setStream(buffer)
+    logs.use_json_logs()
+    logs.logger.setLevel(logging.INFO)
     try:
         yield buffer
     finally:
         handler.setStream(previous)
+        handler.setFormatter(formatter)
+        logs.logger.setLevel(level)
 
 
 def json_log_lines(text: str) -> list[dict[str, Any]]:

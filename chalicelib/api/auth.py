@@ -17,16 +17,18 @@ import functools
 import hashlib
 import hmac
 import json
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aws_lambda_powertools import Logger
+
+from chalicelib import logs
 from chalicelib.api.errors import ApiError
 from chalicelib.settings import ConfigurationError
 
-logger = logging.getLogger("atb.api.auth")
+logger = Logger(service=logs.SERVICE, child=True)
 
 Scope = Literal["read", "write"]
 SCOPES: tuple[Scope, ...] = ("read", "write")

@@ -11,6 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from aws_lambda_powertools import Logger
+
+from chalicelib import logs
 from chalicelib.api import schemas
 
 if TYPE_CHECKING:
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     from chalicelib.ledger import Actor
 
 MAX_PAGE = 500
+_logger = Logger(service=logs.SERVICE, child=True)
 
 
 def balance(session_id: int | None) -> schemas.BalanceResponse:
@@ -114,8 +118,6 @@ def health(now: datetime | None = None) -> tuple[int, schemas.HealthResponse]:
 
     Says nothing private: no balances, no revision ids, no hostnames, no error text.
     """
-    import logging
-
     from sqlalchemy import func, select
 
     from chalicelib.db.engine import get_engine
@@ -136,7 +138,7 @@ def health(now: datetime | None = None) -> tuple[int, schemas.HealthResponse]:
                     select(TickLog.processed_at).order_by(TickLog.id.desc()).limit(1)
                 ).scalar_one_or_none()
     except Exception as exc:
-        logging.getLogger("atb.api").warning("health check: database unavailable (%s)", type(exc).__name__)
+        _logger.warning("health check: database unavailable (%s)", type(exc).__name__)
         return 503, report
     report = schemas.HealthResponse(
         status="ok" if at_head else "degraded", database="reachable", schema_at_head=at_head, last_tick_at=last,
