@@ -544,6 +544,7 @@ def _existing_account_note(opening: Any) -> str | None:
 
 
 def _print_tick(result: Any, verbose: bool) -> None:
+    from chalicelib.engine.tick import describe_fill
     from chalicelib.trading.candles import format_time
 
     if result.status == "applied":
@@ -556,7 +557,7 @@ def _print_tick(result: Any, verbose: bool) -> None:
                     f"balance {format_usd(o.balance)}  equity {format_usd(o.equity)}")
             click.echo(line + (f"  ({o.detail})" if verbose and o.detail else ""))
             for fill in o.fills:
-                click.echo(f"    {fill}")
+                click.echo(f"    {describe_fill(fill)}")
         if result.candles_applied > 1:
             click.echo(f"  applied {result.candles_applied} candles in this tick"
                        + ("; more are waiting for the next tick" if result.behind else ""))
@@ -568,6 +569,42 @@ def _print_tick(result: Any, verbose: bool) -> None:
         click.echo("replay finished: no more recorded candles")
     else:
         click.echo(f"tick {result.status}: {result.message}", err=True)
+
+
+def _check_live_options(paper_trading: bool, fresh: bool, confirm: bool, feed_kind: str,
+                        data_path: str | None) -> None:
+    if not paper_trading:
+        fail("pass --paper-trading: live trading is not implemented, this bot only paper-trades")
+    if fresh and not confirm:
+        fail("--fresh resets the account to the initial balance and drops its open positions (recorded as a "
+             "reset in the same ledger, whose history stays readable); add --confirm to do that")
+    if data_path is not None and feed_kind != "replay":
+        fail("--data only applies to --feed replay")
+    if feed_kind == "replay" and _given("exchange_id"):
+        fail("--exchange only applies to --feed exchange (a replay bot trades recorded candles)")
+
+
+def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
+    """The bot's market data, checked before anything is created: one line and a non-zero exit without it."""
+    from pathlib import Path
+
+    from chalicelib.db.types import utcnow
+    from chalicelib.trading.feeds import CcxtFeed, FeedError, ReplayFeed
+
+    if feed_kind == "replay":
+        try:
+            replay = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol, timeframe=spec.timeframe)
+            if not replay.reveal_next(spec.symbol, spec.timeframe, None, 1):
+                fail(f"no candles in {replay.path}")
+        except FeedError as exc:
+            fail(str(exc))
+        return replay
+    exchange_feed = CcxtFeed(spec.exchange)
+    try:
+        exchange_feed.fetch_closed_candles(spec.symbol, spec.timeframe, None, 1, utcnow())
+    except FeedError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    return exchange_feed
 
 
 @main.command("live", context_settings=AMOUNT_ARG)
@@ -600,49 +637,23 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     import logging
     import signal
     import threading
-    from pathlib import Path
 
-    if not paper_trading:
-        fail("pass --paper-trading: live trading is not implemented, this bot only paper-trades")
-    if fresh and not confirm:
-        fail("--fresh resets the account to the initial balance and drops its open positions (recorded as a "
-             "reset in the same ledger, whose history stays readable); add --confirm to do that")
-    if data_path is not None and feed_kind != "replay":
-        fail("--data only applies to --feed replay")
-    if feed_kind == "replay" and _given("exchange_id"):
-        fail("--exchange only applies to --feed exchange (a replay bot trades recorded candles)")
+    _check_live_options(paper_trading, fresh, confirm, feed_kind, data_path)
     spec = _bot_arg(strategy, symbol, timeframe, exchange_id if feed_kind == "exchange" else "replay")
     capital = amount_arg(initial_balance, "initial balance")
     if capital < 0:
         fail("initial balance must not be negative")
 
     from chalicelib.db.engine import get_engine
-    from chalicelib.db.types import utcnow
     from chalicelib.engine.observability import use_plain_logs
     from chalicelib.engine.runner import LiveTradingEngine, SchemaNotReady, prepare_database
     from chalicelib.engine.sessions import SessionError
     from chalicelib.engine.tick import TickSettings
-    from chalicelib.trading.feeds import CcxtFeed, Feed, FeedError, ReplayFeed
 
     use_plain_logs(logging.INFO if verbose else logging.WARNING)
     # Market data first: with no data (no network, wrong file) nothing is created or changed.
-    feed: Feed
-    if feed_kind == "replay":
-        try:
-            replay = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol, timeframe=spec.timeframe)
-            if not replay.reveal_next(spec.symbol, spec.timeframe, None, 1):
-                fail(f"no candles in {replay.path}")
-        except FeedError as exc:
-            fail(str(exc))
-        feed, described = replay, replay.describe()
-    else:
-        exchange_feed = CcxtFeed(spec.exchange)
-        try:
-            exchange_feed.fetch_closed_candles(spec.symbol, spec.timeframe, None, 1, utcnow())
-        except FeedError as exc:
-            fail(str(exc), EXIT_REFUSED)
-        feed, described = exchange_feed, exchange_feed.describe()
-    click.echo(f"Feed: {described}")
+    feed = _live_feed(feed_kind, data_path, spec)
+    click.echo(f"Feed: {feed.describe()}")
 
     engine = get_engine()
     try:

@@ -162,7 +162,8 @@ def _cache_pg8000_paramstyle() -> None:
     def convert_paramstyle(style: str, query: str, args: Any) -> tuple[str, Any]:
         if style == "format":
             return rewrite(query), args
-        return original(style, query, args)
+        converted: tuple[str, Any] = original(style, query, args)
+        return converted
 
     convert_paramstyle._atb_cached = True  # type: ignore[attr-defined]
     pg8000.legacy.convert_paramstyle = convert_paramstyle
