@@ -97,7 +97,7 @@ def change_balance(
     actor: Actor,
     session_id: int | None = None,
     idempotency_key: str | None = None,
-    engine: Engine | None = None,
+    engine: Engine,
     now: datetime | None = None,
 ) -> ChangeResult:
     """A manual capital change (set / deposit / withdraw) in one transaction under the session lock.
@@ -313,6 +313,6 @@ def history_page(
                        limit=limit, before=before)
 
 
-def read_summary(session_id: int | None = None, *, engine: Engine | None = None) -> BalanceSummary:
+def read_summary(session_id: int | None = None, *, engine: Engine) -> BalanceSummary:
     with read_transaction(engine) as db:
         return summarize(db, select_session(db, session_id))

@@ -228,9 +228,10 @@ def db_status() -> None:
 @domain_errors
 def db_verify(as_json: bool) -> None:
     """Check the schema is at head and every session's ledger adds up; exit 1 on any violation."""
+    from chalicelib.db.engine import get_engine
     from chalicelib.verify import verify
 
-    report = verify()
+    report = verify(get_engine())
     if as_json:
         print_json(
             {
@@ -282,8 +283,9 @@ def balance_show(session_id: int | None, as_json: bool) -> None:
     from chalicelib import accounting
     from chalicelib.api.schemas import BalanceResponse
     from chalicelib.balances import read_summary
+    from chalicelib.db.engine import get_engine
 
-    summary = read_summary(session_id)
+    summary = read_summary(session_id, engine=get_engine())
     if as_json:
         print_json(BalanceResponse.of(summary).body())
         return
@@ -316,6 +318,7 @@ def _signed_usd(value: Decimal) -> str:
 def _change(op: str, amount: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
     from chalicelib.api.schemas import LedgerEntry, SessionOut
     from chalicelib.balances import change_balance
+    from chalicelib.db.engine import get_engine
     from chalicelib.ledger import Actor
 
     value = amount_arg(amount, "balance" if op == "set" else "amount")
@@ -324,7 +327,8 @@ def _change(op: str, amount: str, reason: str | None, session_id: int | None, as
     if op != "set" and value <= 0:
         fail("amount must be greater than zero")
     why = reason_arg(reason)
-    result = change_balance(op, value, reason=why, actor=Actor(operator_name()), session_id=session_id)  # type: ignore[arg-type]
+    result = change_balance(op, value, reason=why, actor=Actor(operator_name()),  # type: ignore[arg-type]
+                            session_id=session_id, engine=get_engine())
     if as_json:
         print_json({"session": SessionOut.of(result.session).body(), "entry": LedgerEntry.of(result.entry).body()})
         return
@@ -779,6 +783,7 @@ def switch_strategy_command(strategy: str, session_id: int | None) -> None:
     import logging
 
     from chalicelib.balances import select_session
+    from chalicelib.db.engine import get_engine
     from chalicelib.db.uow import read_transaction
     from chalicelib.engine.observability import use_plain_logs
     from chalicelib.engine.sessions import SessionError, switch_strategy
@@ -788,7 +793,7 @@ def switch_strategy_command(strategy: str, session_id: int | None) -> None:
     with read_transaction() as dbs:
         target = select_session(dbs, session_id)
     try:
-        opening = switch_strategy(None, target.id, strategy, actor=_actor())
+        opening = switch_strategy(get_engine(), target.id, strategy, actor=_actor())
     except SessionError as exc:
         fail(str(exc), EXIT_REFUSED)
     click.echo(f"Session #{opening.session_id} switched from {target.strategy} to {strategy}: the same account, "

@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session
 
 from chalicelib import accounting
 from chalicelib.accounting import UnitState
-from chalicelib.db.engine import get_engine
 from chalicelib.db.migrate import SchemaStatus, schema_status
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction
@@ -103,8 +102,7 @@ class VerifyReport:
         return self.schema.at_head and all(s.ok for s in self.sessions)
 
 
-def verify(engine: Engine | None = None) -> VerifyReport:
-    engine = engine or get_engine()
+def verify(engine: Engine) -> VerifyReport:
     status = schema_status(engine)
     if not status.at_head:
         return VerifyReport(status, [])
@@ -386,6 +384,6 @@ def _trades(db: Session, session_id: int) -> Iterable[Trade]:
     return db.execute(select(Trade).where(Trade.session_id == session_id).order_by(Trade.id)).scalars()
 
 
-def count_sessions(engine: Engine | None = None) -> int:
+def count_sessions(engine: Engine) -> int:
     with read_transaction(engine) as db:
         return int(db.execute(select(func.count()).select_from(TradingSession)).scalar_one())

@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from chalicelib.money import MAX_AMOUNT, MONEY_SCALE, parse_money
+from chalicelib.states import Mode, PositionStatus, SessionStatus, Side
 
 if TYPE_CHECKING:
     from chalicelib.balances import BalanceSummary
@@ -356,8 +357,8 @@ class PositionOut(_Out):
     id: int
     session_id: int
     symbol: str
-    side: str
-    status: str
+    side: Side
+    status: PositionStatus
     entry_price: Money
     quantity: Money
     cost: Money
@@ -399,7 +400,7 @@ class TradeOut(_Out):
     session_id: int
     position_id: int | None
     symbol: str
-    side: str
+    side: Side
     entry_price: Money
     exit_price: Money
     quantity: Money
@@ -432,8 +433,8 @@ class SessionOut(_Out):
     symbol: str
     timeframe: str
     exchange: str
-    mode: str
-    status: str
+    mode: Mode
+    status: SessionStatus
     base_currency: str
     initial_balance: Money
     total_balance: Money

@@ -50,9 +50,10 @@ def change_balance(op: ChangeOp, amount: Decimal, *, reason: str, actor: Actor, 
                    idempotency_key: str | None) -> ChangeOutcome:
     """A manual change (``balances.change_balance``, which owns the idempotency rules), as the API answers it."""
     from chalicelib import balances
+    from chalicelib.db.engine import get_engine
 
     result = balances.change_balance(op, amount, reason=reason, actor=actor, session_id=session_id,
-                                     idempotency_key=idempotency_key)
+                                     idempotency_key=idempotency_key, engine=get_engine())
     return ChangeOutcome(schemas.BalanceChangeResponse.of(result.session, result.entry), result.replayed,
                          result.matches_request)
 

@@ -167,7 +167,7 @@ def fixed_clock(now: datetime) -> Clock:
 
 
 def tick_session(
-    engine: Engine | None,
+    engine: Engine,
     session_id: int,
     feed: Feed,
     *,
@@ -198,7 +198,7 @@ def _with_duration(result: TickResult, started: float) -> TickResult:
     return replace(result, duration_ms=round((time.perf_counter() - started) * 1000, 3))
 
 
-def _tick(engine: Engine | None, snapshot: TradingSession, feed: Feed, clock: Clock, strategy: Strategy | None,
+def _tick(engine: Engine, snapshot: TradingSession, feed: Feed, clock: Clock, strategy: Strategy | None,
           settings: TickSettings) -> TickResult:
     sid = snapshot.id
     if snapshot.status != "active":
