@@ -30,7 +30,8 @@ def balance(session_id: int | None) -> schemas.BalanceResponse:
     from chalicelib.db.uow import read_transaction
 
     with read_transaction() as db:
-        return schemas.BalanceResponse.of(summarize(db, select_session(db, session_id)))
+        summary = summarize(db, select_session(db, session_id))
+    return schemas.BalanceResponse.of(summary)  # built after the snapshot: the connection goes back at once
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,8 @@ def history(session_id: int | None, limit: int, before: int | None) -> schemas.H
     with read_transaction() as db:
         session = select_session(db, session_id)
         rows, cursor = history_page(db, session.id, limit=limit, before=before)
-        return schemas.HistoryPage(session_id=session.id, limit=limit,
-                                   entries=[schemas.LedgerEntry.of(r) for r in rows],
-                                   next_cursor=str(cursor) if cursor is not None else None)
+    return schemas.HistoryPage(session_id=session.id, limit=limit, entries=[schemas.LedgerEntry.of(r) for r in rows],
+                               next_cursor=str(cursor) if cursor is not None else None)
 
 
 def positions(session_id: int | None) -> schemas.PositionsResponse:
@@ -79,9 +79,10 @@ def positions(session_id: int | None) -> schemas.PositionsResponse:
     with read_transaction() as db:
         session = select_session(db, session_id)
         close, close_at = session.mark_price, session.market_time
-        return schemas.PositionsResponse(
-            session_id=session.id, last_close=close, last_close_at=close_at if close is not None else None,
-            positions=[schemas.PositionOut.of(p, close) for p in open_positions(db, session.id)])
+        held = open_positions(db, session.id)
+    return schemas.PositionsResponse(
+        session_id=session.id, last_close=close, last_close_at=close_at if close is not None else None,
+        positions=[schemas.PositionOut.of(p, close) for p in held])
 
 
 def trades(session_id: int | None, limit: int, before: int | None) -> schemas.TradesPage:
@@ -97,8 +98,8 @@ def trades(session_id: int | None, limit: int, before: int | None) -> schemas.Tr
         session = select_session(db, session_id)
         rows, cursor = keyset_page(db, select(Trade).where(Trade.session_id == session.id), Trade.id,
                                    limit=limit, before=before)
-        return schemas.TradesPage(session_id=session.id, limit=limit, trades=[schemas.TradeOut.of(t) for t in rows],
-                                  next_cursor=str(cursor) if cursor is not None else None)
+    return schemas.TradesPage(session_id=session.id, limit=limit, trades=[schemas.TradeOut.of(t) for t in rows],
+                              next_cursor=str(cursor) if cursor is not None else None)
 
 
 def sessions(status: str | None) -> schemas.SessionsResponse:
@@ -111,7 +112,8 @@ def sessions(status: str | None) -> schemas.SessionsResponse:
         stmt = select(TradingSession).order_by(TradingSession.id)
         if status is not None:
             stmt = stmt.where(TradingSession.status == status)
-        return schemas.SessionsResponse(sessions=[schemas.SessionOut.of(s) for s in db.execute(stmt).scalars()])
+        rows = list(db.execute(stmt).scalars())
+    return schemas.SessionsResponse(sessions=[schemas.SessionOut.of(s) for s in rows])
 
 
 def health(now: datetime | None = None) -> tuple[int, schemas.HealthResponse]:
