@@ -158,6 +158,10 @@ SLOW_MODULES = frozenset({
     "tests/foundation/test_cli_errors.py",
     "tests/foundation/test_ledger_properties.py",
     "tests/foundation/test_concurrency.py",
+    "tests/foundation/test_cli.py",
+    "tests/foundation/test_cli_bots.py",
+    # every money column of every row kind tampered with, on both databases (≈ 100 s of the quick loop)
+    "tests/engine/test_verify_tampering.py",
 })
 
 
