@@ -4,12 +4,17 @@
 
 from __future__ import annotations
 
-from chalice import Chalice, Cron, Response
+from typing import Any
 
+from chalice import Cron, Response
+
+from chalicelib import logs
 from chalicelib.api import handlers as api
+from chalicelib.api.chalice_app import App
 
 # configure_logs=False: powertools owns the "atb" logger (JSON in Lambda); Chalice would add a second, plain handler.
-app = Chalice(app_name="atb", configure_logs=False)
+# App wraps every HTTP invocation in the logger's Lambda context (cold_start, function_name, correlation_id).
+app = App(app_name="atb", configure_logs=False)
 
 # --- HTTP API (issue 4) ----------------------------------------------------------------------------------------
 # Auth, validation and error shapes live in chalicelib/api; every /api/* route but /api/live needs a bearer token.
@@ -60,13 +65,16 @@ def openapi() -> Response:
 # One minute past every hour, just after the hourly candle closes. The engine (and ccxt) load only here.
 
 @app.schedule(Cron("1", "*", "*", "*", "?", "*"), name="tick")
-def tick(event: object) -> dict[str, object]:
+def tick(event: Any) -> dict[str, object]:
     """Apply every newly closed candle to each bot in ATB_BOTS, once, in one transaction per session."""
+    return _scheduled_tick(event.to_dict(), event.context)
+
+
+@logs.lambda_entry(logs.event_id)
+def _scheduled_tick(event: dict[str, Any], context: Any) -> dict[str, object]:
     from chalicelib.engine.scheduled import run_scheduled_tick
 
-    context = getattr(event, "context", None)
-    return run_scheduled_tick(event_time=getattr(event, "time", None),
-                              request_id=getattr(context, "aws_request_id", None))
+    return run_scheduled_tick(event_time=event.get("time"), request_id=getattr(context, "aws_request_id", None))
 
 
 # --- Fan-out worker (issue 14) ---------------------------------------------------------------------------------
@@ -135,13 +143,12 @@ def live() -> Response:
 
 
 @app.lambda_function(name="migrate")
+@logs.lambda_entry(logs.event_id)
 def migrate(event: dict[str, object], context: object) -> dict[str, str | None]:
     """Bring the schema to head; idempotent. Returns the revision before, after, and the code's head."""
     from chalicelib.db import migrate as migrations
 
-    before = migrations.schema_status().current
-    after = migrations.upgrade()
-    return {"before": before, "after": after.current, "head": after.head}
+    return migrations.run_migrate_function()
 
 
 # --- Dashboard (issue 6) ---------------------------------------------------------------------------------------
@@ -165,6 +172,4 @@ def dashboard_asset(name: str) -> Response:
 
 @app.route("/api/me", methods=["GET"], **api.route_kwargs())
 def whoami() -> Response:
-    from chalicelib import dashboard
-
-    return dashboard.whoami(app.current_request)
+    return api.get_me(app.current_request)

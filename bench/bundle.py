@@ -141,7 +141,7 @@ assert app.app.routes, "no routes registered"
 API_FIRST_REQUEST_IMPORTS = """
 import app
 import chalicelib.api.schemas, chalicelib.balances, chalicelib.db.engine, chalicelib.db.models, chalicelib.db.uow
-import chalicelib.views, pg8000
+import pg8000
 from aws_lambda_powertools.utilities import parameters
 """
 

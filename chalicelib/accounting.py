@@ -18,7 +18,7 @@ money scale exactly (checked by :func:`units_reproduce_equity`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
@@ -120,6 +120,23 @@ def units_reproduce_equity(state: UnitState, equity: Decimal) -> bool:
     if state.units == 0:
         return equity == 0
     return state.equity() == quantize_money(equity)
+
+
+def marked_value(quantities: Iterable[Decimal], mark: Decimal) -> Decimal:
+    """What holdings of ``quantities`` are worth at ``mark`` (the last close), at the money scale."""
+    return quantize_money(sum((q * mark for q in quantities), ZERO))
+
+
+def equity(cash: Decimal, positions_value: Decimal) -> Decimal:
+    """E = cash + open positions marked at the last close: the one equity of the tick, the API and the CLI."""
+    return cash + positions_value
+
+
+def unrealized_pnl(positions_value: Decimal, cost: Decimal) -> Decimal:
+    """What open positions would gain (or lose) if sold at their mark: marked value − what they cost (fees
+    excluded). The account's figure and each position's figure are this one formula, so equity = total
+    balance + unrealised P&L holds for both."""
+    return positions_value - cost
 
 
 def time_weighted_return(index_from: Decimal, index_to: Decimal) -> Decimal | None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from chalicelib import accounting, ledger
 from chalicelib.db.models import AccountBalance, TickLog, TradingSession
+from chalicelib.db.pages import keyset_page
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import CAPITAL_FLOW_KINDS, Actor, Kind, LedgerError, open_positions
@@ -73,6 +74,18 @@ class ChangeResult:
     session: TradingSession
     entry: AccountBalance
     replayed: bool  # True when an idempotency key matched an earlier request: nothing was changed now
+    #: False when the idempotency key was used before for a different change (nothing was changed now either).
+    matches_request: bool = True
+
+
+_KIND_OF: dict[ChangeOp, Kind] = {"set": Kind.MANUAL_SET, "deposit": Kind.DEPOSIT, "withdraw": Kind.WITHDRAWAL}
+
+
+def _same_change(entry: AccountBalance, op: ChangeOp, amount: Decimal, reason: str) -> bool:
+    """Whether an earlier row recorded this very change (same operation, amount and reason)."""
+    same_amount = (entry.total_balance == amount if op == "set"
+                   else entry.delta == (amount if op == "deposit" else -amount))
+    return entry.kind == _KIND_OF[op] and same_amount and entry.update_reason == reason.strip()
 
 
 def change_balance(
@@ -83,16 +96,20 @@ def change_balance(
     actor: Actor,
     session_id: int | None = None,
     idempotency_key: str | None = None,
-    engine: Engine | None = None,
+    engine: Engine,
     now: datetime | None = None,
 ) -> ChangeResult:
     """A manual capital change (set / deposit / withdraw) in one transaction under the session lock.
 
-    With an idempotency key, a retry of the same request returns the first result and changes nothing.
+    With an idempotency key, a retry of the same request returns the first result and changes nothing; the key is
+    scoped to the actor that sent it (``request:{actor name}:{key}``), so another actor reusing the same key makes
+    its own change instead of receiving someone else's. A key reused for a different change changes nothing and
+    says so (``matches_request`` False).
     """
     with write_transaction(engine) as db:
         sid = session_id if session_id is not None else select_session(db).id
-        reference = ledger.request_reference(idempotency_key) if idempotency_key else None
+        scoped = f"{actor.name}:{idempotency_key}" if idempotency_key else None
+        reference = ledger.request_reference(scoped) if scoped else None
         # One statement: the session locked, its open positions, and any row this request already wrote.
         locked = ledger.lock(db, sid, reference=reference)
         assert locked is not None
@@ -100,7 +117,8 @@ def change_balance(
         if locked.earlier is not None:
             earlier = db.get(AccountBalance, locked.earlier)
             assert earlier is not None
-            return ChangeResult(session, earlier, replayed=True)
+            return ChangeResult(session, earlier, replayed=True,
+                                matches_request=_same_change(earlier, op, amount, reason))
         if session.status != "active":
             raise ledger.InvalidChange(f"session #{session.id} has ended; its balance can no longer change")
         record = {"set": ledger.record_manual_set, "deposit": ledger.record_deposit,
@@ -268,7 +286,8 @@ def summarize(db: Session, session: TradingSession, *, recent: int = 5) -> Balan
     moment = session.market_time or utcnow()  # the last applied close; the wall clock before any candle
     now = AccountPoint(moment, ledger.equity_of(session, positions), state.units, state.unit_value,
                        state.performance_index)
-    unrealized = ledger.marked_value(positions, session.mark_price) - session.reserved_balance
+    unrealized = accounting.unrealized_pnl(ledger.marked_value(positions, session.mark_price),
+                                           session.reserved_balance)
     since = moment - timedelta(hours=24)
     start = point_at(db, session, since)
     if start is not None:
@@ -287,14 +306,10 @@ def history_page(
     """Newest first, keyset-paginated by ledger id; returns the page and the cursor for the next one."""
     if not 1 <= limit <= ledger.MAX_PAGE:
         raise ledger.InvalidChange(f"limit must be between 1 and {ledger.MAX_PAGE}")
-    stmt = select(AccountBalance).where(AccountBalance.session_id == session_id)
-    if before is not None:
-        stmt = stmt.where(AccountBalance.id < before)
-    rows = list(db.execute(stmt.order_by(AccountBalance.id.desc()).limit(limit + 1)).scalars())
-    next_cursor = rows[limit - 1].id if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return keyset_page(db, select(AccountBalance).where(AccountBalance.session_id == session_id), AccountBalance.id,
+                       limit=limit, before=before)
 
 
-def read_summary(session_id: int | None = None, *, engine: Engine | None = None) -> BalanceSummary:
+def read_summary(session_id: int | None = None, *, engine: Engine) -> BalanceSummary:
     with read_transaction(engine) as db:
         return summarize(db, select_session(db, session_id))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chalicelib.states import Mode
 from chalicelib.trading.candles import UnsupportedTimeframeError, timeframe_to_timedelta
 from chalicelib.trading.feeds import KNOWN_EXCHANGES
 from chalicelib.trading.strategies import UnknownStrategyError, require_strategy
@@ -25,7 +26,7 @@ from chalicelib.trading.symbols import Symbol, SymbolError, parse_usd_symbol
 
 #: The exchange id of bots that trade recorded candles (replay, backtests).
 REPLAY = "replay"
-MODES: tuple[str, ...] = ("paper",)
+MODES: tuple[Mode, ...] = ("paper",)  # of states.MODES, the ones implemented
 
 
 class BotDefinitionError(ValueError):

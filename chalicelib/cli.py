@@ -37,11 +37,16 @@ _NO_SCHEMA_NEEDED = {"db_migrate", "db_status", "live", "backtest", "sessions_st
 
 def debug_enabled() -> bool:
     """``atb --debug …`` or ``ATB_DEBUG=1``: let exceptions through with their traceback."""
-    import os
+    from chalicelib import settings
 
     context = click.get_current_context(silent=True)
     flag = bool(context and context.find_root().params.get("debug"))
-    return flag or os.environ.get("ATB_DEBUG", "").strip().lower() in ("1", "true", "yes")
+    if flag:
+        return True
+    try:
+        return settings.get().debug
+    except settings.ConfigurationError:
+        return False
 
 
 def domain_errors(func: F) -> F:
@@ -143,9 +148,10 @@ def print_json(obj: Any) -> None:
 
 def operator_name() -> str:
     import getpass
-    import os
 
-    return os.environ.get("ATB_OPERATOR") or f"cli:{getpass.getuser()}"
+    from chalicelib import settings
+
+    return settings.get().operator or f"cli:{getpass.getuser()}"
 
 
 class AtbGroup(click.Group):
@@ -165,6 +171,14 @@ class AtbGroup(click.Group):
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error (also ATB_DEBUG=1).")
 def main(debug: bool) -> None:
     """atb — a paper-trading bot whose money you can trust."""
+    from chalicelib import settings
+
+    try:
+        settings.get()  # every setting checked at start: a bad one is one line and exit 2, before any work
+    except settings.ConfigurationError as exc:
+        if debug:
+            raise
+        fail(str(exc))
 
 
 # --- db ------------------------------------------------------------------------------------------------------
@@ -215,9 +229,10 @@ def db_status() -> None:
 @domain_errors
 def db_verify(as_json: bool) -> None:
     """Check the schema is at head and every session's ledger adds up; exit 1 on any violation."""
+    from chalicelib.db.engine import get_engine
     from chalicelib.verify import verify
 
-    report = verify()
+    report = verify(get_engine())
     if as_json:
         print_json(
             {
@@ -267,12 +282,13 @@ def balance() -> None:
 def balance_show(session_id: int | None, as_json: bool) -> None:
     """The current balance, its 24-hour change and the last changes."""
     from chalicelib import accounting
+    from chalicelib.api.schemas import BalanceResponse
     from chalicelib.balances import read_summary
-    from chalicelib.views import summary_view
+    from chalicelib.db.engine import get_engine
 
-    summary = read_summary(session_id)
+    summary = read_summary(session_id, engine=get_engine())
     if as_json:
-        print_json(summary_view(summary))
+        print_json(BalanceResponse.of(summary).body())
         return
     s = summary.session
     change = summary.change_24h_percent
@@ -301,9 +317,10 @@ def _signed_usd(value: Decimal) -> str:
 
 
 def _change(op: str, amount: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
+    from chalicelib.api.schemas import LedgerEntry, SessionOut
     from chalicelib.balances import change_balance
+    from chalicelib.db.engine import get_engine
     from chalicelib.ledger import Actor
-    from chalicelib.views import entry_view, session_view
 
     value = amount_arg(amount, "balance" if op == "set" else "amount")
     if op == "set" and value < 0:
@@ -311,9 +328,10 @@ def _change(op: str, amount: str, reason: str | None, session_id: int | None, as
     if op != "set" and value <= 0:
         fail("amount must be greater than zero")
     why = reason_arg(reason)
-    result = change_balance(op, value, reason=why, actor=Actor(operator_name()), session_id=session_id)  # type: ignore[arg-type]
+    result = change_balance(op, value, reason=why, actor=Actor(operator_name()),  # type: ignore[arg-type]
+                            session_id=session_id, engine=get_engine())
     if as_json:
-        print_json({"session": session_view(result.session), "entry": entry_view(result.entry)})
+        print_json({"session": SessionOut.of(result.session).body(), "entry": LedgerEntry.of(result.entry).body()})
         return
     e = result.entry
     click.echo(f"Session #{result.session.id}: {e.kind} {format_usd(e.delta)} → balance "
@@ -362,15 +380,15 @@ def balance_withdraw(amount: str, reason: str | None, session_id: int | None, as
 @domain_errors
 def balance_history(session_id: int | None, limit: int, before: int | None, as_json: bool) -> None:
     """The ledger, newest first."""
+    from chalicelib.api.schemas import LedgerEntry
     from chalicelib.balances import history_page, select_session
     from chalicelib.db.uow import read_transaction
-    from chalicelib.views import entry_view
 
     with read_transaction() as dbs:
         session = select_session(dbs, session_id)
         rows, next_cursor = history_page(dbs, session.id, limit=limit, before=before)
     if as_json:
-        print_json({"session_id": session.id, "entries": [entry_view(r) for r in rows],
+        print_json({"session_id": session.id, "entries": [LedgerEntry.of(r).body() for r in rows],
                     "next_cursor": next_cursor})
         return
     click.echo(f"Session #{session.id} — {len(rows)} entries, newest first (market time, then what and why)")
@@ -399,9 +417,9 @@ def sessions_list(as_json: bool, show_all: bool) -> None:
     """List sessions."""
     from sqlalchemy import select
 
+    from chalicelib.api.schemas import SessionOut
     from chalicelib.db.models import TradingSession
     from chalicelib.db.uow import read_transaction
-    from chalicelib.views import session_view
 
     with read_transaction() as dbs:
         stmt = select(TradingSession).order_by(TradingSession.id)
@@ -409,7 +427,7 @@ def sessions_list(as_json: bool, show_all: bool) -> None:
             stmt = stmt.where(TradingSession.status == "active")
         rows = list(dbs.execute(stmt).scalars())
     if as_json:
-        print_json([session_view(s) for s in rows])
+        print_json([SessionOut.of(s).body() for s in rows])
         return
     if not rows:
         click.echo("no sessions" if show_all else "no active sessions (use --all to see ended ones)")
@@ -432,12 +450,12 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
     """Start a bot's session and record its initial capital in the ledger; a bot that already has one keeps it."""
     import logging
 
+    from chalicelib.api.schemas import SessionOut
     from chalicelib.db.engine import get_engine
     from chalicelib.db.models import TradingSession
     from chalicelib.db.uow import read_transaction
     from chalicelib.engine.observability import use_plain_logs
     from chalicelib.engine.sessions import SessionError, open_session
-    from chalicelib.views import session_view
 
     if not paper_trading:
         fail("live trading is disabled: this bot only paper-trades")
@@ -457,7 +475,7 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
         with read_transaction(engine) as dbs:
             session = dbs.get(TradingSession, opening.session_id)
             assert session is not None
-            print_json(session_view(session))
+            print_json(SessionOut.of(session).body())
     elif opening.how == "found":
         click.echo(f"Session #{opening.session_id} ({spec.label}) already exists with balance "
                    f"{format_usd(opening.total_balance)}: nothing started")
@@ -549,6 +567,7 @@ def _existing_account_note(opening: Any) -> str | None:
 
 
 def _print_tick(result: Any, verbose: bool) -> None:
+    from chalicelib.engine.tick import describe_fill
     from chalicelib.trading.candles import format_time
 
     if result.status == "applied":
@@ -561,7 +580,7 @@ def _print_tick(result: Any, verbose: bool) -> None:
                     f"balance {format_usd(o.balance)}  equity {format_usd(o.equity)}")
             click.echo(line + (f"  ({o.detail})" if verbose and o.detail else ""))
             for fill in o.fills:
-                click.echo(f"    {fill}")
+                click.echo(f"    {describe_fill(fill)}")
         if result.candles_applied > 1:
             click.echo(f"  applied {result.candles_applied} candles in this tick"
                        + ("; more are waiting for the next tick" if result.behind else ""))
@@ -573,6 +592,42 @@ def _print_tick(result: Any, verbose: bool) -> None:
         click.echo("replay finished: no more recorded candles")
     else:
         click.echo(f"tick {result.status}: {result.message}", err=True)
+
+
+def _check_live_options(paper_trading: bool, fresh: bool, confirm: bool, feed_kind: str,
+                        data_path: str | None) -> None:
+    if not paper_trading:
+        fail("pass --paper-trading: live trading is not implemented, this bot only paper-trades")
+    if fresh and not confirm:
+        fail("--fresh resets the account to the initial balance and drops its open positions (recorded as a "
+             "reset in the same ledger, whose history stays readable); add --confirm to do that")
+    if data_path is not None and feed_kind != "replay":
+        fail("--data only applies to --feed replay")
+    if feed_kind == "replay" and _given("exchange_id"):
+        fail("--exchange only applies to --feed exchange (a replay bot trades recorded candles)")
+
+
+def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
+    """The bot's market data, checked before anything is created: one line and a non-zero exit without it."""
+    from pathlib import Path
+
+    from chalicelib.db.types import utcnow
+    from chalicelib.trading.feeds import CcxtFeed, FeedError, ReplayFeed
+
+    if feed_kind == "replay":
+        try:
+            replay = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol, timeframe=spec.timeframe)
+            if not replay.reveal_next(spec.symbol, spec.timeframe, None, 1):
+                fail(f"no candles in {replay.path}")
+        except FeedError as exc:
+            fail(str(exc))
+        return replay
+    exchange_feed = CcxtFeed(spec.exchange)
+    try:
+        exchange_feed.fetch_closed_candles(spec.symbol, spec.timeframe, None, 1, utcnow())
+    except FeedError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    return exchange_feed
 
 
 @main.command("live", context_settings=AMOUNT_ARG)
@@ -606,49 +661,23 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     import logging
     import signal
     import threading
-    from pathlib import Path
 
-    if not paper_trading:
-        fail("pass --paper-trading: live trading is not implemented, this bot only paper-trades")
-    if fresh and not confirm:
-        fail("--fresh resets the account to the initial balance and drops its open positions (recorded as a "
-             "reset in the same ledger, whose history stays readable); add --confirm to do that")
-    if data_path is not None and feed_kind != "replay":
-        fail("--data only applies to --feed replay")
-    if feed_kind == "replay" and _given("exchange_id"):
-        fail("--exchange only applies to --feed exchange (a replay bot trades recorded candles)")
+    _check_live_options(paper_trading, fresh, confirm, feed_kind, data_path)
     spec = _bot_arg(strategy, symbol, timeframe, exchange_id if feed_kind == "exchange" else "replay")
     capital = amount_arg(initial_balance, "initial balance")
     if capital < 0:
         fail("initial balance must not be negative")
 
     from chalicelib.db.engine import get_engine
-    from chalicelib.db.types import utcnow
     from chalicelib.engine.observability import use_plain_logs
     from chalicelib.engine.runner import LiveTradingEngine, SchemaNotReady, prepare_database
     from chalicelib.engine.sessions import SessionError
     from chalicelib.engine.tick import TickSettings
-    from chalicelib.trading.feeds import CcxtFeed, Feed, FeedError, ReplayFeed
 
     use_plain_logs(logging.INFO if verbose else logging.WARNING)
     # Market data first: with no data (no network, wrong file) nothing is created or changed.
-    feed: Feed
-    if feed_kind == "replay":
-        try:
-            replay = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol, timeframe=spec.timeframe)
-            if not replay.reveal_next(spec.symbol, spec.timeframe, None, 1):
-                fail(f"no candles in {replay.path}")
-        except FeedError as exc:
-            fail(str(exc))
-        feed, described = replay, replay.describe()
-    else:
-        exchange_feed = CcxtFeed(spec.exchange)
-        try:
-            exchange_feed.fetch_closed_candles(spec.symbol, spec.timeframe, None, 1, utcnow())
-        except FeedError as exc:
-            fail(str(exc), EXIT_REFUSED)
-        feed, described = exchange_feed, exchange_feed.describe()
-    click.echo(f"Feed: {described}")
+    feed = _live_feed(feed_kind, data_path, spec)
+    click.echo(f"Feed: {feed.describe()}")
 
     engine = get_engine()
     try:
@@ -978,6 +1007,7 @@ def switch_strategy_command(strategy: str, session_id: int | None) -> None:
     import logging
 
     from chalicelib.balances import select_session
+    from chalicelib.db.engine import get_engine
     from chalicelib.db.uow import read_transaction
     from chalicelib.engine.observability import use_plain_logs
     from chalicelib.engine.sessions import SessionError, switch_strategy
@@ -987,7 +1017,7 @@ def switch_strategy_command(strategy: str, session_id: int | None) -> None:
     with read_transaction() as dbs:
         target = select_session(dbs, session_id)
     try:
-        opening = switch_strategy(None, target.id, strategy, actor=_actor())
+        opening = switch_strategy(get_engine(), target.id, strategy, actor=_actor())
     except SessionError as exc:
         fail(str(exc), EXIT_REFUSED)
     click.echo(f"Session #{opening.session_id} switched from {target.strategy} to {strategy}: the same account, "

@@ -3,7 +3,8 @@
 The page holds no data: it asks for an API token, keeps it in session storage and reads everything from
 ``/api/*`` with it, so these routes need no auth. Assets are bundled in ``chalicelib/static`` and served with
 a strict Content-Security-Policy (scripts and styles from this origin only, no inline code, no framing).
-``GET /api/me`` tells the page the caller's name and scope, so a read token sees no change form.
+``GET /api/me`` (``api/handlers.get_me``) tells the page the caller's name and scope, so a read token sees no
+change form.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from pathlib import Path
 
 from chalice import Response
 
-from chalicelib.api.auth import Principal
-from chalicelib.api.errors import error_response, json_response
-from chalicelib.api.handlers import ApiRequest, endpoint
+from chalicelib.api.errors import error_response
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE = "index.html"
@@ -67,10 +66,3 @@ def asset(name: str | None) -> Response:
     if not name or not _ASSET_NAME.fullmatch(name):
         return error_response(404, "not_found", "no such asset")
     return _file_response(name)
-
-
-@endpoint("read")
-def whoami(_request: ApiRequest, principal: Principal | None) -> Response:
-    """``GET /api/me``: the caller's token name and scope (the page hides the change form for ``read``)."""
-    assert principal is not None
-    return json_response({"name": principal.name, "scope": principal.scope})

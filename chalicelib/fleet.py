@@ -305,7 +305,7 @@ class AppliedDeposit:
     replayed: bool
 
 
-def apply_due_deposits(now: datetime, engine: Engine | None = None) -> list[AppliedDeposit]:
+def apply_due_deposits(now: datetime, *, engine: Engine) -> list[AppliedDeposit]:
     """Every due period of every active schedule, each through the manual deposit's use case, at most once
     (the reference). Missed runs are caught up (up to :data:`MAX_CATCH_UP` periods per schedule per run)."""
     from chalicelib.balances import change_balance

@@ -1,25 +1,210 @@
-"""Where the bot finds its database and its API tokens: the environment locally, Secrets Manager in AWS.
+"""Every setting of the bot, in one place: the environment is read here and nowhere else.
+
+:class:`Settings` owns every environment variable and every secret reference (the ARNs); :func:`get` parses and
+checks them once and every other module receives the values. A bad value fails the same way everywhere, at start:
+one :class:`ConfigurationError` whose one line names the variable and says what it must be. The CLI prints that
+line and exits 2; the API logs it and answers 503; the scheduled tick logs it and ticks nothing.
 
 Resolution order for the database: ``DATABASE_URL`` (any SQLAlchemy URL), else the RDS-shaped JSON secret named
 by ``DATABASE_SECRET_ARN`` (host, port, username, password, dbname), else an embedded SQLite file
 ``atb.sqlite3`` in the working directory. Secrets are fetched through powertools Parameters and cached for the
 life of a warm Lambda container.
+
+A frozen dataclass rather than pydantic-settings (installable here): a dozen scalar variables need no extra
+package in the Lambda bundle, and the refusal must be one line naming the variable, which is what
+:func:`_number` writes (pydantic's ``ValidationError`` is a multi-line report).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 DEFAULT_SQLITE_FILE = "atb.sqlite3"
-#: How long a fetched secret is reused before Secrets Manager is asked again (seconds).
-SECRET_MAX_AGE = int(os.environ.get("ATB_SECRET_MAX_AGE", "900"))
+#: The powertools service name when ``POWERTOOLS_SERVICE_NAME`` is unset.
+DEFAULT_SERVICE = "atb"
+
+SslMode = Literal["disable", "require", "verify"]
+_TRUE = ("1", "true", "yes", "on")
 
 
 class ConfigurationError(RuntimeError):
     """The environment does not describe a usable configuration; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable the bot reads: its name, its default (as the README shows it) and its meaning."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+#: Every variable the bot reads, in the order of the README's configuration table (a test keeps them equal).
+VARIABLES: tuple[Variable, ...] = (
+    Variable("DATABASE_URL", "sqlite:///./atb.sqlite3", "any SQLAlchemy URL"),
+    Variable("DATABASE_SECRET_ARN", "", "the RDS-shaped database secret (AWS)"),
+    Variable("DATABASE_SSLMODE", "", "disable, require or verify"),
+    Variable("DATABASE_CONNECT_TIMEOUT", "30", "seconds to wait for a connection"),
+    Variable("DATABASE_LOCK_TIMEOUT_MS", "5000", "PostgreSQL lock_timeout"),
+    Variable("DATABASE_STATEMENT_TIMEOUT_MS", "20000", "PostgreSQL statement_timeout"),
+    Variable("DATABASE_POOL_TIMEOUT", "3", "seconds to wait for a pooled connection"),
+    Variable("ATB_API_TOKENS", "", "API tokens name:scope:token,…"),
+    Variable("ATB_API_TOKENS_SECRET_ARN", "", "the secret holding the API tokens (AWS)"),
+    Variable("ATB_SECRET_MAX_AGE", "900", "seconds a fetched secret is reused"),
+    Variable("ATB_BOTS", "", "the scheduled tick's bots"),
+    Variable("ATB_INITIAL_BALANCE", "1000", "starting capital of a bot's first session in Lambda"),
+    Variable("ATB_MAX_CANDLES_PER_TICK", "500", "catch-up bound per tick"),
+    Variable("ATB_EXCHANGE_TIMEOUT_MS", "10000", "ccxt request timeout"),
+    Variable("ATB_OPERATOR", "", "the name the CLI records as updated_by"),
+    Variable("ATB_DEBUG", "", "the CLI shows tracebacks"),
+    Variable("ATB_TRACING", "", "X-Ray tracing of the tick"),
+    Variable("DATABASE_CA_BUNDLE", "", "the CA file the database certificate is verified against"),
+    Variable("ATB_TICK_QUEUE_URL", "", "the SQS queue of the fan-out (empty: the dispatcher ticks inline)"),
+    Variable("ATB_EVENTS_TOPIC_ARN", "", "the SNS topic for trade, drawdown and bot-error events"),
+    Variable("ATB_TELEGRAM_SECRET_ARN", "", "a JSON secret {token, chat_id} for Telegram delivery"),
+    Variable("ATB_TELEGRAM_API_BASE", "https://api.telegram.org", "where the Telegram Bot API answers"),
+    Variable("ATB_PER_BOT_METRICS", "true", "emit the per-bot metrics (false: fleet metrics only)"),
+    Variable("POWERTOOLS_SERVICE_NAME", DEFAULT_SERVICE, "the service key of every log line and metric"),
+    Variable("POWERTOOLS_METRICS_NAMESPACE", "ATB", "the CloudWatch namespace of the tick's metrics"),
+)
+NAMES = frozenset(v.name for v in VARIABLES)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The checked configuration of this process. Secret references are kept as ARNs; their values are fetched
+    (and cached) when first needed, so a process that never opens the database never calls Secrets Manager."""
+
+    database_url: str  # "" when unset
+    database_secret_arn: str
+    database_sslmode: SslMode
+    database_connect_timeout: float
+    database_lock_timeout_ms: int
+    database_statement_timeout_ms: int
+    database_pool_timeout: float
+    api_tokens: str
+    api_tokens_secret_arn: str
+    secret_max_age: int
+    bots: str
+    initial_balance: Decimal
+    max_candles_per_tick: int
+    exchange_timeout_ms: int
+    operator: str
+    debug: bool
+    tracing: bool
+    service_name: str
+    metrics_namespace: str
+    database_ca_bundle: str
+    tick_queue_url: str
+    events_topic_arn: str
+    telegram_secret_arn: str
+    telegram_api_base: str
+    per_bot_metrics: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Parse and check ``env``; the first bad value raises :class:`ConfigurationError` naming it."""
+
+        def raw(name: str) -> str:
+            return env.get(name, "").strip()
+
+        secret_arn = raw("DATABASE_SECRET_ARN")
+        url = raw("DATABASE_URL")
+        return cls(
+            database_url=url,
+            database_secret_arn=secret_arn,
+            database_sslmode=_sslmode(raw("DATABASE_SSLMODE"), secret_based=bool(secret_arn) and not url),
+            database_connect_timeout=_number(env, "DATABASE_CONNECT_TIMEOUT", 30, "seconds", float),
+            database_lock_timeout_ms=_number(env, "DATABASE_LOCK_TIMEOUT_MS", 5000, "milliseconds", int),
+            database_statement_timeout_ms=_number(env, "DATABASE_STATEMENT_TIMEOUT_MS", 20000, "milliseconds", int),
+            database_pool_timeout=_number(env, "DATABASE_POOL_TIMEOUT", 3, "seconds", float),
+            api_tokens=raw("ATB_API_TOKENS"),
+            api_tokens_secret_arn=raw("ATB_API_TOKENS_SECRET_ARN"),
+            secret_max_age=_number(env, "ATB_SECRET_MAX_AGE", 900, "seconds", int),
+            bots=env.get("ATB_BOTS", ""),
+            initial_balance=_money(raw("ATB_INITIAL_BALANCE") or "1000", "ATB_INITIAL_BALANCE"),
+            max_candles_per_tick=_number(env, "ATB_MAX_CANDLES_PER_TICK", 500, "candles", int),
+            exchange_timeout_ms=_number(env, "ATB_EXCHANGE_TIMEOUT_MS", 10000, "milliseconds", int),
+            operator=env.get("ATB_OPERATOR", ""),
+            debug=raw("ATB_DEBUG").lower() in ("1", "true", "yes"),
+            tracing=raw("ATB_TRACING").lower() in _TRUE,
+            service_name=service_name(env),
+            metrics_namespace=raw("POWERTOOLS_METRICS_NAMESPACE") or "ATB",
+            database_ca_bundle=_ca_bundle(raw("DATABASE_CA_BUNDLE")),
+            tick_queue_url=raw("ATB_TICK_QUEUE_URL"),
+            events_topic_arn=raw("ATB_EVENTS_TOPIC_ARN"),
+            telegram_secret_arn=raw("ATB_TELEGRAM_SECRET_ARN"),
+            telegram_api_base=(raw("ATB_TELEGRAM_API_BASE") or "https://api.telegram.org").rstrip("/"),
+            per_bot_metrics=(raw("ATB_PER_BOT_METRICS") or "true").lower() not in ("0", "false", "no", "off"),
+        )
+
+
+_cache: tuple[tuple[str | None, ...], Settings] | None = None
+
+
+def get() -> Settings:
+    """This process's settings, parsed and checked once.
+
+    A Lambda container's or a CLI run's environment does not change, so the variables are parsed once per
+    process; the cache is keyed by the raw values of the variables :data:`VARIABLES` names, so a test that sets
+    a variable gets settings that say so (no stale value, no reset hook to forget)."""
+    global _cache  # noqa: PLW0603 - one parsed configuration per process
+    key = tuple(os.environ.get(v.name) for v in VARIABLES)
+    cached = _cache
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    loaded = Settings.from_env(os.environ)
+    _cache = (key, loaded)
+    return loaded
+
+
+def service_name(env: Mapping[str, str] | None = None) -> str:
+    """The powertools service name. Read apart from :func:`get` because the logger is made at import, before the
+    settings are checked (so that a bad setting can be logged), and a name cannot be a bad value."""
+    source = os.environ if env is None else env
+    return source.get("POWERTOOLS_SERVICE_NAME", "").strip() or DEFAULT_SERVICE
+
+
+def _number(env: Mapping[str, str], name: str, default: int, unit: str, kind: Callable[[str], Any]) -> Any:
+    raw = env.get(name, "").strip() or str(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a {'whole ' if kind is int else ''}number of {unit}, "
+                                 f"not {raw[:40]!r}") from None
+    if not 0 < value < 10**9:
+        raise ConfigurationError(f"{name} must be a positive number of {unit}")
+    return value
+
+
+def _money(raw: str, name: str) -> Decimal:
+    from chalicelib.money import MoneyError, parse_money
+
+    try:
+        return parse_money(raw, field=name)
+    except MoneyError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def _sslmode(raw: str, *, secret_based: bool) -> SslMode:
+    mode = raw.lower() or ("verify" if secret_based else "disable")
+    if mode not in ("disable", "require", "verify"):
+        raise ConfigurationError(f"DATABASE_SSLMODE must be disable, require or verify, not {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
+def _ca_bundle(path: str) -> str:
+    if path and not Path(path).is_file():
+        raise ConfigurationError(f"DATABASE_CA_BUNDLE={path} is not a file: put the RDS CA bundle there "
+                                 "(docs/deploy.md, step 0) or unset it")
+    return path
 
 
 def default_sqlite_url(directory: Path | None = None) -> str:
@@ -32,7 +217,7 @@ def get_secret_text(arn: str, what: str = "secret") -> str:
     from aws_lambda_powertools.utilities import parameters
 
     try:
-        value = parameters.get_secret(arn, max_age=SECRET_MAX_AGE)
+        value = parameters.get_secret(arn, max_age=get().secret_max_age)
     except Exception as exc:  # boto errors: say which secret and why, on one line
         raise ConfigurationError(f"cannot read {what} {arn}: {exc}") from exc
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
@@ -69,78 +254,59 @@ def database_url_from_secret(secret: dict[str, Any]) -> str:
 
 def database_url() -> str:
     """The SQLAlchemy URL of the database this process should use."""
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if url:
-        return url
-    arn = os.environ.get("DATABASE_SECRET_ARN", "").strip()
-    if arn:
-        return database_url_from_secret(get_secret_json(arn))
+    current = get()
+    if current.database_url:
+        return current.database_url
+    if current.database_secret_arn:
+        return database_url_from_secret(get_secret_json(current.database_secret_arn))
     return default_sqlite_url()
 
 
-def database_sslmode() -> str:
+def database_sslmode() -> SslMode:
     """``disable``, ``require`` (encrypted) or ``verify`` (encrypted, CA and host checked against
     ``DATABASE_CA_BUNDLE``). The default for a database read from the secret (RDS) is ``verify``."""
-    default = "verify" if os.environ.get("DATABASE_SECRET_ARN") and not os.environ.get("DATABASE_URL") else ""
-    mode = os.environ.get("DATABASE_SSLMODE", default).strip().lower()
-    if mode not in ("", "disable", "require", "verify"):
-        raise ConfigurationError(f"DATABASE_SSLMODE must be disable, require or verify, not {mode!r}")
-    return mode or "disable"
+    return get().database_sslmode
 
 
-# --- fan-out, notifications, bots (issue 14) -------------------------------------------------------------------
-
-
-def bots_text() -> str:
-    """``ATB_BOTS``: the bots to seed on first deploy (``strategy:symbol[:timeframe[:exchange]]``, comma-separated)."""
-    return os.environ.get("ATB_BOTS", "")
-
-
-def initial_balance_text() -> str:
-    """``ATB_INITIAL_BALANCE``: the initial capital of a bot seeded from ``ATB_BOTS`` (default 1000)."""
-    return os.environ.get("ATB_INITIAL_BALANCE", "1000")
-
-
-def max_candles_per_tick_text() -> str | None:
-    return os.environ.get("ATB_MAX_CANDLES_PER_TICK")
+def database_ca_bundle() -> str | None:
+    """``DATABASE_CA_BUNDLE``: the CA file the database certificate is verified against (the RDS bundle,
+    docs/deploy.md); unset: the system's CAs."""
+    return get().database_ca_bundle or None
 
 
 def tick_queue_url() -> str:
     """``ATB_TICK_QUEUE_URL``: the SQS queue the dispatcher sends one message per due bot to. Empty: the
     dispatcher ticks each due bot itself (one bot, no extra configuration)."""
-    return os.environ.get("ATB_TICK_QUEUE_URL", "").strip()
+    return get().tick_queue_url
 
 
 def events_topic_arn() -> str:
     """``ATB_EVENTS_TOPIC_ARN``: the SNS topic for trade, drawdown and bot-error events. Empty: not published."""
-    return os.environ.get("ATB_EVENTS_TOPIC_ARN", "").strip()
+    return get().events_topic_arn
 
 
 def telegram_secret_arn() -> str:
     """``ATB_TELEGRAM_SECRET_ARN``: a JSON secret ``{"token": …, "chat_id": …}``; empty: no Telegram delivery."""
-    return os.environ.get("ATB_TELEGRAM_SECRET_ARN", "").strip()
+    return get().telegram_secret_arn
 
 
 def telegram_api_base() -> str:
     """``ATB_TELEGRAM_API_BASE``: where the Bot API answers (tests point it at a local fake endpoint)."""
-    return os.environ.get("ATB_TELEGRAM_API_BASE", "https://api.telegram.org").strip().rstrip("/")
-
-
-def database_ca_bundle() -> str | None:
-    """``DATABASE_CA_BUNDLE``: the CA file the database certificate is verified against (the RDS bundle,
-    docs/deploy.md); unset: the system's CAs. A path that does not exist is a configuration error."""
-    path = os.environ.get("DATABASE_CA_BUNDLE", "").strip()
-    if path and not Path(path).is_file():
-        raise ConfigurationError(f"DATABASE_CA_BUNDLE={path} is not a file: put the RDS CA bundle there "
-                                 "(docs/deploy.md, step 0) or unset it")
-    return path or None
-
-
-def exchange_timeout_ms_text() -> str:
-    return os.environ.get("ATB_EXCHANGE_TIMEOUT_MS", "10000")
+    return get().telegram_api_base
 
 
 def per_bot_metrics() -> bool:
     """``ATB_PER_BOT_METRICS``: emit the 7 per-bot metrics (dimension ``Bot``; 7 billed custom metrics per bot).
     ``false`` keeps only the fleet metrics: what 100+ bots can afford (docs/scale.md). Default true."""
-    return os.environ.get("ATB_PER_BOT_METRICS", "true").strip().lower() not in ("0", "false", "no", "off")
+    return get().per_bot_metrics
+
+
+def api_token_text() -> str:
+    """The API token list: ``ATB_API_TOKENS`` when set (the explicit local value wins, like ``DATABASE_URL``),
+    else the secret named by ``ATB_API_TOKENS_SECRET_ARN``, else empty."""
+    current = get()
+    if current.api_tokens:
+        return current.api_tokens
+    if not current.api_tokens_secret_arn:
+        return ""
+    return get_secret_text(current.api_tokens_secret_arn, "the API token secret")

@@ -28,11 +28,17 @@ from sqlalchemy.orm import Session
 
 from chalicelib import accounting
 from chalicelib.accounting import UnitState
-from chalicelib.db.engine import get_engine
 from chalicelib.db.migrate import SchemaStatus, schema_status
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction
-from chalicelib.ledger import CAPITAL_FLOW_KINDS, EVENT_KINDS, OPENING_KINDS, SERIES_START_KINDS, TRADING_KINDS
+from chalicelib.ledger import (
+    CAPITAL_FLOW_KINDS,
+    EVENT_KINDS,
+    OPENING_KINDS,
+    SERIES_START_KINDS,
+    TRADING_KINDS,
+    equity_of,
+)
 from chalicelib.ledger import unit_state as ledger_unit_state
 from chalicelib.money import ZERO, money_text, quantize_money
 
@@ -96,8 +102,7 @@ class VerifyReport:
         return self.schema.at_head and all(s.ok for s in self.sessions)
 
 
-def verify(engine: Engine | None = None) -> VerifyReport:
-    engine = engine or get_engine()
+def verify(engine: Engine) -> VerifyReport:
     status = schema_status(engine)
     if not status.at_head:
         return VerifyReport(status, [])
@@ -322,9 +327,7 @@ def _check_positions_and_trades(db: Session, report: SessionReport, session: Tra
         problems.append(
             f"reserved {money_text(session.reserved_balance)} ≠ cost of open positions {money_text(open_cost)}"
         )
-    held = sum((p.quantity for p in positions.values() if p.status == "open"), ZERO)
-    mark = session.mark_price
-    equity = session.available_balance + (quantize_money(held * mark) if mark is not None else open_cost)
+    equity = equity_of(session, [p for p in positions.values() if p.status == "open"])
     if not accounting.units_reproduce_equity(ledger_unit_state(session), equity):
         problems.append(f"cached units {session.units} × value per unit {session.unit_value} do not reproduce the "
                         f"equity at the last close, {money_text(equity)}")
@@ -342,6 +345,13 @@ def _check_positions_and_trades(db: Session, report: SessionReport, session: Tra
         if p.status == "open" and -opened.delta != p.fees:
             problems.append(f"position {p.id}: entry fee {money_text(p.fees)} ≠ its ledger row {opened.id}: "
                             f"{money_text(-opened.delta)}")
+    _check_trades(db, report, session, checker, positions, recovered)
+
+
+def _check_trades(db: Session, report: SessionReport, session: TradingSession, checker: _LedgerChecker,
+                  positions: dict[int, Position], recovered: bool) -> None:
+    """Each closed trade against its ledger rows (P&L, fees) and its position."""
+    problems, by_reference = report.problems, checker.by_reference
     for trade in _trades(db, session.id):
         pnl_row = by_reference.get(f"trade:{trade.position_id}:pnl")
         exit_fee = by_reference.get(f"trade:{trade.position_id}:exit_fee")
@@ -374,6 +384,6 @@ def _trades(db: Session, session_id: int) -> Iterable[Trade]:
     return db.execute(select(Trade).where(Trade.session_id == session_id).order_by(Trade.id)).scalars()
 
 
-def count_sessions(engine: Engine | None = None) -> int:
+def count_sessions(engine: Engine) -> int:
     with read_transaction(engine) as db:
         return int(db.execute(select(func.count()).select_from(TradingSession)).scalar_one())

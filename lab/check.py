@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from chalicelib.engine.backtest import run_backtest
-from chalicelib.engine.tick import CandleOutcome
+from chalicelib.engine.tick import CandleOutcome, describe_fill
 from chalicelib.money import quantize_money
 from chalicelib.trading.candles import Candle, format_time
 from chalicelib.trading.feeds import ReplayFeed
@@ -61,7 +61,7 @@ class CheckReport:
 
 
 def _describe(o: CandleOutcome) -> str:
-    fills = "; ".join(o.fills) or "no fill"
+    fills = "; ".join(describe_fill(f) for f in o.fills) or "no fill"
     return f"{o.decision} ({fills}), equity {o.equity}"
 
 

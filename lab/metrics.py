@@ -100,7 +100,8 @@ def cagr(start: Decimal, end: Decimal, seconds: float) -> float | None:
         return None
     if end <= 0:
         return -1.0
-    return float(end / start) ** (YEAR_SECONDS / seconds) - 1
+    growth: float = float(end / start) ** (YEAR_SECONDS / seconds)
+    return growth - 1
 
 
 def drawdown_info(times: Sequence[datetime], equity: Sequence[Decimal]) -> DrawdownInfo:

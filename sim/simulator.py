@@ -411,7 +411,7 @@ class Simulator:
                     raise self.fail(f"{where}: an unexpected strategy switch row")
                 switch = None
             elif row.kind == "initial" and m.last_id == 0:
-                if (row.delta, row.units, row.unit_value) != (INITIAL, INITIAL, 1):
+                if (row.delta, row.units, row.unit_value) != (INITIAL, INITIAL, Decimal(1)):
                     raise self.fail(f"{where}: the first capital is not {INITIAL} in {INITIAL} units at 1")
                 m.total = m.available = row.total_balance
                 m.units = row.units

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import glob
+import io
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pg8000.native
 from sqlalchemy.engine import URL, make_url
@@ -145,3 +150,29 @@ def free_port() -> int:
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@contextmanager
+def captured_logs() -> Iterator[io.StringIO]:
+    """The powertools Logger's output as Lambda writes it (JSON lines), whatever stream the logger was created
+    with and even if an in-process CLI test switched this process to plain lines."""
+    import logging
+
+    from chalicelib import logs
+
+    handler: Any = logs.logger.registered_handler
+    formatter, level = handler.formatter, logs.logger.log_level
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    logs.use_json_logs()
+    logs.logger.setLevel(logging.INFO)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
+        handler.setFormatter(formatter)
+        logs.logger.setLevel(level)
+
+
+def json_log_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]

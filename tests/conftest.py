@@ -134,3 +134,39 @@ def scripted_strategy_is_registered(request: pytest.FixtureRequest, monkeypatch:
     from chalicelib.trading import strategies
 
     monkeypatch.setitem(strategies._REGISTRY, "scripted", ScriptedStrategy)
+
+
+#: Modules whose every test is slow (a throwaway PostgreSQL cluster, a real browser, hundreds of generated
+#: requests, races with dozens of threads, whole replays, packaging). Marked here, in one place, so that
+#: `pytest -m "not slow"` is the quick loop (README "Promises → tests"); single slow tests elsewhere carry
+#: @pytest.mark.slow themselves.
+SLOW_MODULES = frozenset({
+    "tests/api/test_api_outages.py",
+    "tests/api/test_api_schemathesis.py",
+    "tests/api/test_api_snapshot_reads_pg.py",
+    "tests/api/test_api_concurrency_pg.py",
+    "tests/browser/test_dashboard_browser.py",
+    "tests/bench/test_query_plans.py",
+    "tests/deploy/test_aws_end_to_end.py",
+    "tests/deploy/test_db_restarts.py",
+    "tests/foundation/test_packaging.py",
+    "tests/sim/test_simulator.py",
+    # whole CLI runs in subprocesses, replays of hundreds of candles, hypothesis and thread races
+    "tests/engine/test_one_account.py",
+    "tests/engine/test_cli_live.py",
+    "tests/engine/test_replay_equivalence.py",
+    "tests/foundation/test_cli_errors.py",
+    "tests/foundation/test_ledger_properties.py",
+    "tests/foundation/test_concurrency.py",
+    "tests/foundation/test_cli.py",
+    "tests/foundation/test_cli_bots.py",
+    # every money column of every row kind tampered with, on both databases (≈ 100 s of the quick loop)
+    "tests/engine/test_verify_tampering.py",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        if Path(str(item.path)).relative_to(root).as_posix() in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

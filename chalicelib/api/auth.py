@@ -17,17 +17,18 @@ import functools
 import hashlib
 import hmac
 import json
-import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aws_lambda_powertools import Logger
+
+from chalicelib import logs
 from chalicelib.api.errors import ApiError
 from chalicelib.settings import ConfigurationError
 
-logger = logging.getLogger("atb.api.auth")
+logger = Logger(service=logs.SERVICE, child=True)
 
 Scope = Literal["read", "write"]
 SCOPES: tuple[Scope, ...] = ("read", "write")
@@ -135,15 +136,9 @@ def parse_tokens(text: str) -> tuple[ApiToken, ...]:
 
 def configured_tokens() -> tuple[ApiToken, ...]:
     """``ATB_API_TOKENS`` when set (like ``DATABASE_URL``, the explicit local value wins), else the secret."""
-    local = os.environ.get("ATB_API_TOKENS", "").strip()
-    if local:
-        return parse_tokens(local)
-    arn = os.environ.get("ATB_API_TOKENS_SECRET_ARN", "").strip()
-    if not arn:
-        return ()
-    from chalicelib.settings import get_secret_text
+    from chalicelib.settings import api_token_text
 
-    return parse_tokens(get_secret_text(arn, "the API token secret"))
+    return parse_tokens(api_token_text())
 
 
 def authenticate(headers: Mapping[str, str], required: Scope) -> Principal:

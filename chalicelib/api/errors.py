@@ -6,14 +6,15 @@ The entry point translates domain errors into HTTP here and nowhere else; an une
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from chalice import Response
 
+from chalicelib import logs
 from chalicelib.jsonutil import dumps
 
-logger = logging.getLogger("atb.api")
+logger = Logger(service=logs.SERVICE, child=True)
 
 #: Every /api/* response, errors included: JSON, and never stored by a browser or a proxy (balances, tokens' names).
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}

@@ -108,7 +108,7 @@ def _page(request: ApiRequest, max_id: int) -> tuple[int, int | None]:
 
 @endpoint("read", ("session_id",))
 def get_balance(request: ApiRequest, _: Principal | None) -> Response:
-    return json_response(service.balance(_session_id(request)))
+    return json_response(service.balance(_session_id(request)).body())
 
 
 @endpoint("write", ("session_id",))
@@ -129,24 +129,24 @@ def post_balance(request: ApiRequest, principal: Principal | None) -> Response:
                        "this Idempotency-Key was already used for a different change; use a new key",
                        [{"field": "Idempotency-Key", "message": "already used for a different request"}])
     headers = {REPLAY_HEADER: "true"} if outcome.replayed else {}
-    return json_response(outcome.body, 201, headers)
+    return json_response(outcome.body.body(), 201, headers)
 
 
 @endpoint("read", ("session_id", "limit", "before"))
 def get_history(request: ApiRequest, _: Principal | None) -> Response:
     limit, before = _page(request, MAX_BIGINT_ID)
-    return json_response(service.history(_session_id(request), limit, before))
+    return json_response(service.history(_session_id(request), limit, before).body())
 
 
 @endpoint("read", ("session_id",))
 def get_positions(request: ApiRequest, _: Principal | None) -> Response:
-    return json_response(service.positions(_session_id(request)))
+    return json_response(service.positions(_session_id(request)).body())
 
 
 @endpoint("read", ("session_id", "limit", "before"))
 def get_trades(request: ApiRequest, _: Principal | None) -> Response:
     limit, before = _page(request, MAX_INT_ID)
-    return json_response(service.trades(_session_id(request), limit, before))
+    return json_response(service.trades(_session_id(request), limit, before).body())
 
 
 @endpoint("read", ("status",))
@@ -155,13 +155,22 @@ def get_sessions(request: ApiRequest, _: Principal | None) -> Response:
     if status not in (None, "active", "ended"):
         raise ApiError(400, "invalid_parameter", "status must be active or ended",
                        [{"field": "status", "message": "must be active or ended"}])
-    return json_response(service.sessions(status))
+    return json_response(service.sessions(status).body())
+
+
+@endpoint("read")
+def get_me(_request: ApiRequest, principal: Principal | None) -> Response:
+    """``GET /api/me``: the caller's token name and scope (the dashboard hides the change form for ``read``)."""
+    from chalicelib.api.schemas import MeResponse
+
+    assert principal is not None
+    return json_response(MeResponse(name=principal.name, scope=principal.scope).body())
 
 
 @endpoint("read")
 def get_health(_request: ApiRequest, _: Principal | None) -> Response:
     status, report = service.health()
-    return json_response(report, status, {"Retry-After": "5"} if status == 503 else None)
+    return json_response(report.body(), status, {"Retry-After": "5"} if status == 503 else None)
 
 
 @endpoint("read")

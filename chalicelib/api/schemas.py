@@ -3,7 +3,9 @@
 pydantic's own JSON parser (``model_validate_json``) turns a JSON number into a float before a ``Decimal`` field
 sees it (``999999999999.12345678`` arrives as ``999999999999.1234`` with pydantic 2.14), so bodies are decoded by
 the standard library with ``parse_float=Decimal`` and then validated with ``model_validate``. Response models
-describe what the views write; they feed the OpenAPI document and the tests check every response against them.
+are the runtime shape of every answer (the API's and the CLI's ``--json``): each is built from the domain by its
+``of`` constructor, validated, and written by ``jsonutil.dumps`` (money as exact numbers); the same classes feed
+the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import unicodedata
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +32,11 @@ from pydantic import (
 
 from chalicelib.ledger.vocabulary import MAX_REASON_LENGTH
 from chalicelib.money import MAX_AMOUNT, MONEY_SCALE, parse_money
+from chalicelib.states import Mode, PositionStatus, SessionStatus, Side
+
+if TYPE_CHECKING:
+    from chalicelib.balances import BalanceSummary
+    from chalicelib.db.models import AccountBalance, Position, Trade, TradingSession
 
 #: Largest request body accepted (bytes). A balance change is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
@@ -206,11 +213,20 @@ def parse_balance_change(raw: bytes | str) -> BalanceChangeRequest:
     return BalanceChangeRequest.model_validate(load_json_exact(raw))
 
 
-# --- responses (documentation and test contracts) --------------------------------------------------------------
+# --- responses: the runtime shape of every answer, and its documentation -----------------------------------------
 
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    def body(self) -> dict[str, Any]:
+        """The answer as plain data for ``jsonutil.dumps`` (money stays ``Decimal``, times stay ``datetime``)."""
+        return self.model_dump()
+
+
+def _assets(assets: dict[str, Any]) -> dict[str, Decimal]:
+    """Asset quantities are stored as exact decimal text; show them as numbers."""
+    return {asset: Decimal(str(quantity)) for asset, quantity in assets.items()}
 
 
 class ErrorDetail(_Out):
@@ -250,6 +266,15 @@ class LedgerEntry(_Out):
                                               "applied, or for a manual change the account's last applied close.")
     timestamp: datetime = Field(description="The wall-clock time the row was recorded.")
 
+    @classmethod
+    def of(cls, row: AccountBalance) -> LedgerEntry:
+        return cls(id=row.id, session_id=row.session_id, kind=row.kind, amount=row.delta,
+                   balance_after=row.total_balance, available_after=row.available_balance,
+                   reserved_after=row.reserved_balance, asset_balances=_assets(row.asset_balances),
+                   reason=row.update_reason, updated_by=row.updated_by, updated_by_label=row.updated_by_label,
+                   reference=row.reference, equity_after=row.equity, units=row.units, unit_value=row.unit_value,
+                   market_time=row.market_time, timestamp=row.last_updated)
+
 
 class BalanceResponse(_Out):
     session_id: int
@@ -286,6 +311,25 @@ class BalanceResponse(_Out):
     last_update_reason: str | None
     recent_history: list[LedgerEntry]
 
+    @classmethod
+    def of(cls, summary: BalanceSummary) -> BalanceResponse:
+        s, latest = summary.session, summary.latest
+        return cls(
+            session_id=s.id, strategy=s.strategy, symbol=s.symbol, base_currency=s.base_currency,
+            current_balance=s.total_balance, available_balance=s.available_balance,
+            reserved_balance=s.reserved_balance, equity=summary.now.equity, unrealized_pnl=summary.unrealized_pnl,
+            asset_balances=_assets(latest.asset_balances) if latest else {s.base_currency: s.available_balance},
+            market_time=summary.now.market_time, balance_24h_ago=summary.balance_24h_ago,
+            balance_change_24h=summary.change_24h_percent, balance_delta_24h=summary.balance_delta_24h,
+            net_flows_24h=summary.window.net_flows, pnl_24h=summary.pnl_24h,
+            realized_pnl_24h=summary.window.realized_pnl, fees_24h=summary.window.fees, drawdown=summary.drawdown,
+            time_weighted_return=summary.time_weighted_return, total_pnl=summary.total_pnl, units=s.units,
+            unit_value=s.unit_value, peak_unit_value=s.peak_unit_value,
+            last_updated=latest.last_updated if latest else None,
+            last_update_reason=latest.update_reason if latest else None,
+            recent_history=[LedgerEntry.of(r) for r in summary.recent],
+        )
+
 
 class BalanceChangeResponse(_Out):
     session_id: int
@@ -294,6 +338,13 @@ class BalanceChangeResponse(_Out):
     available_balance: Money
     reserved_balance: Money
     entry: LedgerEntry
+
+    @classmethod
+    def of(cls, session: TradingSession, entry: AccountBalance) -> BalanceChangeResponse:
+        """Built from the ledger row alone, so a replay returns the same body."""
+        return cls(session_id=session.id, base_currency=session.base_currency, current_balance=entry.total_balance,
+                   available_balance=entry.available_balance, reserved_balance=entry.reserved_balance,
+                   entry=LedgerEntry.of(entry))
 
 
 class HistoryPage(_Out):
@@ -307,8 +358,8 @@ class PositionOut(_Out):
     id: int
     session_id: int
     symbol: str
-    side: str
-    status: str
+    side: Side
+    status: PositionStatus
     entry_price: Money
     quantity: Money
     cost: Money
@@ -321,8 +372,21 @@ class PositionOut(_Out):
     realized_pnl: Money | None
     fees: Money
     last_close: Money | None
-    unrealized_pnl: Money | None = Field(description="(last close − entry) × quantity for longs, the opposite "
-                                                     "for shorts; fees excluded. Null before the first tick.")
+    unrealized_pnl: Money | None = Field(description="quantity × last close − cost (what the position would gain "
+                                                     "sold at the last close); fees excluded. Null before the "
+                                                     "first tick.")
+
+    @classmethod
+    def of(cls, p: Position, last_close: Decimal | None) -> PositionOut:
+        from chalicelib import accounting
+
+        unrealized = (None if last_close is None
+                      else accounting.unrealized_pnl(accounting.marked_value([p.quantity], last_close), p.cost))
+        return cls(id=p.id, session_id=p.session_id, symbol=p.symbol, side=p.side, status=p.status,
+                   entry_price=p.entry_price, quantity=p.quantity, cost=p.cost, stop_loss=p.stop_loss,
+                   take_profit=p.take_profit, entry_time=p.entry_time, exit_price=p.exit_price,
+                   exit_time=p.exit_time, exit_reason=p.exit_reason, realized_pnl=p.realized_pnl, fees=p.fees,
+                   last_close=last_close, unrealized_pnl=unrealized)
 
 
 class PositionsResponse(_Out):
@@ -337,7 +401,7 @@ class TradeOut(_Out):
     session_id: int
     position_id: int | None
     symbol: str
-    side: str
+    side: Side
     entry_price: Money
     exit_price: Money
     quantity: Money
@@ -348,6 +412,13 @@ class TradeOut(_Out):
     exit_reason: str
     market_time: datetime = Field(description="Close of the candle the trade closed in.")
     recorded_at: datetime
+
+    @classmethod
+    def of(cls, t: Trade) -> TradeOut:
+        return cls(id=t.id, session_id=t.session_id, position_id=t.position_id, symbol=t.symbol, side=t.side,
+                   entry_price=t.entry_price, exit_price=t.exit_price, quantity=t.quantity,
+                   entry_time=t.entry_time, exit_time=t.exit_time, realized_pnl=t.realized_pnl, fees=t.fees,
+                   exit_reason=t.exit_reason, market_time=t.market_time, recorded_at=t.recorded_at)
 
 
 class TradesPage(_Out):
@@ -363,8 +434,8 @@ class SessionOut(_Out):
     symbol: str
     timeframe: str
     exchange: str
-    mode: str
-    status: str
+    mode: Mode
+    status: SessionStatus
     base_currency: str
     initial_balance: Money
     total_balance: Money
@@ -379,6 +450,17 @@ class SessionOut(_Out):
     last_tick_at: datetime | None
     started_at: datetime
     ended_at: datetime | None
+
+    @classmethod
+    def of(cls, session: TradingSession) -> SessionOut:
+        s = session
+        return cls(session_id=s.id, strategy=s.strategy, symbol=s.symbol, timeframe=s.timeframe,
+                   exchange=s.exchange, mode=s.mode, status=s.status, base_currency=s.base_currency,
+                   initial_balance=s.initial_balance, total_balance=s.total_balance,
+                   available_balance=s.available_balance, reserved_balance=s.reserved_balance, units=s.units,
+                   unit_value=s.unit_value, peak_unit_value=s.peak_unit_value, version=s.version,
+                   market_time=s.market_time, candle_cursor=s.candle_cursor, last_tick_at=s.last_tick_at,
+                   started_at=s.started_at, ended_at=s.ended_at)
 
 
 class SessionsResponse(_Out):

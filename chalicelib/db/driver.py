@@ -161,7 +161,7 @@ class PreparedCursor:
 
 class _ExecutionContext(PGExecutionContext_pg8000):
     def create_server_side_cursor(self) -> Any:
-        cursor = super().create_server_side_cursor()  # DECLARE … CURSOR through pg8000's own cursor
+        cursor = super().create_server_side_cursor()  # type: ignore[no-untyped-call]  # DECLARE … CURSOR via pg8000
         cursor.cursor.paramstyle = PARAMSTYLE
         return cursor
 
@@ -179,7 +179,7 @@ class Dialect(PGDialect_pg8000):
     execution_ctx_cls = _ExecutionContext
 
     def on_connect(self) -> Any:
-        inherited = super().on_connect()
+        inherited = super().on_connect()  # type: ignore[no-untyped-call]
 
         def connected(dbapi_connection: Any) -> None:
             if inherited is not None:

@@ -143,35 +143,24 @@ def connect_timeout() -> float:
     """Seconds to wait for a connection (``DATABASE_CONNECT_TIMEOUT``, default 30). An Aurora Serverless v2
     database that paused at 0 ACU takes about 15 s (up to ~30 s after a long pause) to accept the first one.
     pg8000 applies it to every socket read too, so it also bounds how long one statement may wait."""
-    return _positive_setting("DATABASE_CONNECT_TIMEOUT", 30, "seconds")
+    return settings.get().database_connect_timeout
 
 
 def lock_timeout_ms() -> int:
     """PostgreSQL ``lock_timeout`` (``DATABASE_LOCK_TIMEOUT_MS``, default 5000): how long a writer waits for the
     account row lock before it gives up with "busy, retry" (nothing applied)."""
-    return int(_positive_setting("DATABASE_LOCK_TIMEOUT_MS", 5000, "milliseconds", integer=True))
+    return settings.get().database_lock_timeout_ms
 
 
 def statement_timeout_ms() -> int:
     """PostgreSQL ``statement_timeout`` (``DATABASE_STATEMENT_TIMEOUT_MS``, default 20000): inside a Lambda's 30 s,
     so a runaway statement ends with an answer rather than with the invocation. Migrations lift it."""
-    return int(_positive_setting("DATABASE_STATEMENT_TIMEOUT_MS", 20000, "milliseconds", integer=True))
+    return settings.get().database_statement_timeout_ms
 
 
 def pool_timeout() -> float:
     """Seconds to wait for a free pooled connection (``DATABASE_POOL_TIMEOUT``, default 3) before answering busy."""
-    return _positive_setting("DATABASE_POOL_TIMEOUT", 3, "seconds")
-
-
-def _positive_setting(name: str, default: float, unit: str, *, integer: bool = False) -> float:
-    raw = os.environ.get(name, "").strip() or str(default)
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        raise settings.ConfigurationError(f"{name} must be a number of {unit}, not {raw[:40]!r}") from None
-    if not 0 < value < 10**9:
-        raise settings.ConfigurationError(f"{name} must be a positive number of {unit}")
-    return value
+    return settings.get().database_pool_timeout
 
 
 def _ssl_context(mode: str) -> ssl.SSLContext | None:

@@ -105,3 +105,22 @@ def _sqlite_pragma(conn: Any, statement: str) -> None:
     """Run a pragma outside any transaction (SQLAlchemy would wrap exec_driver_sql in one)."""
     raw = conn.connection.dbapi_connection
     raw.execute(statement)
+
+
+def run_migrate_function() -> dict[str, str | None]:
+    """The migrate Lambda: bring the schema to head (idempotent) and log what changed. A bad setting is logged as
+    its one line and fails the invocation (``chalice invoke`` exits non-zero)."""
+    from aws_lambda_powertools import Logger
+
+    from chalicelib import logs
+    from chalicelib.settings import ConfigurationError
+
+    logger = Logger(service=logs.SERVICE, child=True)
+    try:
+        before = schema_status().current
+        after = upgrade()
+    except ConfigurationError as exc:
+        logger.error(f"Migration refused, the configuration is invalid: {exc}")
+        raise
+    logger.info(f"Schema at {after.current} (was {before or 'empty'}; head {after.head})")
+    return {"before": before, "after": after.current, "head": after.head}

@@ -28,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chalicelib.db.types import Money, Quantity, Units, UTCDateTime
 from chalicelib.ledger.vocabulary import KINDS, MAX_ACTOR_LENGTH, MAX_REASON_LENGTH, REFERENCE_LENGTH
+from chalicelib.states import Mode, PositionStatus, SessionStatus, Side
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -82,8 +83,8 @@ class TradingSession(Base):
     symbol: Mapped[str] = mapped_column(String(32))
     timeframe: Mapped[str] = mapped_column(String(8))
     exchange: Mapped[str] = mapped_column(String(32))
-    mode: Mapped[str] = mapped_column(String(8))
-    status: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[Mode] = mapped_column(String(8))
+    status: Mapped[SessionStatus] = mapped_column(String(16))
     initial_balance: Mapped[Decimal] = mapped_column(Money())
     base_currency: Mapped[str] = mapped_column(String(8), server_default="USD")
     total_balance: Mapped[Decimal] = mapped_column(Money(), server_default="0")
@@ -166,8 +167,8 @@ class Position(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("trading_sessions.id"))
     symbol: Mapped[str] = mapped_column(String(32))
-    side: Mapped[str] = mapped_column(String(8))
-    status: Mapped[str] = mapped_column(String(8))
+    side: Mapped[Side] = mapped_column(String(8))
+    status: Mapped[PositionStatus] = mapped_column(String(8))
     entry_price: Mapped[Decimal] = mapped_column(Money())
     quantity: Mapped[Decimal] = mapped_column(Quantity())
     cost: Mapped[Decimal] = mapped_column(Money())
@@ -199,7 +200,7 @@ class Trade(Base):
     session_id: Mapped[int] = mapped_column(ForeignKey("trading_sessions.id"))
     position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id"))
     symbol: Mapped[str] = mapped_column(String(32))
-    side: Mapped[str] = mapped_column(String(8))
+    side: Mapped[Side] = mapped_column(String(8))
     entry_price: Mapped[Decimal] = mapped_column(Money())
     exit_price: Mapped[Decimal] = mapped_column(Money())
     quantity: Mapped[Decimal] = mapped_column(Quantity())

@@ -1,7 +1,7 @@
 """Logs and metrics of the tick: powertools JSON in Lambda, plain readable lines in the CLI.
 
-One powertools ``Logger`` for the service (``atb``). Every tick line carries ``session_id``, ``strategy``,
-``symbol`` and ``candle_time`` (appended keys). Metrics (CloudWatch EMF) are created only by the scheduled
+The service's one powertools ``Logger`` lives in ``chalicelib.logs``. Every tick line carries ``session_id``,
+``strategy``, ``symbol`` and ``candle_time`` (appended keys). Metrics (CloudWatch EMF) are created only by the scheduled
 function; the CLI never emits them.
 
 Tracing (AWS X-Ray through powertools ``Tracer``) is optional: off unless ``ATB_TRACING=true``, and only then is
@@ -12,21 +12,18 @@ tracing for the tick function. Asked for without the SDK, tracing stays off with
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from chalicelib import settings
+from chalicelib.logs import SERVICE, logger, use_plain_logs
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "atb")
+__all__ = ["SERVICE", "logger", "make_metrics", "set_candle_time", "tick_log_keys", "traced", "tracer",
+           "use_plain_logs"]
+
 TICK_KEYS = ("session_id", "strategy", "symbol", "timeframe", "candle_time")
-
-logger = Logger(service=SERVICE)
 
 
 @contextmanager
@@ -51,29 +48,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class PlainFormatter(LambdaPowertoolsFormatter):
-    """Keeps powertools' keys (so ``append_keys`` works) but prints ``level: message`` for people."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
-
-
-def use_plain_logs(level: int = logging.WARNING) -> None:
-    """Human logs for the terminal: ``warning: …`` lines on stderr instead of JSON on stdout."""
-    handler = logger.registered_handler
-    handler.setFormatter(PlainFormatter())
-    if isinstance(handler, logging.StreamHandler):
-        handler.setStream(sys.stderr)
-    logger.setLevel(level)
-
-
 _tracer: Any = None  # None: not decided yet; False: off
 
 
 def tracer() -> Any | None:
     """The powertools ``Tracer`` when ``ATB_TRACING`` is on (created once per process), else None."""
     global _tracer  # noqa: PLW0603 - one tracer per warm container
-    if os.environ.get("ATB_TRACING", "").strip().lower() not in ("1", "true", "yes", "on"):
+    if not settings.get().tracing:
         return None
     if _tracer is None:
         try:
@@ -103,4 +84,4 @@ def make_metrics() -> Any:
     """EMF metrics for the scheduled tick (namespace from POWERTOOLS_METRICS_NAMESPACE, default ATB)."""
     from aws_lambda_powertools import Metrics
 
-    return Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ATB"), service=SERVICE)
+    return Metrics(namespace=settings.get().metrics_namespace, service=SERVICE)

@@ -96,7 +96,7 @@ class LiveTradingEngine:
             raise SessionError("initial balance must not be negative")
         self.resume = resume_from_last_balance
         self.fresh = fresh
-        self.db_engine = engine
+        self._engine = engine
         self.settings = settings or TickSettings()
         if isinstance(self.feed, ReplayFeed):
             self.clock = clock or replay_clock(self.feed, self.spec.symbol, timeframe, replay_step)
@@ -115,9 +115,16 @@ class LiveTradingEngine:
             raise SessionError("the engine has not started: call start() first")
         return self.opening.session_id
 
+    @property
+    def db_engine(self) -> Engine:
+        """The database this bot trades in: the one given, else the configured one (resolved here, once)."""
+        if self._engine is None:
+            self._engine = get_engine()
+        return self._engine
+
     def start(self) -> SessionOpening:
         """Find, resume or start the session and report what was recovered (logged, and returned)."""
-        engine = self.db_engine or get_engine()
+        engine = self.db_engine
         prepare_database(engine)
         # A replayed account begins where the replay's first candle opens, in market time (not today's wall clock).
         first_close = self.clock(None) if self.is_replay else None

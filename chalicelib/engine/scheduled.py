@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -39,16 +38,16 @@ from chalicelib.bots import bot_entries
 from chalicelib.db.engine import get_engine
 from chalicelib.db.types import utcnow
 from chalicelib.engine.observability import logger, make_metrics, traced
-from chalicelib.engine.sessions import SessionError, open_session
-from chalicelib.engine.tick import DEFAULT_MAX_CANDLES_PER_TICK, TickSettings, fixed_clock, tick_session
-from chalicelib.money import MoneyError, parse_money
+from chalicelib.engine.sessions import open_session
+from chalicelib.engine.tick import TickSettings, fixed_clock, tick_session
+from chalicelib.settings import ConfigurationError
 from chalicelib.trading.feeds import CcxtFeed, Feed
 
 
 @lru_cache(maxsize=16)
 def exchange_feed(exchange_id: str) -> Feed:
     """One ccxt feed per exchange, reused while the Lambda stays warm (markets load once)."""
-    return CcxtFeed(exchange_id, timeout_ms=int(config.exchange_timeout_ms_text()), retries=3)
+    return CcxtFeed(exchange_id, timeout_ms=config.get().exchange_timeout_ms, retries=3)
 
 
 #: How a bot's exchange becomes a feed; tests replace it with a fake exchange.
@@ -67,20 +66,12 @@ def event_now(event_time: str | None) -> datetime:
     return utcnow()
 
 
-def _initial_balance() -> Decimal:
-    try:
-        return parse_money(config.initial_balance_text(), field="ATB_INITIAL_BALANCE")
-    except MoneyError as exc:
-        raise SessionError(str(exc)) from None
-
-
 class TickFailed(RuntimeError):
     """The worker's tick did not complete (exchange unreachable, bad candles): the message is retried."""
 
 
 def _tick_settings() -> TickSettings:
-    raw = config.max_candles_per_tick_text()
-    return TickSettings(max_candles_per_tick=int(raw) if raw else DEFAULT_MAX_CANDLES_PER_TICK)
+    return TickSettings(max_candles_per_tick=config.get().max_candles_per_tick)
 
 
 def run_scheduled_tick(event_time: str | None = None, request_id: str | None = None) -> dict[str, Any]:
@@ -92,10 +83,11 @@ def run_scheduled_tick(event_time: str | None = None, request_id: str | None = N
         logger.append_keys(request_id=request_id)
     now = event_now(event_time)
     try:
-        entries = bot_entries(config.bots_text())
-        initial = _initial_balance()
+        current = config.get()
+        entries = bot_entries(current.bots)
+        initial = current.initial_balance
         tick_settings = _tick_settings()
-    except (SessionError, ValueError) as exc:
+    except (ConfigurationError, ValueError) as exc:
         logger.error(f"Tick configuration is invalid: {exc}")
         return {"ok": False, "error": str(exc), "bots": []}
     engine = get_engine()

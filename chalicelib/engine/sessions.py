@@ -30,8 +30,6 @@ from chalicelib.ledger import SYSTEM, Actor, open_positions
 from chalicelib.money import format_usd
 from chalicelib.trading.candles import floor_to_grid, format_time, timeframe_to_timedelta
 
-MODES = ("paper", "live")
-
 
 class SessionError(RuntimeError):
     """A session operation the engine refuses; the message says why in one line."""
@@ -188,7 +186,7 @@ def _switch(db: Session, session: TradingSession, strategy: str, actor: Actor, n
 
 
 def open_session(
-    engine: Engine | None,
+    engine: Engine,
     spec: BotSpec,
     *,
     initial_balance: Decimal = Decimal(1000),
@@ -228,7 +226,7 @@ def open_session(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _open_once(engine: Engine | None, spec: BotSpec, *, initial_balance: Decimal, resume: bool, fresh: bool,
+def _open_once(engine: Engine, spec: BotSpec, *, initial_balance: Decimal, resume: bool, fresh: bool,
                actor: Actor, start_cursor: datetime | None, market_time: datetime | None) -> SessionOpening:
     if not fresh:
         # The common case — the account exists and trades this strategy — needs no write transaction.
@@ -268,7 +266,7 @@ def _open_once(engine: Engine | None, spec: BotSpec, *, initial_balance: Decimal
         return _opening(how, locked, spec, open_positions(db, locked.id), switched_from=switched)
 
 
-def switch_strategy(engine: Engine | None, session_id: int, new_strategy: str, *,
+def switch_strategy(engine: Engine, session_id: int, new_strategy: str, *,
                     actor: Actor = SYSTEM) -> SessionOpening:
     """Trade an active account with ``new_strategy`` from now on: the same account keeps its balance, open
     positions, cursor, units and peak; the ledger records the switch."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -50,6 +50,7 @@ from chalicelib.trading.broker import (
 from chalicelib.trading.candles import (
     BadCandleError,
     Candle,
+    find_gaps,
     format_time,
     timeframe_to_timedelta,
     validate_candles,
@@ -81,6 +82,39 @@ class TickSettings:
 
 
 @dataclass(frozen=True)
+class FillReport:
+    """A fill as data: what the tick did. :func:`describe_fill` is the one place it becomes words (the tick log
+    row, the CLI and the log lines all use it)."""
+
+    side: Literal["buy", "sell"]
+    reason: str  # enter_long, or why the position closed: stop_loss, take_profit, strategy_exit
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    cost: Decimal = Decimal(0)  # buy: the notional paid
+    binding: str = ""  # buy: which risk rule sized it
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    pnl: Decimal = Decimal(0)  # sell: gross P&L of the round trip
+    fees: Decimal = Decimal(0)  # sell: entry and exit fees
+    net: Decimal = Decimal(0)  # sell: pnl - fees
+
+
+def describe_fill(fill: FillReport) -> str:
+    """The words for a fill, e.g. ``bought 0.01 @ $60,000.00 (cost …)`` or ``stop loss: sold …, P&L …``."""
+    if fill.side == "buy":
+        return (f"bought {_qty(fill.quantity)} @ {format_usd(fill.price)} (cost {format_usd(fill.cost)}, fee "
+                f"{format_usd(fill.fee)}, {fill.binding}; stop {_usd(fill.stop_loss)}, target "
+                f"{_usd(fill.take_profit)})")
+    return (f"{fill.reason.replace('_', ' ')}: sold {_qty(fill.quantity)} @ {format_usd(fill.price)}, "
+            f"P&L {format_usd(fill.pnl)}, fees {format_usd(fill.fees)}, net {format_usd(fill.net)}")
+
+
+def _usd(value: Decimal | None) -> str:
+    return "none" if value is None else format_usd(value)
+
+
+@dataclass(frozen=True)
 class CandleOutcome:
     """What one candle did: the decision, the fills, and the balance after it."""
 
@@ -88,7 +122,7 @@ class CandleOutcome:
     close: Decimal
     decision: str
     detail: str
-    fills: tuple[str, ...]
+    fills: tuple[FillReport, ...]
     balance: Decimal
     available: Decimal
     equity: Decimal
@@ -132,7 +166,7 @@ def fixed_clock(now: datetime) -> Clock:
 
 
 def tick_session(
-    engine: Engine | None,
+    engine: Engine,
     session_id: int,
     feed: Feed,
     *,
@@ -163,7 +197,7 @@ def _with_duration(result: TickResult, started: float) -> TickResult:
     return replace(result, duration_ms=round((time.perf_counter() - started) * 1000, 3))
 
 
-def _tick(engine: Engine | None, snapshot: TradingSession, feed: Feed, clock: Clock, strategy: Strategy | None,
+def _tick(engine: Engine, snapshot: TradingSession, feed: Feed, clock: Clock, strategy: Strategy | None,
           settings: TickSettings) -> TickResult:
     sid = snapshot.id
     if snapshot.status != "active":
@@ -247,7 +281,8 @@ class _Book:
         """Cash plus open positions marked at ``close`` (money scale, as above)."""
         return ledger.equity_of(self.session, self.positions, quantize_money(close))
 
-    def close(self, position: Position, fill: Fill, candle: Candle, reason: str, market_time: datetime) -> str:
+    def close(self, position: Position, fill: Fill, candle: Candle, reason: str,
+              market_time: datetime) -> FillReport:
         trade = close_trade(_view(position), fill, entry_fee=position.fees)
         self.positions.remove(position)
         position.status = "closed"
@@ -268,11 +303,13 @@ class _Book:
             positions_value=self.positions_value(candle.close), now=self.now, market_time=market_time,
         )
         self.closed += 1
-        return (f"{reason.replace('_', ' ')}: sold {_qty(fill.quantity)} @ {format_usd(fill.price)}, "
-                f"P&L {format_usd(trade.gross_pnl)}, fees {format_usd(trade.fees)}, net {format_usd(trade.net_pnl)}")
+        return FillReport(side="sell", reason=reason, quantity=fill.quantity, price=fill.price, fee=fill.fee,
+                          pnl=trade.gross_pnl, fees=trade.fees, net=trade.net_pnl)
 
-    def open(self, candle: Candle, decision: EnterLong, symbol: str, market_time: datetime) -> tuple[str, str | None]:
-        """Enter long at the close (plus slippage), sized by the risk rules. Returns (decision, fill text).
+    def open(self, candle: Candle, decision: EnterLong, symbol: str,
+             market_time: datetime) -> tuple[str, FillReport | str | None]:
+        """Enter long at the close (plus slippage), sized by the risk rules. Returns the decision and the fill,
+        or why there was none.
 
         The drawdown limit is measured on the value per unit marked at this close, from the series' peak, so
         deposits and withdrawals never move it."""
@@ -302,91 +339,46 @@ class _Book:
                                     positions_value=self.positions_value(candle.close), now=self.now,
                                     market_time=market_time)
         self.opened += 1
-        return "enter_long", (f"bought {_qty(fill.quantity)} @ {format_usd(fill.price)} (cost "
-                              f"{format_usd(fill.notional)}, fee {format_usd(fill.fee)}, {sizing.binding}; stop "
-                              f"{format_usd(decision.stop_loss)}, target {format_usd(decision.take_profit)})")
+        return "enter_long", FillReport(side="buy", reason="enter_long", quantity=fill.quantity, price=fill.price,
+                                        fee=fill.fee, cost=fill.notional, binding=sizing.binding,
+                                        stop_loss=decision.stop_loss, take_profit=decision.take_profit)
+
+
+def _fresh_candles(fetched: Sequence[Candle], cursor: datetime | None, limit: int) -> tuple[list[Candle], bool]:
+    """The candles past the cursor, oldest first, at most ``limit`` (and whether more were waiting). A new session
+    starts at the newest closed candle."""
+    fresh = [c for c in fetched if cursor is None or c.open_time > cursor]
+    if cursor is None:
+        fresh = fresh[-1:]
+    return fresh[:limit], len(fresh) > limit
 
 
 def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Sequence[Candle],
            settings: TickSettings, positions: Sequence[Position]) -> TickResult:
+    """Apply the fresh candles of ``fetched`` (validated once, before the transaction) under the session lock."""
     sid, cursor = session.id, session.candle_cursor
-    fresh = [c for c in fetched if cursor is None or c.open_time > cursor]
-    if cursor is None:
-        fresh = fresh[-1:]  # a new session starts at the newest closed candle
-    behind = len(fresh) > settings.max_candles_per_tick
-    fresh = fresh[: settings.max_candles_per_tick]
+    fresh, behind = _fresh_candles(fetched, cursor, settings.max_candles_per_tick)
     if not fresh:
         return TickResult(sid, "up_to_date", "no new closed candle", cursor=cursor, balance=session.total_balance)
 
-    found_gaps = validate_candles(fresh, session.timeframe, after=cursor).gaps
+    found_gaps = find_gaps(fresh, session.timeframe, after=cursor)
     gaps = tuple(g.describe() for g in found_gaps)
     for gap in gaps:
         logger.warning(f"Session #{sid}: gap in market data, skipped over: {gap}")
-    gap_before = {g.before for g in found_gaps}
 
     now = utcnow()
     book = _Book(db, session, settings, now, positions)
     # Advance the cursor now: it rides along with the ledger's one session UPDATE at the end (fewer
     # statements); the transaction makes it all-or-nothing either way.
     book.ledger.set(candle_cursor=fresh[-1].open_time, last_tick_at=now)
-    index_of = {c.open_time: i for i, c in enumerate(fetched)}
-    warmup = max(1, strategy.warmup)
+    step = _CandleStep(book, strategy, fetched, {g.before for g in found_gaps},
+                       timeframe_to_timedelta(session.timeframe))
     outcomes: list[CandleOutcome] = []
     logs: list[dict[str, object]] = []
-    step = timeframe_to_timedelta(session.timeframe)
     for candle in fresh:
-        set_candle_time(candle.open_time)
-        market_time = candle.open_time + step
-        opened_before, closed_before = book.opened, book.closed
-        notes: list[str] = []
-        fills: list[str] = []
-        if candle.open_time in gap_before:
-            notes.append("after a gap in market data")
-        # 1. Stops and targets of positions opened on earlier candles.
-        for position in list(book.positions):
-            signal = check_exit(_view(position), candle)
-            if signal is not None:
-                fill = exit_fill(_view(position), signal, settings.broker)
-                fills.append(book.close(position, fill, candle, signal.reason, market_time))
-        # 2. The strategy, on the candles up to and including this one.
-        i = index_of[candle.open_time]
-        window = fetched[max(0, i - warmup + 1) : i + 1]
-        current = book.positions[-1] if book.positions else None
-        try:
-            decision = decide_safely(strategy, window, _view(current) if current is not None else None)
-        except StrategyError as exc:
-            logger.error(f"Session #{sid}: {exc}; holding for this candle")
-            kind, note = "error", str(exc)
-        else:
-            kind, note = decision.kind, decision.reason
-            if isinstance(decision, EnterLong):
-                kind, text = book.open(candle, decision, session.symbol, market_time)
-                if kind == "enter_long" and text:
-                    fills.append(text)
-                elif text:
-                    note = f"{note}; {text}" if note else text
-            elif isinstance(decision, Exit) and current is not None:
-                fills.append(book.close(current, market_sell(candle, current.quantity, settings.broker), candle,
-                                        "strategy_exit", market_time))
-        if note:
-            notes.append(note)
-        detail = "; ".join([*notes, *fills])
-        close = quantize_money(candle.close)
-        equity = book.equity(close)
-        book.ledger.mark(close=close, equity=equity, market_time=market_time)
-        logs.append({"session_id": sid, "candle_time": candle.open_time, "close_price": close,
-                     "decision": kind, "detail": detail[:2000] or None, "processed_at": now,
-                     "market_time": market_time, "equity": equity, "units": session.units,
-                     "unit_value": session.unit_value, "ledger_version": session.version,
-                     "performance_index": ledger.unit_state(session).performance_index})
-        outcome = CandleOutcome(
-            candle_time=candle.open_time, close=candle.close, decision=kind, detail="; ".join(notes),
-            fills=tuple(fills), balance=session.total_balance, available=session.available_balance,
-            equity=equity, opened=book.opened - opened_before, closed=book.closed - closed_before,
-        )
+        outcome, row = step.apply(candle)
         outcomes.append(outcome)
-        if fills or kind in ("error", "blocked"):
-            logger.info(f"Session #{sid} {format_time(candle.open_time)}: {kind}; {detail}")
+        logs.append(row)
     # The ledger's rows, the session's balance and cursor and the tick rows, together (one statement on PostgreSQL).
     book.ledger.write(tick_rows=logs)
     last = outcomes[-1]
@@ -394,3 +386,76 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Se
                 f"{format_usd(session.total_balance)}, equity {format_usd(last.equity)}")
     return TickResult(sid, "applied", cursor=session.candle_cursor, outcomes=tuple(outcomes), gaps=gaps, behind=behind,
                       balance=session.total_balance, equity=last.equity)
+
+
+class _CandleStep:
+    """One candle of a tick: exits first, then the strategy, then the mark and the candle's tick row."""
+
+    def __init__(self, book: _Book, strategy: Strategy, fetched: Sequence[Candle], gap_before: set[datetime],
+                 step: timedelta) -> None:
+        self.book, self.strategy, self.fetched, self.gap_before, self.step = book, strategy, fetched, gap_before, step
+        self.index_of = {c.open_time: i for i, c in enumerate(fetched)}
+        self.warmup = max(1, strategy.warmup)
+
+    def apply(self, candle: Candle) -> tuple[CandleOutcome, dict[str, object]]:
+        book, session = self.book, self.book.session
+        set_candle_time(candle.open_time)
+        market_time = candle.open_time + self.step
+        opened_before, closed_before = book.opened, book.closed
+        notes = ["after a gap in market data"] if candle.open_time in self.gap_before else []
+        # 1. Stops and targets of positions opened on earlier candles.
+        fills = self._exits(candle, market_time)
+        # 2. The strategy, on the candles up to and including this one.
+        kind, note, fill = self._decide(candle, market_time)
+        if fill is not None:
+            fills.append(fill)
+        if note:
+            notes.append(note)
+        detail = "; ".join([*notes, *(describe_fill(f) for f in fills)])
+        close = quantize_money(candle.close)
+        equity = book.equity(close)
+        book.ledger.mark(close=close, equity=equity, market_time=market_time)
+        row: dict[str, object] = {
+            "session_id": session.id, "candle_time": candle.open_time, "close_price": close, "decision": kind,
+            "detail": detail[:2000] or None, "processed_at": book.now, "market_time": market_time, "equity": equity,
+            "units": session.units, "unit_value": session.unit_value, "ledger_version": session.version,
+            "performance_index": ledger.unit_state(session).performance_index}
+        outcome = CandleOutcome(
+            candle_time=candle.open_time, close=candle.close, decision=kind, detail="; ".join(notes),
+            fills=tuple(fills), balance=session.total_balance, available=session.available_balance,
+            equity=equity, opened=book.opened - opened_before, closed=book.closed - closed_before,
+        )
+        if fills or kind in ("error", "blocked"):
+            logger.info(f"Session #{session.id} {format_time(candle.open_time)}: {kind}; {detail}")
+        return outcome, row
+
+    def _exits(self, candle: Candle, market_time: datetime) -> list[FillReport]:
+        fills = []
+        for position in list(self.book.positions):
+            signal = check_exit(_view(position), candle)
+            if signal is not None:
+                fill = exit_fill(_view(position), signal, self.book.settings.broker)
+                fills.append(self.book.close(position, fill, candle, signal.reason, market_time))
+        return fills
+
+    def _decide(self, candle: Candle, market_time: datetime) -> tuple[str, str, FillReport | None]:
+        """The strategy's decision and what came of it: (decision, note, fill)."""
+        book = self.book
+        i = self.index_of[candle.open_time]
+        window = self.fetched[max(0, i - self.warmup + 1) : i + 1]
+        current = book.positions[-1] if book.positions else None
+        try:
+            decision = decide_safely(self.strategy, window, _view(current) if current is not None else None)
+        except StrategyError as exc:
+            logger.error(f"Session #{book.session.id}: {exc}; holding for this candle")
+            return "error", str(exc), None
+        if isinstance(decision, EnterLong):
+            kind, result = book.open(candle, decision, book.session.symbol, market_time)
+            if isinstance(result, FillReport):
+                return kind, decision.reason, result
+            note = f"{decision.reason}; {result}" if decision.reason and result else (result or decision.reason)
+            return kind, note, None
+        if isinstance(decision, Exit) and current is not None:
+            sell = market_sell(candle, current.quantity, book.settings.broker)
+            return decision.kind, decision.reason, book.close(current, sell, candle, "strategy_exit", market_time)
+        return decision.kind, decision.reason, None

@@ -82,7 +82,7 @@ def marked_value(positions: Sequence[Position], mark: Decimal | None) -> Decimal
     """What open positions are worth at ``mark`` (the last close); at cost while no candle has been applied."""
     if mark is None:
         return sum((p.cost for p in positions), ZERO)
-    return quantize_money(sum((p.quantity * mark for p in positions), ZERO))
+    return accounting.marked_value((p.quantity for p in positions), mark)
 
 
 def unit_state(session: TradingSession) -> UnitState:
@@ -93,7 +93,8 @@ def unit_state(session: TradingSession) -> UnitState:
 
 def equity_of(session: TradingSession, positions: Sequence[Position], mark: Decimal | None = None) -> Decimal:
     """Equity: cash plus open positions marked at ``mark`` (default: the session's last close)."""
-    return session.available_balance + marked_value(positions, mark if mark is not None else session.mark_price)
+    return accounting.equity(session.available_balance,
+                             marked_value(positions, mark if mark is not None else session.mark_price))
 
 
 def _check_text(value: str, what: str, limit: int) -> str:

@@ -176,11 +176,9 @@ def validate_candles(candles: Sequence[Candle], timeframe: str, after: datetime 
 
     Raises :class:`BadCandleError` on the first fault; returns the candles and the gaps otherwise.
     """
-    step = timeframe_to_timedelta(timeframe)
     if after is not None:
         _require_aware(after, "after")
     previous = after
-    gaps: list[Gap] = []
     seen: set[datetime] = set()
     for candle in candles:
         check_candle(candle)
@@ -195,8 +193,21 @@ def validate_candles(candles: Sequence[Candle], timeframe: str, after: datetime 
                 raise BadCandleError(t, "duplicate candle (same open time as the one before it)")
             if t < previous:
                 raise BadCandleError(t, f"out of order: comes after {format_time(previous)} but is older")
+        previous = t
+    return ValidatedCandles(candles=tuple(candles), gaps=find_gaps(candles, timeframe, after))
+
+
+def find_gaps(candles: Sequence[Candle], timeframe: str, after: datetime | None = None) -> tuple[Gap, ...]:
+    """The holes in candles already validated (oldest first, on the grid): between ``after`` (a cursor) and the
+    first candle, and between neighbours. No candle is checked again."""
+    step = timeframe_to_timedelta(timeframe)
+    previous = after
+    gaps: list[Gap] = []
+    for candle in candles:
+        t = candle.open_time
+        if previous is not None:
             missing = (t - previous) // step - 1
             if missing > 0:
                 gaps.append(Gap(after=previous, before=t, missing=missing))
         previous = t
-    return ValidatedCandles(candles=tuple(candles), gaps=tuple(gaps))
+    return tuple(gaps)

@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from chalicelib.money import quantize_money
+from chalicelib.states import Side
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +19,7 @@ class PositionView:
     stop_loss: Decimal
     take_profit: Decimal
     opened_at: datetime  # open time of the candle whose close the entry filled at
-    side: str = "long"
+    side: Side = "long"
 
     @property
     def cost(self) -> Decimal:

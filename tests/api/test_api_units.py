@@ -101,3 +101,22 @@ def test_deposits_and_withdrawals_issue_and_redeem_units_and_never_move_performa
     assert (b["balance_delta_24h"], b["net_flows_24h"], b["pnl_24h"]) == (Decimal(490), Decimal(600), Decimal(-110))
     assert (b["realized_pnl_24h"], b["fees_24h"]) == (Decimal(-110), Decimal(0))
     assert verify(engine).ok
+
+
+def test_a_positions_unrealised_pnl_is_the_accounts_formula_so_the_figures_add_up() -> None:
+    """GET /api/positions and GET /api/balance compute unrealised P&L with one formula (marked value − cost): with
+    one position open, the position's figure is the account's (equity − total balance). The per-position copy
+    used (close − entry) × quantity and was one hundred-millionth off here."""
+    from chalicelib import ledger
+    from chalicelib.api.schemas import PositionOut
+    from chalicelib.db.models import Position
+    from chalicelib.db.types import utcnow
+    from chalicelib.money import quantize_money
+
+    entry, quantity, close = Decimal("7914.17863492"), Decimal("0.30703946"), Decimal("9882.81540384")
+    position = Position(id=1, session_id=1, symbol="BTCUSDT", side="long", status="open", entry_price=entry,
+                        quantity=quantity, cost=quantize_money(entry * quantity), stop_loss=None, take_profit=None,
+                        entry_time=utcnow(), exit_price=None, exit_time=None, exit_reason=None, realized_pnl=None,
+                        fees=Decimal(0))
+    account_unrealised = ledger.marked_value([position], close) - position.cost  # what BalanceResponse shows
+    assert PositionOut.of(position, close).unrealized_pnl == account_unrealised == Decimal("604.44917046")

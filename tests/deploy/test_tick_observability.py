@@ -169,3 +169,82 @@ def test_tracing_asked_for_without_the_xray_sdk_warns_once_and_ticks_anyway(
     assert payload["ok"] is True and observability.tracer() is None
     warnings = [line for line in json_lines(log_lines.getvalue()) if "ATB_TRACING is on" in line.get("message", "")]
     assert len(warnings) == 1
+
+
+# --- the Logs Insights queries of docs/deploy.md, against lines the code really writes -------------------------
+
+def insights_queries() -> list[str]:
+    """The Logs Insights queries of docs/deploy.md: the fenced block after "CloudWatch Logs Insights", one query
+    per paragraph (comment lines dropped), and the --query-string of the CLI example."""
+    import re
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text(encoding="utf-8")
+    section = guide.split("CloudWatch Logs Insights", 1)[1]
+    block = section.split("```\n", 2)[1]
+    queries = [" ".join(line for line in part.splitlines() if line.strip() and not line.startswith("#"))
+               for part in block.split("\n\n")]
+    queries += re.findall(r"--query-string '([^']+)'", section)
+    return [q for q in queries if q]
+
+
+def query_keys(query: str) -> tuple[set[str], dict[str, str]]:
+    """The log keys a query reads (fields, ispresent, stats … by, sort) and its equality filters."""
+    import re
+
+    keys: set[str] = set()
+    filters: dict[str, str] = {}
+    for command in (c.strip() for c in query.split("|")):
+        verb, _, rest = command.partition(" ")
+        if verb == "fields":
+            keys |= {f.strip() for f in rest.split(",")}
+        elif verb == "filter":
+            keys |= set(re.findall(r"ispresent\((\w+)\)", rest))
+            for key, value in re.findall(r'(\w+)\s*=\s*"([^"]*)"', rest):
+                keys.add(key)
+                filters[key] = value
+        elif verb == "stats":
+            keys |= set(re.findall(r"\((\w+)\)", rest)) - {""}
+            if " by " in rest:
+                keys |= {f.strip() for f in rest.split(" by ", 1)[1].split(",")}
+        elif verb == "sort":
+            keys.add(rest.split()[0])
+    return {k for k in keys if not k.startswith("@")}, filters
+
+
+def test_the_logs_insights_queries_in_the_guide_find_what_the_code_logs(
+    aws_stage: AwsStage, replay_exchange: ReplayExchange, client: Client, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from atb_testing import captured_logs, json_log_lines
+
+    with captured_logs() as out:
+        client.lambda_.invoke("migrate", {})
+        result = client.lambda_.invoke("tick", schedule_event(client, "2024-06-01T03:01:00Z")).payload
+        from chalicelib.engine import scheduled
+        from chalicelib.trading.feeds import FeedError
+
+        class ExchangeDown(ReplayExchange):
+            def fetch_closed_candles(self, *args: Any, **kwargs: Any) -> Any:
+                raise FeedError("binance: exchange unreachable")
+
+        down = ExchangeDown()
+        monkeypatch.setattr(scheduled, "make_feed", lambda _exchange_id: down)  # the next tick: an ERROR line
+        client.lambda_.invoke("tick", schedule_event(client, "2024-06-01T04:01:00Z"))
+        client.http.get("/api/balance", headers={"Authorization": "Bearer wrong-token-0123456789abcdef0123"})
+    lines = json_log_lines(out.getvalue())
+    session_id = result["bots"][0]["session_id"]
+    queries = insights_queries()
+    assert len(queries) == 4, queries
+    for query in queries:
+        keys, filters = query_keys(query)
+        assert keys, query
+        # the filter's values as the guide's reader fills them in
+        wanted = {k: (str(session_id) if v == "<session id>" else v) for k, v in filters.items()}
+        matching = [line for line in lines if all(str(line.get(k)) == v for k, v in wanted.items())]
+        if "ispresent(" in query:
+            matching = [line for line in matching if all(k in line for k in keys)]
+        assert matching, f"no log line matches {query!r}"
+        missing = {k for k in keys if not any(k in line for line in matching)}
+        assert not missing, f"{query!r} reads {sorted(missing)}, which no matching log line has"
+    for line in lines:  # every line of every function carries the Lambda context and its correlation id
+        assert {"cold_start", "function_name", "correlation_id"} <= set(line), line

@@ -66,7 +66,7 @@ def test_eight_concurrent_writers_lose_no_update(engine: Engine) -> None:
     expected = Decimal("100000")
     for row in rows[1:]:
         assert row.reference is not None
-        op, amount = plans[row.reference.removeprefix("request:")]
+        op, amount = plans[row.reference.removeprefix("request:").split(":", 1)[1]]  # request:{actor}:{key}
         expected = amount if op == "set" else expected + amount if op == "deposit" else expected - amount
         assert row.total_balance == expected, f"row {row.id} lost an update"
 

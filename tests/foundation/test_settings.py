@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +113,83 @@ def test_verify_checks_the_certificate_and_host_against_the_configured_ca_bundle
     monkeypatch.setenv("DATABASE_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(settings.ConfigurationError, match="DATABASE_CA_BUNDLE"):  # loudly, never unverified
         engine_module._ssl_context("verify")
+# --- one Settings: every variable read in one place, a bad value refused the same way everywhere ---------------
+
+BAD_VALUES = [
+    ("DATABASE_SSLMODE", "sometimes"),
+    ("DATABASE_CONNECT_TIMEOUT", "soon"),
+    ("DATABASE_LOCK_TIMEOUT_MS", "1.5"),
+    ("DATABASE_STATEMENT_TIMEOUT_MS", "-1"),
+    ("DATABASE_POOL_TIMEOUT", "0"),
+    ("ATB_SECRET_MAX_AGE", "a while"),
+    ("ATB_INITIAL_BALANCE", "lots"),
+    ("ATB_MAX_CANDLES_PER_TICK", "many"),
+    ("ATB_EXCHANGE_TIMEOUT_MS", "10s"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES)
+def test_a_bad_value_is_one_line_naming_its_variable(name: str, value: str) -> None:
+    with pytest.raises(settings.ConfigurationError) as refused:
+        settings.Settings.from_env({name: value})
+    message = str(refused.value)
+    assert name in message and "\n" not in message
+
+
+def test_the_settings_are_parsed_once_while_the_environment_stays_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ATB_EXCHANGE_TIMEOUT_MS", "2500")
+    first = settings.get()
+    assert first.exchange_timeout_ms == 2500 and settings.get() is first
+    monkeypatch.setenv("ATB_EXCHANGE_TIMEOUT_MS", "3000")
+    assert settings.get().exchange_timeout_ms == 3000
+
+
+def test_defaults_match_the_documented_ones() -> None:
+    config = settings.Settings.from_env({})
+    assert (config.database_connect_timeout, config.database_lock_timeout_ms, config.database_statement_timeout_ms,
+            config.database_pool_timeout) == (30, 5000, 20000, 3)
+    assert (config.secret_max_age, config.initial_balance, config.max_candles_per_tick,
+            config.exchange_timeout_ms) == (900, 1000, 500, 10000)
+    assert config.database_sslmode == "disable" and not config.debug and not config.tracing
+    assert (config.service_name, config.metrics_namespace) == ("atb", "ATB")
+
+
+@pytest.mark.parametrize(("name", "value"), [BAD_VALUES[2], BAD_VALUES[7], BAD_VALUES[8]])
+def test_the_cli_refuses_a_bad_setting_with_one_line_and_exit_2(name: str, value: str, tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, name: value, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}"}
+    done = subprocess.run([sys.executable, "-m", "chalicelib.cli", "sessions", "list"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and name in done.stderr
+    assert not (tmp_path / "x.sqlite3").exists()
+
+
+def test_the_scheduled_tick_refuses_a_bad_setting_with_one_logged_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from atb_testing import captured_logs, json_log_lines
+
+    from chalicelib.engine.scheduled import run_scheduled_tick
+
+    monkeypatch.setenv("ATB_BOTS", "ma_crossover:BTCUSDT:1h:binance")
+    monkeypatch.setenv("ATB_EXCHANGE_TIMEOUT_MS", "10s")
+    with captured_logs() as logs:
+        payload = run_scheduled_tick(event_time="2024-01-01T00:01:00Z")
+    assert payload["ok"] is False and payload["bots"] == [] and "ATB_EXCHANGE_TIMEOUT_MS" in payload["error"]
+    (line,) = [e for e in json_log_lines(logs.getvalue()) if "ATB_EXCHANGE_TIMEOUT_MS" in e["message"]]
+    assert line["level"] == "ERROR" and "\n" not in line["message"]
+
+
+def test_the_readme_configuration_table_lists_exactly_the_settings() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)? \|", section, flags=re.MULTILINE)
+    names = {n for pair in documented for n in pair if n}
+    assert names == set(settings.NAMES)
+
+
+def test_no_module_but_settings_reads_the_environment() -> None:
+    root = Path(__file__).resolve().parents[2]
+    readers = sorted(str(p.relative_to(root)) for p in (root / "chalicelib").rglob("*.py")
+                     if "os.environ" in p.read_text(encoding="utf-8") or "getenv" in p.read_text(encoding="utf-8"))
+    assert readers == ["chalicelib/settings.py"]
