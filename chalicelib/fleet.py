@@ -294,7 +294,7 @@ def set_schedule_status(schedule_id: int, status: str, engine: Engine | None = N
 
 
 def schedule_reference_key(schedule_id: int, period: int) -> str:
-    """The idempotency key of one period's deposit (ledger reference ``request:schedule:<id>:<period>``)."""
+    """The idempotency key of one period's deposit (ledger reference ``request:<creator>:schedule:<id>:<period>``)."""
     return f"schedule:{schedule_id}:{period}"
 
 

@@ -137,7 +137,7 @@ class Settings:
             tracing=raw("ATB_TRACING").lower() in _TRUE,
             service_name=service_name(env),
             metrics_namespace=raw("POWERTOOLS_METRICS_NAMESPACE") or "ATB",
-            database_ca_bundle=_ca_bundle(raw("DATABASE_CA_BUNDLE")),
+            database_ca_bundle=raw("DATABASE_CA_BUNDLE"),
             tick_queue_url=raw("ATB_TICK_QUEUE_URL"),
             events_topic_arn=raw("ATB_EVENTS_TOPIC_ARN"),
             telegram_secret_arn=raw("ATB_TELEGRAM_SECRET_ARN"),
@@ -198,13 +198,6 @@ def _sslmode(raw: str, *, secret_based: bool) -> SslMode:
     if mode not in ("disable", "require", "verify"):
         raise ConfigurationError(f"DATABASE_SSLMODE must be disable, require or verify, not {mode!r}")
     return mode  # type: ignore[return-value]
-
-
-def _ca_bundle(path: str) -> str:
-    if path and not Path(path).is_file():
-        raise ConfigurationError(f"DATABASE_CA_BUNDLE={path} is not a file: put the RDS CA bundle there "
-                                 "(docs/deploy.md, step 0) or unset it")
-    return path
 
 
 def default_sqlite_url(directory: Path | None = None) -> str:
@@ -270,8 +263,14 @@ def database_sslmode() -> SslMode:
 
 def database_ca_bundle() -> str | None:
     """``DATABASE_CA_BUNDLE``: the CA file the database certificate is verified against (the RDS bundle,
-    docs/deploy.md); unset: the system's CAs."""
-    return get().database_ca_bundle or None
+    docs/deploy.md); unset: the system's CAs. Checked when a TLS connection is made (not when the settings load: the
+    stages name the bundle's path in the package, and a process that never connects to PostgreSQL needs no file);
+    a path that is not a file is a configuration error, so the certificate is never left unverified."""
+    path = get().database_ca_bundle
+    if path and not Path(path).is_file():
+        raise ConfigurationError(f"DATABASE_CA_BUNDLE={path} is not a file: put the RDS CA bundle there "
+                                 "(docs/deploy.md, step 0) or unset it")
+    return path or None
 
 
 def tick_queue_url() -> str:

@@ -65,8 +65,8 @@ def test_a_month_of_hourly_runs_with_gaps_and_duplicates_applies_each_weekly_dep
         now += timedelta(hours=1)
 
     rows = deposits(engine, session_id)
-    weekly_rows = [r for r in rows if (r.reference or "").startswith(f"request:schedule:{weekly['schedule_id']}:")]
-    daily_rows = [r for r in rows if (r.reference or "").startswith(f"request:schedule:{daily['schedule_id']}:")]
+    weekly_rows = [r for r in rows if f":schedule:{weekly['schedule_id']}:" in (r.reference or "")]
+    daily_rows = [r for r in rows if f":schedule:{daily['schedule_id']}:" in (r.reference or "")]
     # weekly: 1, 8, 15, 22, 29 Jan; daily at noon from 1 to 31 Jan (the last at 31 Jan 12:00 ≤ the end)
     assert sorted(int((r.reference or "").rsplit(":", 1)[1]) for r in weekly_rows) == [0, 1, 2, 3, 4]
     assert sorted(int((r.reference or "").rsplit(":", 1)[1]) for r in daily_rows) == list(range(31))
@@ -96,7 +96,8 @@ def test_a_scheduled_deposit_is_the_same_ledger_row_as_a_manual_deposit(engine: 
     assert manual_row.id == manual.entry.id
     assert (scheduled_row.kind, scheduled_row.delta, scheduled_row.updated_by, scheduled_row.update_reason) == (
         manual_row.kind, manual_row.delta, manual_row.updated_by, manual_row.update_reason)
-    assert scheduled_row.reference == f"request:schedule:{schedule['schedule_id']}:0"
+    # the key is scoped to the schedule's creator, like any request's (balances.change_balance)
+    assert scheduled_row.reference == f"request:alice:schedule:{schedule['schedule_id']}:0"
 
 
 def test_a_paused_schedule_deposits_nothing_and_an_ended_account_stops_it(engine: Engine) -> None:
