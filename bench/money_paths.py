@@ -27,6 +27,7 @@ the machine's load hits all of them alike; medians are reported with the load av
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import sys
@@ -120,17 +121,19 @@ def capture(engine: Engine, call: Callable[[], None]) -> list[tuple[str, Any]]:
 class Raw:
     """The floor: captured statements through pg8000 alone, each prepared once on this connection."""
 
+    #: Replays of every Raw in the run share one count, so no two of them write the same candle time.
+    replays = itertools.count(1)
+
     def __init__(self, url: str) -> None:
         u = make_url(url)
         self.conn = pg8000.connect(user=u.username or "postgres", password=u.password, host=u.host or "127.0.0.1",
                                    port=u.port or 5432, database=u.database)
         self.conn.autocommit = True
         self.prepared: dict[str, Any] = {}
-        self.shift = 0
 
     def replay(self, path: Path_) -> None:
         cursor = self.conn.cursor()
-        self.shift += 1
+        shift = next(Raw.replays)
         for statement, parameters in path.captured:
             if not parameters:
                 cursor.execute(statement)
@@ -140,7 +143,7 @@ class Raw:
                 prepared = self.prepared[statement] = self.conn.prepare(statement)
             values = parameters
             if path.name == "tick persistence":  # a new candle each time: tick_log's unique key
-                values = {k: (v + timedelta(days=3650 + self.shift) if isinstance(v, datetime) else v)
+                values = {k: (v + timedelta(days=3650 + shift) if isinstance(v, datetime) else v)
                           for k, v in parameters.items()}
             prepared.run(**values)
         cursor.execute(path.ending)
