@@ -10,13 +10,17 @@ import sys
 from collections.abc import Callable
 from decimal import Decimal
 from functools import wraps
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
 from chalicelib.ledger.vocabulary import MAX_PAGE
 from chalicelib.money import MoneyError, format_usd, parse_money
+
+if TYPE_CHECKING:
+    from chalicelib.api.schemas import BotOut
+    from chalicelib.states import BotStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_REFUSED = 1
@@ -1040,10 +1044,10 @@ def bots() -> None:
     """Bots the scheduled dispatcher ticks (kept in the database; ATB_BOTS seeds them on first deploy)."""
 
 
-def _bot_line(b: dict[str, Any]) -> str:
-    account = f"session #{b['session_id']}" if b["session_id"] else "no account yet (opened by its first tick)"
-    return (f"#{b['bot_id']} {b['strategy']} {b['symbol']} {b['timeframe']} {b['exchange']} {b['status']}, "
-            f"capital {format_usd(b['initial_capital'])}, {account}")
+def _bot_line(b: BotOut) -> str:
+    account = f"session #{b.session_id}" if b.session_id else "no account yet (opened by its first tick)"
+    return (f"#{b.bot_id} {b.strategy} {b.symbol} {b.timeframe} {b.exchange} {b.status}, "
+            f"capital {format_usd(b.initial_capital)}, {account}")
 
 
 @bots.command("add", context_settings=AMOUNT_ARG)
@@ -1057,11 +1061,12 @@ def _bot_line(b: dict[str, Any]) -> str:
 def bots_add(strategy: str, symbol: str, timeframe: str, exchange: str, initial_capital: str, as_json: bool) -> None:
     """Add a bot; the next scheduled tick opens its account and trades it."""
     from chalicelib import fleet
+    from chalicelib.db.engine import get_engine
 
     amount = amount_arg(initial_capital, "initial capital")
     spec = _bot_arg(strategy, symbol, timeframe, exchange)
-    view = fleet.add_bot(spec, amount, actor=_actor())
-    print_json(view) if as_json else click.echo(f"Added bot {_bot_line(view)}")
+    view = fleet.add_bot(spec, amount, actor=_actor(), engine=get_engine())
+    print_json(view.body()) if as_json else click.echo(f"Added bot {_bot_line(view)}")
 
 
 @bots.command("list")
@@ -1069,10 +1074,11 @@ def bots_add(strategy: str, symbol: str, timeframe: str, exchange: str, initial_
 @domain_errors
 def bots_list(as_json: bool) -> None:
     from chalicelib import fleet
+    from chalicelib.db.engine import get_engine
 
-    rows = fleet.list_bots()
+    rows = fleet.list_bots(get_engine())
     if as_json:
-        print_json(rows)
+        print_json([r.body() for r in rows])
         return
     for row in rows:
         click.echo(_bot_line(row))
@@ -1080,10 +1086,11 @@ def bots_list(as_json: bool) -> None:
         click.echo("No bots: add one with `atb bots add STRATEGY --symbol BTCUSDT`")
 
 
-def _bot_status(bot_id: int, status: str, verb: str) -> None:
+def _bot_status(bot_id: int, status: BotStatus, verb: str) -> None:
     from chalicelib import fleet
+    from chalicelib.db.engine import get_engine
 
-    click.echo(f"{verb} bot {_bot_line(fleet.set_bot_status(bot_id, status))}")
+    click.echo(f"{verb} bot {_bot_line(fleet.set_bot_status(bot_id, status, engine=get_engine()))}")
 
 
 @bots.command("pause")
@@ -1107,8 +1114,9 @@ def bots_resume(bot_id: int) -> None:
 def bots_remove(bot_id: int) -> None:
     """Delete a bot's definition; its account, ledger and trades stay readable."""
     from chalicelib import fleet
+    from chalicelib.db.engine import get_engine
 
-    click.echo(f"Removed bot {_bot_line(fleet.remove_bot(bot_id))}")
+    click.echo(f"Removed bot {_bot_line(fleet.remove_bot(bot_id, engine=get_engine()))}")
 
 
 @main.group()
@@ -1125,14 +1133,16 @@ def schedules() -> None:
 @domain_errors
 def schedules_add(amount: str, every: str, reason: str | None, session_id: int | None, as_json: bool) -> None:
     from chalicelib import fleet
+    from chalicelib.db.engine import get_engine
 
     value = amount_arg(amount)
-    view = fleet.add_schedule(value, every, reason_arg(reason), actor=_actor(), session_id=session_id)
+    view = fleet.add_schedule(value, every, reason_arg(reason), actor=_actor(), session_id=session_id,
+                              engine=get_engine())
     if as_json:
-        print_json(view)
+        print_json(view.body())
     else:
-        click.echo(f"Schedule #{view['schedule_id']}: deposit {format_usd(view['amount'])} every {view['every']} "
-                   f"into session #{view['session_id']}, first at {view['next_deposit_at']:%Y-%m-%d %H:%M} UTC")
+        click.echo(f"Schedule #{view.schedule_id}: deposit {format_usd(view.amount)} every {view.every} "
+                   f"into session #{view.session_id}, first at {view.next_deposit_at:%Y-%m-%d %H:%M} UTC")
 
 
 @schedules.command("list")
@@ -1140,14 +1150,15 @@ def schedules_add(amount: str, every: str, reason: str | None, session_id: int |
 @domain_errors
 def schedules_list(as_json: bool) -> None:
     from chalicelib import fleet
+    from chalicelib.db.engine import get_engine
 
-    rows = fleet.list_schedules()
+    rows = fleet.list_schedules(get_engine())
     if as_json:
-        print_json(rows)
+        print_json([r.body() for r in rows])
         return
     for r in rows:
-        click.echo(f"#{r['schedule_id']} {format_usd(r['amount'])} every {r['every']} into session #{r['session_id']} "
-                   f"({r['status']}), next {r['next_deposit_at']:%Y-%m-%d %H:%M} UTC: {r['reason']}")
+        click.echo(f"#{r.schedule_id} {format_usd(r.amount)} every {r.every} into session #{r.session_id} "
+                   f"({r.status}), next {r.next_deposit_at:%Y-%m-%d %H:%M} UTC: {r.reason}")
     if not rows:
         click.echo("No deposit schedules")
 

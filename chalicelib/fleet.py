@@ -17,20 +17,20 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from chalicelib.api.schemas import BotOut, ScheduleOut
 from chalicelib.bots import BotDefinitionError, BotSpec
 from chalicelib.db.models import Bot, BotSeed, DepositSchedule, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import Actor, LedgerError, SessionNotFound
+from chalicelib.states import BOT_STATUSES, SCHEDULE_STATUSES, BotStatus, ScheduleStatus
 from chalicelib.trading.candles import last_closed_open_time, timeframe_to_timedelta
 
-BOT_STATUSES = ("active", "paused")
 #: How many missed periods one run catches up at most per schedule (the rest follow on the next run).
 MAX_CATCH_UP = 100
 
@@ -53,15 +53,6 @@ class ScheduleNotFound(FleetError):
     code = "schedule_not_found"
 
 
-def bot_view(bot: Bot, session: TradingSession | None = None) -> dict[str, Any]:
-    return {"bot_id": bot.id, "strategy": bot.strategy, "symbol": bot.symbol, "timeframe": bot.timeframe,
-            "exchange": bot.exchange, "mode": bot.mode, "initial_capital": bot.initial_capital,
-            "status": bot.status, "session_id": bot.session_id, "created_by": bot.created_by,
-            "created_at": bot.created_at, "updated_at": bot.updated_at,
-            "candle_cursor": session.candle_cursor if session is not None else None,
-            "last_tick_at": session.last_tick_at if session is not None else None}
-
-
 def spec_of(bot: Bot) -> BotSpec:
     return BotSpec(strategy=bot.strategy, symbol=bot.symbol, timeframe=bot.timeframe, exchange=bot.exchange,
                    mode=bot.mode)
@@ -78,8 +69,8 @@ def _find(db: Session, spec: BotSpec) -> Bot | None:
                                         Bot.exchange == spec.exchange, Bot.mode == spec.mode)).scalar()
 
 
-def add_bot(spec: BotSpec, initial_capital: Decimal, *, actor: Actor, engine: Engine | None = None,
-            now: datetime | None = None) -> dict[str, Any]:
+def add_bot(spec: BotSpec, initial_capital: Decimal, *, actor: Actor, engine: Engine,
+            now: datetime | None = None) -> BotOut:
     """A new bot, active. Its identity must be new: :class:`DuplicateBot` otherwise (nothing written)."""
     _positive(initial_capital, "initial capital")
     when = now or utcnow()
@@ -94,19 +85,19 @@ def add_bot(spec: BotSpec, initial_capital: Decimal, *, actor: Actor, engine: En
                       created_at=when, updated_at=when)
             db.add(bot)
             db.flush()
-            return bot_view(bot)
+            return BotOut.of(bot)
     except IntegrityError:  # a concurrent add of the same bot won the unique index
         raise DuplicateBot(f"a bot already trades {spec.symbol} {spec.timeframe} on {spec.exchange}") from None
 
 
-def list_bots(engine: Engine | None = None) -> list[dict[str, Any]]:
+def list_bots(engine: Engine) -> list[BotOut]:
     with read_transaction(engine) as db:
         rows = db.execute(select(Bot, TradingSession).outerjoin(TradingSession, TradingSession.id == Bot.session_id)
                           .order_by(Bot.id)).all()
-        return [bot_view(bot, session) for bot, session in rows]
+        return [BotOut.of(bot, session) for bot, session in rows]
 
 
-def set_bot_status(bot_id: int, status: str, *, engine: Engine | None = None) -> dict[str, Any]:
+def set_bot_status(bot_id: int, status: BotStatus, *, engine: Engine) -> BotOut:
     """Pause (no more ticks, the account kept) or resume a bot."""
     if status not in BOT_STATUSES:
         raise FleetError(f"status must be one of {', '.join(BOT_STATUSES)}")
@@ -117,21 +108,21 @@ def set_bot_status(bot_id: int, status: str, *, engine: Engine | None = None) ->
         if bot.status != status:
             bot.status = status
             bot.updated_at = utcnow()
-        return bot_view(bot)
+        return BotOut.of(bot)
 
 
-def remove_bot(bot_id: int, *, engine: Engine | None = None) -> dict[str, Any]:
+def remove_bot(bot_id: int, *, engine: Engine) -> BotOut:
     """Delete the bot's definition; its account, ledger and trades stay (readable, and resumed if re-added)."""
     with write_transaction(engine) as db:
         bot = db.get(Bot, bot_id, with_for_update=True)
         if bot is None:
             raise BotNotFound(f"no bot #{bot_id}")
-        view = bot_view(bot)
+        view = BotOut.of(bot)
         db.delete(bot)
         return view
 
 
-def attach_session(bot_id: int, session_id: int, engine: Engine | None = None) -> None:
+def attach_session(bot_id: int, session_id: int, engine: Engine) -> None:
     """Record the account the bot's first tick opened (a no-op once recorded)."""
     with write_transaction(engine) as db:
         bot = db.get(Bot, bot_id)
@@ -146,7 +137,7 @@ class SeedOutcome:
     error: str | None
 
 
-def seed_bots(entries: list[str], initial_capital: Decimal, *, engine: Engine | None = None) -> list[SeedOutcome]:
+def seed_bots(entries: list[str], initial_capital: Decimal, *, engine: Engine) -> list[SeedOutcome]:
     """``ATB_BOTS`` on first deploy: each entry becomes a bot once (recorded in ``bot_seeds``, so a removed bot
     is not brought back). A bad entry, or a second entry for the same bot, is refused alone with its reason."""
     outcomes: list[SeedOutcome] = []
@@ -197,7 +188,7 @@ class DueBot:
         return self.candle_open + timeframe_to_timedelta(self.timeframe)
 
 
-def due_bots(now: datetime, engine: Engine | None = None) -> tuple[list[DueBot], int]:
+def due_bots(now: datetime, engine: Engine) -> tuple[list[DueBot], int]:
     """The active bots with a closed candle they have not applied at ``now`` (one read), and how many are stale:
     not ticked for two of their timeframes (the ``StaleBots`` alarm)."""
     due: list[DueBot] = []
@@ -218,7 +209,7 @@ def due_bots(now: datetime, engine: Engine | None = None) -> tuple[list[DueBot],
     return due, stale
 
 
-def get_bot(bot_id: int, engine: Engine | None = None) -> Bot | None:
+def get_bot(bot_id: int, engine: Engine) -> Bot | None:
     with read_transaction(engine) as db:
         return db.get(Bot, bot_id)
 
@@ -237,7 +228,8 @@ def parse_every(text: str) -> timedelta:
     return timedelta(**{unit: int(match.group(1))})
 
 
-def schedule_view(s: DepositSchedule, now: datetime | None = None) -> dict[str, Any]:
+def next_deposit_at(s: DepositSchedule, now: datetime | None = None) -> datetime:
+    """The next period's time; with ``now``, the first one after it (a due period is the dispatcher's to apply)."""
     step = parse_every(s.every)
     current = max(s.next_period, 0)
     upcoming = s.starts_at + step * current
@@ -245,13 +237,15 @@ def schedule_view(s: DepositSchedule, now: datetime | None = None) -> dict[str, 
         while upcoming <= now:  # a period already due is applied by the next dispatcher run; show the one after
             current += 1
             upcoming = s.starts_at + step * current
-    return {"schedule_id": s.id, "session_id": s.session_id, "amount": s.amount, "every": s.every,
-            "reason": s.reason, "status": s.status, "starts_at": s.starts_at, "next_deposit_at": upcoming,
-            "created_by": s.created_by, "created_at": s.created_at}
+    return upcoming
+
+
+def schedule_view(s: DepositSchedule, now: datetime | None = None) -> ScheduleOut:
+    return ScheduleOut.of(s, next_deposit_at(s, now))
 
 
 def add_schedule(amount: Decimal, every: str, reason: str, *, actor: Actor, session_id: int | None = None,
-                 starts_at: datetime | None = None, engine: Engine | None = None) -> dict[str, Any]:
+                 starts_at: datetime | None = None, engine: Engine) -> ScheduleOut:
     """A new schedule into the named (or the only active) account; the first deposit is due at ``starts_at``
     (default now: applied by the next dispatcher run)."""
     from chalicelib.balances import select_session
@@ -275,16 +269,16 @@ def add_schedule(amount: Decimal, every: str, reason: str, *, actor: Actor, sess
         return schedule_view(schedule, now)
 
 
-def list_schedules(engine: Engine | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
+def list_schedules(engine: Engine, now: datetime | None = None) -> list[ScheduleOut]:
     moment = now or utcnow()
     with read_transaction(engine) as db:
         return [schedule_view(s, moment)
                 for s in db.execute(select(DepositSchedule).order_by(DepositSchedule.id)).scalars()]
 
 
-def set_schedule_status(schedule_id: int, status: str, engine: Engine | None = None) -> dict[str, Any]:
-    if status not in BOT_STATUSES:
-        raise FleetError(f"status must be one of {', '.join(BOT_STATUSES)}")
+def set_schedule_status(schedule_id: int, status: ScheduleStatus, *, engine: Engine) -> ScheduleOut:
+    if status not in SCHEDULE_STATUSES:
+        raise FleetError(f"status must be one of {', '.join(SCHEDULE_STATUSES)}")
     with write_transaction(engine) as db:
         schedule = db.get(DepositSchedule, schedule_id, with_for_update=True)
         if schedule is None:
@@ -335,7 +329,3 @@ def apply_due_deposits(now: datetime, *, engine: Engine) -> list[AppliedDeposit]
                     row.next_period = done
     return applied
 
-
-def count_bots(engine: Engine | None = None) -> int:
-    with read_transaction(engine) as db:
-        return int(db.execute(select(func.count()).select_from(Bot)).scalar_one())

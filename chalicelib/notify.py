@@ -9,14 +9,15 @@ and counted (``NotificationErrors``), not retried (a retried tick finds nothing 
 from __future__ import annotations
 
 import json
-import logging
 import urllib.request
 from typing import Any
 
-from chalicelib import settings
+from aws_lambda_powertools import Logger
+
+from chalicelib import logs, settings
 
 EVENT_TYPES = ("trade_opened", "trade_closed", "drawdown_limit", "bot_error")
-log = logging.getLogger("atb.notify")
+logger = Logger(service=logs.SERVICE, child=True)
 
 
 def _text(event: str, details: dict[str, Any]) -> str:
@@ -41,14 +42,14 @@ def publish(event: str, details: dict[str, Any]) -> list[str]:
                                         MessageAttributes={"event": {"DataType": "String", "StringValue": event}})
             sent.append("sns")
         except Exception as exc:  # delivery must not fail a committed tick
-            log.warning("SNS publish of %s failed: %s", event, type(exc).__name__)
+            logger.warning("SNS publish of %s failed: %s", event, type(exc).__name__)
     secret = settings.telegram_secret_arn()
     if secret:
         try:
             send_telegram(_text(event, details), settings.get_secret_json(secret))
             sent.append("telegram")
         except Exception as exc:
-            log.warning("Telegram delivery of %s failed: %s", event, type(exc).__name__)
+            logger.warning("Telegram delivery of %s failed: %s", event, type(exc).__name__)
     return sent
 
 

@@ -13,8 +13,14 @@ Mode = Literal["paper", "live"]
 #: A position's direction (the strategies only go long; the schema and the P&L rules know both).
 Side = Literal["long", "short"]
 PositionStatus = Literal["open", "closed"]
+#: A bot kept in the database: ticked by the dispatcher, or paused (its account kept).
+BotStatus = Literal["active", "paused"]
+#: A deposit schedule: depositing every period, or paused.
+ScheduleStatus = Literal["active", "paused"]
 
 SESSION_STATUSES: tuple[SessionStatus, ...] = get_args(SessionStatus)
 MODES: tuple[Mode, ...] = get_args(Mode)
 SIDES: tuple[Side, ...] = get_args(Side)
 POSITION_STATUSES: tuple[PositionStatus, ...] = get_args(PositionStatus)
+BOT_STATUSES: tuple[BotStatus, ...] = get_args(BotStatus)
+SCHEDULE_STATUSES: tuple[ScheduleStatus, ...] = get_args(ScheduleStatus)

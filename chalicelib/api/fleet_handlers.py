@@ -4,46 +4,13 @@ and changes nothing (the bot definition is checked by ``BotSpec`` before anythin
 
 from __future__ import annotations
 
-from datetime import datetime
-from decimal import Decimal
-from typing import Annotated, Literal
-
 from chalice import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from chalicelib.api import schemas
 from chalicelib.api.auth import Principal
 from chalicelib.api.errors import ApiError, json_response
 from chalicelib.api.handlers import ApiRequest, _json_body, _session_id, endpoint
-from chalicelib.api.schemas import MoneyIn, Reason, load_json_exact
 from chalicelib.ids import MAX_INT_ID
-
-Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, strict=True)]
-
-
-class BotRequest(BaseModel):
-    """``{"strategy": "ml_basic", "symbol": "BTCUSDT", "timeframe": "1h", "exchange": "binanceus",
-    "initial_capital": 1000}``."""
-
-    model_config = ConfigDict(extra="forbid", title="BotRequest")
-    strategy: Short
-    symbol: Short
-    timeframe: Short = "1h"
-    exchange: Short = "binance"
-    initial_capital: MoneyIn = Field(default=Decimal(1000), description="The account's opening capital (> 0).")
-
-
-class BotPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="BotPatch")
-    status: Literal["active", "paused"]
-
-
-class ScheduleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", title="ScheduleRequest")
-    amount: MoneyIn
-    every: Short = Field(description="1h, 1d, 1w, 2w …")
-    reason: Reason
-    session_id: int | None = Field(default=None, ge=1, le=MAX_INT_ID)
-    starts_at: datetime | None = None
 
 
 def _fleet_errors(exc: Exception) -> ApiError:
@@ -65,8 +32,9 @@ def _fleet_errors(exc: Exception) -> ApiError:
 @endpoint("read")
 def get_bots(_request: ApiRequest, _: Principal | None) -> Response:
     from chalicelib import fleet
+    from chalicelib.db.engine import get_engine
 
-    return json_response({"bots": fleet.list_bots()})
+    return json_response(schemas.BotsResponse(bots=fleet.list_bots(get_engine())).body())
 
 
 @endpoint("write")
@@ -74,15 +42,16 @@ def post_bot(request: ApiRequest, principal: Principal | None) -> Response:
     assert principal is not None
     from chalicelib import fleet
     from chalicelib.bots import BotSpec
+    from chalicelib.db.engine import get_engine
     from chalicelib.ledger import Actor
 
-    body = BotRequest.model_validate(load_json_exact(_json_body(request)))
+    body = schemas.parse_bot(_json_body(request))
     try:
         spec = BotSpec(strategy=body.strategy, symbol=body.symbol, timeframe=body.timeframe, exchange=body.exchange)
-        view = fleet.add_bot(spec, body.initial_capital, actor=Actor(principal.name))
+        view = fleet.add_bot(spec, body.initial_capital, actor=Actor(principal.name), engine=get_engine())
     except Exception as exc:
         raise _fleet_errors(exc) from None
-    return json_response(view, 201)
+    return json_response(view.body(), 201)
 
 
 def _bot_id(text: str) -> int:
@@ -97,14 +66,15 @@ def patch_bot(request: ApiRequest | None, bot_id: str) -> Response:
     @endpoint("write")
     def serve(req: ApiRequest, _: Principal | None) -> Response:
         from chalicelib import fleet
+        from chalicelib.db.engine import get_engine
 
         ident = _bot_id(bot_id)
-        body = BotPatch.model_validate(load_json_exact(_json_body(req)))
+        body = schemas.parse_bot_patch(_json_body(req))
         try:
-            view = fleet.set_bot_status(ident, body.status)
+            view = fleet.set_bot_status(ident, body.status, engine=get_engine())
         except Exception as exc:
             raise _fleet_errors(exc) from None
-        return json_response(view)
+        return json_response(view.body())
 
     return serve(request)
 
@@ -112,24 +82,26 @@ def patch_bot(request: ApiRequest | None, bot_id: str) -> Response:
 @endpoint("read")
 def get_schedules(_request: ApiRequest, _: Principal | None) -> Response:
     from chalicelib import fleet
+    from chalicelib.db.engine import get_engine
 
-    return json_response({"schedules": fleet.list_schedules()})
+    return json_response(schemas.SchedulesResponse(schedules=fleet.list_schedules(get_engine())).body())
 
 
 @endpoint("write", ("session_id",))
 def post_schedule(request: ApiRequest, principal: Principal | None) -> Response:
     assert principal is not None
     from chalicelib import fleet
+    from chalicelib.db.engine import get_engine
     from chalicelib.ledger import Actor
 
-    body = ScheduleRequest.model_validate(load_json_exact(_json_body(request)))
+    body = schemas.parse_schedule(_json_body(request))
     session_id = body.session_id or _session_id(request)
     if body.starts_at is not None and body.starts_at.tzinfo is None:
         raise ApiError(422, "validation_failed", "starts_at must carry a time zone (e.g. 2026-12-01T00:00:00Z)",
                        [{"field": "starts_at", "message": "time zone required"}])
     try:
         view = fleet.add_schedule(body.amount, body.every, body.reason, actor=Actor(principal.name),
-                                  session_id=session_id, starts_at=body.starts_at)
+                                  session_id=session_id, starts_at=body.starts_at, engine=get_engine())
     except Exception as exc:
         raise _fleet_errors(exc) from None
-    return json_response(view, 201)
+    return json_response(view.body(), 201)

@@ -56,10 +56,6 @@ def _body(model: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model}"}}}}
 
 
-def _object(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}
-
-
 def fleet_paths() -> dict[str, Any]:
     """Bots and deposit schedules (issue 14)."""
     changed = {**AUTH_ERRORS, "400": _error("Invalid JSON"), "413": _error("Body too large"),
@@ -68,24 +64,24 @@ def fleet_paths() -> dict[str, Any]:
     return {
         "/api/bots": {
             "get": {"operationId": "getBots", "summary": "Bots the dispatcher ticks",
-                    "responses": {"200": _object("The bots"), **AUTH_ERRORS}},
+                    "responses": {"200": _ok("BotsResponse", "The bots"), **AUTH_ERRORS}},
             "post": {"operationId": "addBot", "summary": "Add a bot (write token); its first tick opens its account",
                      "requestBody": _body("BotRequest"),
-                     "responses": {"201": _object("The bot"), **changed,
+                     "responses": {"201": _ok("BotOut", "The bot"), **changed,
                                    "409": _error("A bot already trades this symbol, timeframe and exchange")}}},
         "/api/bots/{bot_id}": {"patch": {
             "operationId": "changeBot", "summary": "Pause or resume a bot (write token); the account is kept",
             "parameters": [{"name": "bot_id", "in": "path", "required": True,
                             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INT_ID}}],
             "requestBody": _body("BotPatch"),
-            "responses": {"200": _object("The bot"), **changed, "404": _error("No such bot")}}},
+            "responses": {"200": _ok("BotOut", "The bot"), **changed, "404": _error("No such bot")}}},
         "/api/schedules": {
             "get": {"operationId": "getSchedules", "summary": "Deposit schedules and their next deposit",
-                    "responses": {"200": _object("The schedules"), **AUTH_ERRORS}},
+                    "responses": {"200": _ok("SchedulesResponse", "The schedules"), **AUTH_ERRORS}},
             "post": {"operationId": "addSchedule",
                      "summary": "Deposit an amount every period (write token); each period is applied once",
                      "parameters": [SESSION_ID], "requestBody": _body("ScheduleRequest"),
-                     "responses": {"201": _object("The schedule"), **changed, **SESSION_ERRORS}}},
+                     "responses": {"201": _ok("ScheduleOut", "The schedule"), **changed, **SESSION_ERRORS}}},
     }
 
 
@@ -94,16 +90,16 @@ def openapi_document() -> dict[str, Any]:
     from pydantic import BaseModel
     from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-    from chalicelib.api import fleet_handlers, schemas
+    from chalicelib.api import schemas
 
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (schemas.BalanceChangeRequest, "validation"),
         *((m, "serialization") for m in (
             schemas.ErrorResponse, schemas.BalanceResponse, schemas.BalanceChangeResponse, schemas.HistoryPage,
             schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse, schemas.HealthResponse,
-            schemas.MeResponse)),
-        (fleet_handlers.BotRequest, "validation"), (fleet_handlers.BotPatch, "validation"),
-        (fleet_handlers.ScheduleRequest, "validation"),
+            schemas.MeResponse, schemas.BotsResponse, schemas.BotOut, schemas.SchedulesResponse,
+            schemas.ScheduleOut)),
+        (schemas.BotRequest, "validation"), (schemas.BotPatch, "validation"), (schemas.ScheduleRequest, "validation"),
     ]
     _, top = models_json_schema(models, ref_template="#/components/schemas/{model}")
     components = top.get("$defs", {})

@@ -30,13 +30,14 @@ from pydantic import (
     model_validator,
 )
 
+from chalicelib.ids import MAX_INT_ID
 from chalicelib.ledger.vocabulary import MAX_REASON_LENGTH
 from chalicelib.money import MAX_AMOUNT, MONEY_SCALE, parse_money
-from chalicelib.states import Mode, PositionStatus, SessionStatus, Side
+from chalicelib.states import BotStatus, Mode, PositionStatus, ScheduleStatus, SessionStatus, Side
 
 if TYPE_CHECKING:
     from chalicelib.balances import BalanceSummary
-    from chalicelib.db.models import AccountBalance, Position, Trade, TradingSession
+    from chalicelib.db.models import AccountBalance, Bot, DepositSchedule, Position, Trade, TradingSession
 
 #: Largest request body accepted (bytes). A balance change is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
@@ -211,6 +212,51 @@ class BalanceChangeRequest(BaseModel):
 def parse_balance_change(raw: bytes | str) -> BalanceChangeRequest:
     """Validate a ``POST /api/balance`` body (raises ``InvalidJson`` or pydantic's ``ValidationError``)."""
     return BalanceChangeRequest.model_validate(load_json_exact(raw))
+
+
+#: A short word of a bot or schedule request (strategy, symbol, timeframe, exchange, period).
+Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, strict=True)]
+
+
+class BotRequest(BaseModel):
+    """``{"strategy": "ml_basic", "symbol": "BTCUSDT", "timeframe": "1h", "exchange": "binanceus",
+    "initial_capital": 1000}``."""
+
+    model_config = ConfigDict(extra="forbid", title="BotRequest")
+    strategy: Short
+    symbol: Short
+    timeframe: Short = "1h"
+    exchange: Short = "binance"
+    initial_capital: MoneyIn = Field(default=Decimal(1000), description="The account's opening capital (> 0).")
+
+
+class BotPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="BotPatch")
+    status: BotStatus
+
+
+class ScheduleRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="ScheduleRequest")
+    amount: MoneyIn
+    every: Short = Field(description="1h, 1d, 1w, 2w …")
+    reason: Reason
+    session_id: int | None = Field(default=None, ge=1, le=MAX_INT_ID)
+    starts_at: datetime | None = None
+
+
+def parse_bot(raw: bytes | str) -> BotRequest:
+    """Validate a ``POST /api/bots`` body (raises ``InvalidJson`` or pydantic's ``ValidationError``)."""
+    return BotRequest.model_validate(load_json_exact(raw))
+
+
+def parse_bot_patch(raw: bytes | str) -> BotPatch:
+    """Validate a ``PATCH /api/bots/{id}`` body."""
+    return BotPatch.model_validate(load_json_exact(raw))
+
+
+def parse_schedule(raw: bytes | str) -> ScheduleRequest:
+    """Validate a ``POST /api/schedules`` body."""
+    return ScheduleRequest.model_validate(load_json_exact(raw))
 
 
 # --- responses: the runtime shape of every answer, and its documentation -----------------------------------------
@@ -479,3 +525,56 @@ class HealthResponse(_Out):
     last_tick_at: datetime | None
     last_tick_age_seconds: int | None
     checked_at: datetime
+
+
+class BotOut(_Out):
+    bot_id: int
+    strategy: str
+    symbol: str
+    timeframe: str
+    exchange: str
+    mode: Mode
+    initial_capital: Money = Field(description="The account's opening capital.")
+    status: BotStatus = Field(description="active: ticked by the dispatcher; paused: not ticked, account kept.")
+    session_id: int | None = Field(description="The bot's account, once its first tick opened it.")
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    candle_cursor: datetime | None = Field(description="Open time of the newest candle its account applied.")
+    last_tick_at: datetime | None
+
+    @classmethod
+    def of(cls, bot: Bot, session: TradingSession | None = None) -> BotOut:
+        return cls(bot_id=bot.id, strategy=bot.strategy, symbol=bot.symbol, timeframe=bot.timeframe,
+                   exchange=bot.exchange, mode=bot.mode, initial_capital=bot.initial_capital, status=bot.status,
+                   session_id=bot.session_id, created_by=bot.created_by, created_at=bot.created_at,
+                   updated_at=bot.updated_at,
+                   candle_cursor=session.candle_cursor if session is not None else None,
+                   last_tick_at=session.last_tick_at if session is not None else None)
+
+
+class BotsResponse(_Out):
+    bots: list[BotOut]
+
+
+class ScheduleOut(_Out):
+    schedule_id: int
+    session_id: int
+    amount: Money
+    every: str = Field(description="1h, 1d, 1w, 2w …")
+    reason: str
+    status: ScheduleStatus
+    starts_at: datetime
+    next_deposit_at: datetime = Field(description="When the next period not yet due is deposited.")
+    created_by: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, s: DepositSchedule, next_deposit_at: datetime) -> ScheduleOut:
+        return cls(schedule_id=s.id, session_id=s.session_id, amount=s.amount, every=s.every, reason=s.reason,
+                   status=s.status, starts_at=s.starts_at, next_deposit_at=next_deposit_at,
+                   created_by=s.created_by, created_at=s.created_at)
+
+
+class SchedulesResponse(_Out):
+    schedules: list[ScheduleOut]

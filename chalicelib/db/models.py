@@ -28,7 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from chalicelib.db.types import Money, Quantity, Units, UTCDateTime
 from chalicelib.ledger.vocabulary import KINDS, MAX_ACTOR_LENGTH, MAX_REASON_LENGTH, REFERENCE_LENGTH
-from chalicelib.states import Mode, PositionStatus, SessionStatus, Side
+from chalicelib.states import BotStatus, Mode, PositionStatus, ScheduleStatus, SessionStatus, Side
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -253,9 +253,9 @@ class Bot(Base):
     symbol: Mapped[str] = mapped_column(String(32))
     timeframe: Mapped[str] = mapped_column(String(8))
     exchange: Mapped[str] = mapped_column(String(32))
-    mode: Mapped[str] = mapped_column(String(8))
+    mode: Mapped[Mode] = mapped_column(String(8))
     initial_capital: Mapped[Decimal] = mapped_column(Money())
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[BotStatus] = mapped_column(String(16))
     session_id: Mapped[int | None] = mapped_column(ForeignKey("trading_sessions.id"))
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -286,7 +286,7 @@ class DepositSchedule(Base):
     amount: Mapped[Decimal] = mapped_column(Money())
     every: Mapped[str] = mapped_column(String(8))
     reason: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[ScheduleStatus] = mapped_column(String(16))
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_period: Mapped[int] = mapped_column(Integer, server_default="0")
     created_by: Mapped[str] = mapped_column(String(100))

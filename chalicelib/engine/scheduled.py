@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import Engine
+
 from chalicelib import settings as config
 from chalicelib.bots import bot_entries
 from chalicelib.db.engine import get_engine
@@ -101,11 +103,11 @@ def run_scheduled_tick(event_time: str | None = None, request_id: str | None = N
     if queue:
         summaries.extend(send_tick_messages(queue, due, now))
     else:
-        active = [b for b in fleet.list_bots(engine) if b["status"] == "active"]
+        active = [b for b in fleet.list_bots(engine) if b.status == "active"]
         if not active and not summaries:
             logger.warning("No active bot to tick (atb bots add, or ATB_BOTS on first deploy)")
         for bot in active:
-            summaries.append(tick_bot(bot["bot_id"], now, engine=engine, tick_settings=tick_settings))
+            summaries.append(tick_bot(bot.bot_id, now, engine=engine, tick_settings=tick_settings))
     metrics = make_metrics()
     metrics.clear_metrics()
     metrics.add_metric(name="BotsDue", unit="Count", value=len(due))
@@ -153,6 +155,7 @@ def run_worker(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tick the bot of each message (batch size 1: one). Raises when a tick fails, so SQS retries the message
     and finally moves it to the dead-letter queue."""
     summaries = []
+    engine = get_engine()
     for record in records:
         try:
             body = json.loads(record["body"])
@@ -162,7 +165,7 @@ def run_worker(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             logger.error(f"Unreadable tick message {str(record.get('body'))[:200]!r}: {exc}")
             raise TickFailed("unreadable tick message") from exc
         logger.info(f"Tick message for bot #{bot_id} ({body.get('dedup')})")
-        summaries.append(tick_bot(bot_id, now, raise_errors=True))
+        summaries.append(tick_bot(bot_id, now, engine=engine, raise_errors=True))
     return summaries
 
 
@@ -208,12 +211,11 @@ def _events(label: str, result: Any) -> None:
             notify.publish("drawdown_limit", {"bot": label, "candle": when, "detail": outcome.detail[:300]})
 
 
-def tick_bot(bot_id: int, now: datetime, *, engine: Any = None, tick_settings: TickSettings | None = None,
+def tick_bot(bot_id: int, now: datetime, *, engine: Engine, tick_settings: TickSettings | None = None,
              raise_errors: bool = False) -> dict[str, Any]:
     """Open (or find) the bot's account and apply its closed candles once. A paused or removed bot is skipped."""
     from chalicelib import fleet, notify
 
-    engine = engine or get_engine()
     bot = fleet.get_bot(bot_id, engine)
     if bot is None or bot.status != "active":
         return {"bot_id": bot_id, "status": "skipped", "message": "removed" if bot is None else "paused"}

@@ -73,7 +73,7 @@ def test_changing_bots_needs_the_write_scope_and_unknown_or_duplicate_bots_are_r
     assert client.http.patch("/api/bots/x", headers=post_json(), body=body({"status": "paused"})).status_code == 404
     assert client.http.patch("/api/bots/1", headers=post_json(), body=body({"status": "gone"})).status_code == 422
     [bot] = fleet.list_bots(engine)
-    assert bot["status"] == "active" and bot["strategy"] == "ml_basic"
+    assert bot.status == "active" and bot.strategy == "ml_basic"
 
 
 def test_a_deposit_schedule_is_created_and_listed_with_its_next_deposit(

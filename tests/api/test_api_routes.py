@@ -324,6 +324,22 @@ def test_the_openapi_document_is_generated_from_the_models(client: Client) -> No
     assert client.http.get("/api/openapi.json").status_code == 401
 
 
+def test_the_bots_and_schedules_answers_are_documented_by_the_models_that_build_them(client: Client) -> None:
+    doc = loads_exact(client.http.get("/api/openapi.json", headers=auth(READ_TOKEN)).body)
+
+    def answer(path: str, method: str, status: str) -> str:
+        ref: str = doc["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+        return ref.rsplit("/", 1)[-1]
+
+    assert answer("/api/bots", "get", "200") == "BotsResponse"
+    assert answer("/api/bots", "post", "201") == answer("/api/bots/{bot_id}", "patch", "200") == "BotOut"
+    assert answer("/api/schedules", "get", "200") == "SchedulesResponse"
+    assert answer("/api/schedules", "post", "201") == "ScheduleOut"
+    bot = doc["components"]["schemas"]["BotOut"]
+    assert bot["additionalProperties"] is False and bot["properties"]["status"]["enum"] == ["active", "paused"]
+    assert bot["properties"]["initial_capital"]["type"] == "number"  # money: an exact JSON number
+
+
 def test_every_api_response_success_or_error_says_cache_control_no_store(client: Client, start_session) -> None:
     start_session()
     for path in (*ROUTES, "/api/health", "/api/me"):

@@ -81,7 +81,7 @@ def add_bots(engine: Engine) -> list[int]:
     for i in range(BOTS):
         exchange = BROKEN if i == 7 else "binance"
         spec = BotSpec(strategy="ml_basic", symbol=f"C{i:03d}USDT", exchange=exchange)
-        ids.append(fleet.add_bot(spec, fleet.Decimal(1000), actor=Actor("owner"), engine=engine)["bot_id"])
+        ids.append(fleet.add_bot(spec, fleet.Decimal(1000), actor=Actor("owner"), engine=engine).bot_id)
     return ids
 
 

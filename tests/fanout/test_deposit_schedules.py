@@ -65,13 +65,13 @@ def test_a_month_of_hourly_runs_with_gaps_and_duplicates_applies_each_weekly_dep
         now += timedelta(hours=1)
 
     rows = deposits(engine, session_id)
-    weekly_rows = [r for r in rows if f":schedule:{weekly['schedule_id']}:" in (r.reference or "")]
-    daily_rows = [r for r in rows if f":schedule:{daily['schedule_id']}:" in (r.reference or "")]
+    weekly_rows = [r for r in rows if f":schedule:{weekly.schedule_id}:" in (r.reference or "")]
+    daily_rows = [r for r in rows if f":schedule:{daily.schedule_id}:" in (r.reference or "")]
     # weekly: 1, 8, 15, 22, 29 Jan; daily at noon from 1 to 31 Jan (the last at 31 Jan 12:00 ≤ the end)
     assert sorted(int((r.reference or "").rsplit(":", 1)[1]) for r in weekly_rows) == [0, 1, 2, 3, 4]
     assert sorted(int((r.reference or "").rsplit(":", 1)[1]) for r in daily_rows) == list(range(31))
     assert len(rows) == 5 + 31
-    label = f"schedule #{weekly['schedule_id']}"
+    label = f"schedule #{weekly.schedule_id}"
     assert all(r.delta == Decimal("100") and r.updated_by == "alice" and r.updated_by_label == label
                and r.update_reason == "weekly savings" for r in weekly_rows)
     assert all(r.delta == Decimal("2.50") and r.updated_by == "bob" for r in daily_rows)
@@ -80,9 +80,9 @@ def test_a_month_of_hourly_runs_with_gaps_and_duplicates_applies_each_weekly_dep
         assert session is not None and session.total_balance == Decimal(1000) + 5 * 100 + 31 * Decimal("2.50")
     assert verify(engine).ok
     # the next deposit each schedule shows is the first one after the month
-    views = {s["schedule_id"]: s for s in fleet.list_schedules(engine, now=end)}
-    assert views[weekly["schedule_id"]]["next_deposit_at"] == START + timedelta(weeks=5)
-    assert views[daily["schedule_id"]]["next_deposit_at"] == START + timedelta(days=31, hours=12)
+    views = {s.schedule_id: s for s in fleet.list_schedules(engine, now=end)}
+    assert views[weekly.schedule_id].next_deposit_at == START + timedelta(weeks=5)
+    assert views[daily.schedule_id].next_deposit_at == START + timedelta(days=31, hours=12)
 
 
 def test_a_scheduled_deposit_is_the_same_ledger_row_as_a_manual_deposit(engine: Engine) -> None:
@@ -97,13 +97,13 @@ def test_a_scheduled_deposit_is_the_same_ledger_row_as_a_manual_deposit(engine: 
     assert (scheduled_row.kind, scheduled_row.delta, scheduled_row.updated_by, scheduled_row.update_reason) == (
         manual_row.kind, manual_row.delta, manual_row.updated_by, manual_row.update_reason)
     # the key is scoped to the schedule's creator, like any request's (balances.change_balance)
-    assert scheduled_row.reference == f"request:alice:schedule:{schedule['schedule_id']}:0"
+    assert scheduled_row.reference == f"request:alice:schedule:{schedule.schedule_id}:0"
 
 
 def test_a_paused_schedule_deposits_nothing_and_an_ended_account_stops_it(engine: Engine) -> None:
     session_id = open_account(engine)
     schedule = fleet.add_schedule(Decimal("100"), "1d", "savings", actor=Actor("alice"), session_id=session_id,
                                   starts_at=START, engine=engine)
-    fleet.set_schedule_status(schedule["schedule_id"], "paused", engine=engine)
+    fleet.set_schedule_status(schedule.schedule_id, "paused", engine=engine)
     assert fleet.apply_due_deposits(START + timedelta(days=3), engine=engine) == []
     assert deposits(engine, session_id) == []

@@ -83,23 +83,23 @@ def test_a_paused_bot_is_not_dispatched_and_keeps_its_account(
     client.lambda_.invoke("tick", schedule_event(client, NOW))
     drain(client, queues["queue"])
     [view] = fleet.list_bots(engine)
-    assert view["session_id"] is not None
+    assert view.session_id is not None
     with read_transaction(engine) as db:
-        session = db.get(TradingSession, view["session_id"])
+        session = db.get(TradingSession, view.session_id)
         assert session is not None and session.initial_balance == 500
         balance_before = session.total_balance
-    fleet.set_bot_status(bot["bot_id"], "paused", engine=engine)
+    fleet.set_bot_status(bot.bot_id, "paused", engine=engine)
     later = client.lambda_.invoke("tick", schedule_event(client, NOW + timedelta(hours=3))).payload
     assert later["queued"] == 0
     # a message already in flight for it is skipped too
-    invoke_worker(client, json.dumps(scheduled.tick_message(bot["bot_id"], NOW + timedelta(hours=3),
+    invoke_worker(client, json.dumps(scheduled.tick_message(bot.bot_id, NOW + timedelta(hours=3),
                                                             NOW + timedelta(hours=3))))
-    assert ticks_per_bot(engine) == {bot["bot_id"]: 1}
+    assert ticks_per_bot(engine) == {bot.bot_id: 1}
     with read_transaction(engine) as db:
-        session = db.get(TradingSession, view["session_id"])
+        session = db.get(TradingSession, view.session_id)
         assert session is not None and session.status == "active" and session.total_balance == balance_before
-    fleet.set_bot_status(bot["bot_id"], "active", engine=engine)
+    fleet.set_bot_status(bot.bot_id, "active", engine=engine)
     resumed = client.lambda_.invoke("tick", schedule_event(client, NOW + timedelta(hours=3))).payload
     assert resumed["queued"] == 1
     drain(client, queues["queue"])
-    assert ticks_per_bot(engine) == {bot["bot_id"]: 4}  # the three missed candles, caught up in order
+    assert ticks_per_bot(engine) == {bot.bot_id: 4}  # the three missed candles, caught up in order

@@ -27,7 +27,7 @@ def test_a_bot_is_added_paused_resumed_and_removed(database_url: str, monkeypatc
     [bot] = json.loads(out)
     assert (bot["created_by"], bot["status"], bot["session_id"]) == ("alice", "active", None)
     assert run("bots", "pause", "1")[1].startswith("Paused bot #1")
-    assert fleet.list_bots(get_engine(database_url))[0]["status"] == "paused"
+    assert fleet.list_bots(get_engine(database_url))[0].status == "paused"
     assert run("bots", "resume", "1")[1].startswith("Resumed bot #1")
     assert run("bots", "remove", "1")[0] == 0
     assert run("bots", "list")[1].startswith("No bots")

@@ -17,6 +17,8 @@ from chalicelib.db.models import Base
     ("positions", "side", states.SIDES),
     ("positions", "status", states.POSITION_STATUSES),
     ("trades", "side", states.SIDES),
+    ("bots", "status", states.BOT_STATUSES),
+    ("deposit_schedules", "status", states.SCHEDULE_STATUSES),
 ])
 def test_the_database_check_allows_exactly_the_words_of_the_one_definition(table: str, column: str,
                                                                            words: tuple[str, ...]) -> None:
@@ -31,3 +33,8 @@ def test_the_api_documents_the_same_words() -> None:
     assert session["mode"]["enum"] == list(states.MODES) and session["status"]["enum"] == list(states.SESSION_STATUSES)
     assert position["side"]["enum"] == list(states.SIDES)
     assert position["status"]["enum"] == list(states.POSITION_STATUSES)
+    bot = schemas.BotOut.model_json_schema()["properties"]
+    assert bot["status"]["enum"] == list(states.BOT_STATUSES) and bot["mode"]["enum"] == list(states.MODES)
+    assert schemas.BotPatch.model_json_schema()["properties"]["status"]["enum"] == list(states.BOT_STATUSES)
+    schedule = schemas.ScheduleOut.model_json_schema()["properties"]
+    assert schedule["status"]["enum"] == list(states.SCHEDULE_STATUSES)
