@@ -315,3 +315,24 @@ def test_one_dollar_of_cash_buys_what_it_can_after_the_fee():
 def test_when_caps_tie_the_position_cap_is_named_first():
     """$1,000, $100 free, no fee, at $10 with a stop at $9: position cap 100 / 10 = 10 = cash cap 100 / 10."""
     assert size_position(D(1000), D(100), D(10), D(9), fee_rate=D(0)) == Sizing(D(10), "position_cap")
+
+
+# --- the deepest drawdown of a series (backtests, lab reports and the trainer read it) -------------------------
+
+
+def test_a_series_that_never_falls_has_no_drawdown():
+    nothing = accounting.MaxDrawdown(D(0), 0, 0, None)
+    assert accounting.max_drawdown([]) == nothing
+    assert accounting.max_drawdown([D(100), D(100), D(200)]) == nothing
+    assert accounting.max_drawdown([D(100), D(200)]) == nothing  # 100 is not a fall from the 200 after it
+
+
+def test_a_return_exactly_to_the_peak_right_after_the_trough_is_the_recovery():
+    assert accounting.max_drawdown([D(100), D(80), D(100)]) == accounting.MaxDrawdown(D("0.2"), 0, 1, 2)
+
+
+def test_an_equal_high_keeps_the_first_peak_and_an_equal_low_keeps_the_first_trough():
+    """100 → 80 after a second 100: the fall is measured from the first 100 (index 0), and recovers at index 4.
+    Two falls of 10 % each: the first one (peak 0, trough 1, back at 2) is the deepest."""
+    assert accounting.max_drawdown([D(100), D(90), D(100), D(80), D(100)]) == accounting.MaxDrawdown(D("0.2"), 0, 3, 4)
+    assert accounting.max_drawdown([D(100), D(90), D(100), D(90), D(100)]) == accounting.MaxDrawdown(D("0.1"), 0, 1, 2)
