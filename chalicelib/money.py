@@ -24,7 +24,7 @@ class MoneyError(ValueError):
     """A value that cannot be an amount of money; the message says why in one line."""
 
 
-def parse_decimal(value: object, *, field: str = "amount", max_places: int = MONEY_SCALE) -> Decimal:
+def parse_decimal(value: object, *, field: str, max_places: int) -> Decimal:
     """Parse user input (text, int or Decimal; never float) into a finite Decimal with at most ``max_places``.
 
     Any size or precision is refused with a ``MoneyError`` (``decimal.InvalidOperation`` and ``Overflow`` are not

@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # Mutation testing of the money core with mutmut 3 (configuration: [tool.mutmut] in pyproject.toml), then the score
-# per module and each survivor. A full run takes minutes on two cores (docs/mutation.md); extra arguments go to
-# `mutmut run` (e.g. a glob of mutant names to run a sample).
+# per module and each survivor (docs/mutation.md).
+#   bash scripts/mutation.sh [mutmut run args]          every money module against the full SQLite selection
+#   bash scripts/mutation.sh pure|store [mutmut args]   one fast profile ([tool.mutmut.atb_profiles]) in a scratch
+#                                                       copy (.mutation/PROFILE), its modules against its tests only
+# Extra arguments go to `mutmut run` (e.g. `--max-children 1`, or globs of mutant names to run a sample). With
+# MUTATION_MIN_SCORE=PERCENT the exit status is 1 when a module scores below it (scripts/mutation_sample.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
 .venv/bin/python -m pip install -q --disable-pip-version-check 'mutmut==3.8.1'
+if [[ $# -gt 0 && "$1" != -* && "$1" != *.* && "$1" != *'*'* ]]; then
+    profile="$1"; shift
+    work="$root/.mutation/$profile"
+    rm -rf "$work" && mkdir -p "$work"
+    cp -r chalicelib tests app.py migrations bench infra .chalice lab sim "$work/"
+    .venv/bin/python scripts/mutation_profile.py "$profile" pyproject.toml "$work/pyproject.toml"
+    cd "$work"
+fi
 rm -rf mutants
 started=$(date +%s)
-.venv/bin/mutmut run "$@" | tr '\r' '\n' | tail -n 2
-echo "mutmut run took $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s"
-.venv/bin/python scripts/mutation_report.py
+"$root/.venv/bin/mutmut" run "$@" | tr '\r' '\n' | tail -n 2
+echo "mutmut run took $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+"$root/.venv/bin/python" "$root/scripts/mutation_report.py" \
+    --unobservable "$root/scripts/mutation_unobservable.txt" ${MUTATION_MIN_SCORE:+--min-score "$MUTATION_MIN_SCORE"}

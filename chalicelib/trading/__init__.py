@@ -45,15 +45,15 @@ broker (``chalicelib.trading.broker``)
     market_sell(candle, quantity, config=None) -> Fill    # at close - slippage (strategy exit)
     check_exit(position, candle) -> ExitSignal | None     # ExitSignal(price, reason, gapped)
     exit_fill(position, signal, config=None) -> Fill      # stop: slippage; target: limit price
-    Fill(side, price, quantity, notional, fee);  fee_for(notional, fee_rate) -> Decimal
+    Fill(price, quantity, notional, fee);  fee_for(notional, fee_rate) -> Decimal
     gross_pnl(entry_price, exit_price, quantity) -> Decimal
     close_trade(position, sell: Fill, entry_fee) -> ClosedTrade(.gross_pnl, .entry_fee, .exit_fee, .fees, .net_pnl)
 
 risk (``chalicelib.trading.risk``)
     RiskConfig(max_position_fraction=0.10, risk_per_trade=0.02, max_drawdown=0.20)   # Decimals
     size_position(balance, available, entry_price, stop_loss, *, fee_rate=0.001, config=None) -> Sizing
-        Sizing(quantity, binding: "position_cap" | "risk_cap" | "cash_cap" | "none", by_*_cap)
-    drawdown(value, peak) -> Decimal (``chalicelib.accounting``'s, on the value per unit);  updated_peak(...)
+        Sizing(quantity, binding: "position_cap" | "risk_cap" | "cash_cap" | "none")
+    drawdown(value, peak) -> Decimal (``chalicelib.accounting``'s, on the value per unit)
     can_open(value, peak, limit=Decimal("0.20")) -> bool   # False once drawdown >= limit
 
 One candle, in the engine's order: ``check_exit`` on the open position (fill with ``exit_fill``), then

@@ -55,7 +55,6 @@ class BrokerConfig:
 class Fill:
     """One simulated execution."""
 
-    side: Literal["buy", "sell"]
     price: Decimal
     quantity: Decimal
     notional: Decimal  # price * quantity, quantised to money
@@ -75,9 +74,6 @@ class ExitSignal:
 class ClosedTrade:
     """The money of one round trip."""
 
-    entry_price: Decimal
-    exit_price: Decimal
-    quantity: Decimal
     gross_pnl: Decimal  # (exit - entry) * quantity
     entry_fee: Decimal
     exit_fee: Decimal
@@ -106,23 +102,23 @@ def sell_price(reference: Decimal, slippage_bps: Decimal = DEFAULT_SLIPPAGE_BPS)
     return quantize_money(reference * (1 - slippage_bps / _BPS))
 
 
-def _fill(side: Literal["buy", "sell"], price: Decimal, quantity: Decimal, config: BrokerConfig) -> Fill:
+def _fill(price: Decimal, quantity: Decimal, config: BrokerConfig) -> Fill:
     if quantity <= 0:
-        raise ValueError(f"cannot fill a {side} of quantity {quantity}")
+        raise ValueError(f"cannot fill a quantity of {quantity}")
     notional = quantize_money(price * quantity)
-    return Fill(side=side, price=price, quantity=quantity, notional=notional, fee=fee_for(notional, config.fee_rate))
+    return Fill(price=price, quantity=quantity, notional=notional, fee=fee_for(notional, config.fee_rate))
 
 
 def market_buy(candle: Candle, quantity: Decimal, config: BrokerConfig | None = None) -> Fill:
     """Enter at the deciding candle's close plus slippage."""
     config = config or BrokerConfig()
-    return _fill("buy", buy_price(candle.close, config.slippage_bps), quantity, config)
+    return _fill(buy_price(candle.close, config.slippage_bps), quantity, config)
 
 
 def market_sell(candle: Candle, quantity: Decimal, config: BrokerConfig | None = None) -> Fill:
     """Exit on the strategy's word at the deciding candle's close minus slippage."""
     config = config or BrokerConfig()
-    return _fill("sell", sell_price(candle.close, config.slippage_bps), quantity, config)
+    return _fill(sell_price(candle.close, config.slippage_bps), quantity, config)
 
 
 def check_exit(position: PositionView, candle: Candle) -> ExitSignal | None:
@@ -152,7 +148,7 @@ def exit_fill(position: PositionView, signal: ExitSignal, config: BrokerConfig |
         price = quantize_money(signal.price)
     else:
         price = sell_price(signal.price, config.slippage_bps)
-    return _fill("sell", price, position.quantity, config)
+    return _fill(price, position.quantity, config)
 
 
 def gross_pnl(entry_price: Decimal, exit_price: Decimal, quantity: Decimal) -> Decimal:
@@ -163,9 +159,6 @@ def gross_pnl(entry_price: Decimal, exit_price: Decimal, quantity: Decimal) -> D
 def close_trade(position: PositionView, sell: Fill, entry_fee: Decimal) -> ClosedTrade:
     """Settle a round trip: gross P&L from the prices, fees alongside (``net_pnl = gross - fees``)."""
     return ClosedTrade(
-        entry_price=position.entry_price,
-        exit_price=sell.price,
-        quantity=sell.quantity,
         gross_pnl=gross_pnl(position.entry_price, sell.price, sell.quantity),
         entry_fee=entry_fee,
         exit_fee=sell.fee,

@@ -54,9 +54,6 @@ class Sizing:
 
     quantity: Decimal
     binding: Literal["position_cap", "risk_cap", "cash_cap", "none"]
-    by_position_cap: Decimal
-    by_risk_cap: Decimal
-    by_cash_cap: Decimal
 
 
 def size_position(
@@ -74,8 +71,8 @@ def size_position(
     reserved by open positions. Returns quantity 0 (binding "none") when nothing may be bought.
     """
     config = config or RiskConfig()
-    if balance <= 0 or available <= 0 or entry_price <= 0 or not ZERO < stop_loss < entry_price:
-        return Sizing(ZERO, "none", ZERO, ZERO, ZERO)
+    if not ZERO < stop_loss < entry_price:  # no stop below the price; no balance or cash sizes to 0 below
+        return Sizing(ZERO, "none")
     by_position = balance * config.max_position_fraction / entry_price
     by_risk = balance * config.risk_per_trade / (entry_price - stop_loss)
     by_cash = available / (entry_price * (1 + fee_rate))
@@ -87,13 +84,8 @@ def size_position(
     smallest, binding = min(caps, key=lambda cap: cap[0])
     quantity = quantize_quantity(smallest)
     if quantity <= 0:
-        return Sizing(ZERO, "none", by_position, by_risk, by_cash)
-    return Sizing(quantity, binding, by_position, by_risk, by_cash)
-
-
-def updated_peak(peak: Decimal | None, balance: Decimal) -> Decimal:
-    """The new peak after seeing ``balance``."""
-    return balance if peak is None or balance > peak else peak
+        return Sizing(ZERO, "none")
+    return Sizing(quantity, binding)
 
 
 def can_open(value: Decimal, peak: Decimal, limit: Decimal = DEFAULT_MAX_DRAWDOWN) -> bool:

@@ -80,3 +80,47 @@ def test_the_vocabulary_is_the_database_constraint_and_the_references() -> None:
     assert all(f"'{k}'" in str(constraint.sqltext) for k in KINDS)
     assert (position_reference(3), trade_reference(3, "pnl"), request_reference("k")) == \
         ("position:3:open", "trade:3:pnl", "request:k")
+
+
+def test_a_round_trips_ledger_rows_say_what_they_are_and_which_trade() -> None:
+    """The rows a trade writes, as the ledger listing shows them: the entry fee holds the cost in reserve; the exit
+    fee releases it and names why the trade closed; the P&L row names it too; both closing rows cite the trade."""
+    from chalicelib.ledger.rules import position_closed, position_opened
+
+    assert position_opened(Decimal("200"), Decimal("0.2")) == {
+        "kind": "fee", "delta": Decimal("-0.2"), "reserved_delta": Decimal("200"), "reason": "trade_entry_fee"}
+    assert position_closed(5, Decimal("-10.1"), Decimal("0.19"), Decimal("200"), "stop_loss") == [
+        {"kind": "fee", "delta": Decimal("-0.19"), "reserved_delta": Decimal("-200"),
+         "reason": "trade_exit_fee_stop_loss", "reference": "trade:5:exit_fee"},
+        {"kind": "trade_pnl", "delta": Decimal("-10.1"), "reason": "trade_pnl_stop_loss", "reference": "trade:5:pnl"},
+    ]
+
+
+def test_withdrawing_every_available_dollar_is_allowed_and_leaves_zero() -> None:
+    posting = change(account("1000", "300"), Kind.WITHDRAWAL, "-700")
+    assert (posting.row["available_balance"], posting.row["total_balance"]) == (0, 300)  # type: ignore[attr-defined]
+
+
+def test_a_strategy_switch_is_written_and_moves_no_money_nor_any_reserve() -> None:
+    posting = change(account(), Kind.STRATEGY_SWITCH, "0")
+    assert (posting.row["kind"], posting.row["available_balance"]) == ("strategy_switch", 1000)  # type: ignore[attr-defined]
+    with pytest.raises(InvalidChange, match=r"^a strategy_switch row moves no money$"):
+        change(account(), Kind.STRATEGY_SWITCH, "0", reserved_delta=Decimal(1))
+
+
+def test_nine_decimals_are_refused_with_the_rule_named() -> None:
+    with pytest.raises(InvalidChange, match=r"^amounts carry at most 8 decimal places$"):
+        change(account(), Kind.DEPOSIT, "1.000000001")
+
+
+def test_the_row_keeps_who_made_it_and_their_label_trimmed_to_a_hundred_characters() -> None:
+    labelled = change(account(), Kind.DEPOSIT, "1", actor=Actor(" alice ", "  " + "L" * 101 + " "))
+    assert (labelled.row["updated_by"], labelled.row["updated_by_label"]) == ("alice", "L" * 100)  # type: ignore[attr-defined]
+    blank = change(account(), Kind.DEPOSIT, "1", actor=Actor("alice", "   "))
+    assert blank.row["updated_by_label"] is None  # type: ignore[attr-defined]
+
+
+def test_held_assets_are_written_in_plain_decimals_never_exponents() -> None:
+    held = {"BTC": Decimal("1000.000"), "ETH": Decimal("0.00000010"), "SOL": Decimal(0)}
+    posting = change(account(), Kind.DEPOSIT, "1", held=held)
+    assert posting.row["asset_balances"] == {"USD": "1001.00", "BTC": "1000", "ETH": "0.0000001"}  # type: ignore[attr-defined]

@@ -11,10 +11,10 @@ import pytest
 from chalicelib import accounting
 from chalicelib.accounting import EMPTY, UnitState
 from chalicelib.money import MoneyError, format_usd, money_text, parse_money, quantize_money, quantize_quantity
-from chalicelib.trading.broker import BrokerConfig, check_exit
+from chalicelib.trading.broker import BrokerConfig, check_exit, exit_fill, market_buy, market_sell
 from chalicelib.trading.candles import Candle
 from chalicelib.trading.position import PositionView
-from chalicelib.trading.risk import RiskConfig, can_open, size_position
+from chalicelib.trading.risk import RiskConfig, Sizing, can_open, size_position
 
 D = Decimal
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -213,3 +213,126 @@ def test_a_refused_amount_says_which_field_and_why(value, says):
 def test_an_amount_in_any_accepted_form_is_kept_exactly(value, amount):
     parsed = parse_money(value)
     assert parsed == amount and not parsed.is_signed()
+
+
+# --- boundaries a mutation run showed loose (docs/mutation.md) ------------------------------------------------
+
+
+def test_a_flow_that_would_take_equity_below_zero_says_so():
+    state = accounting.new_series(EMPTY, D(100))
+    with pytest.raises(ValueError, match=r"^a flow cannot take equity below zero$"):
+        accounting.after_flow(state, D(100), D("-100.00000001"))
+
+
+def test_money_into_an_account_trading_wiped_out_starts_a_new_series():
+    """Units left but each worth nothing (V = 0): a $500 deposit cannot be priced at V, so it starts a series at
+    V = 1 with 500 units, and the performance index carries on from zero."""
+    wiped = UnitState(units=D(10), unit_value=D(0), peak_unit_value=D("1.2"), series_base=D(1))
+    after = accounting.after_flow(wiped, D(0), D(500))
+    assert (after.units, after.unit_value, after.peak_unit_value) == (D(500), D(1), D(1))
+    assert after.performance_index == 0
+    set_to_zero = accounting.after_flow(wiped, D(0), D(0))
+    assert (set_to_zero.units, set_to_zero.unit_value) == (D(0), D(0))  # no worthless units are kept
+
+
+def test_fifty_cents_into_an_empty_account_starts_a_series_of_half_a_unit():
+    after = accounting.after_flow(EMPTY, D(0), D("0.5"))
+    assert (after.units, after.unit_value) == (D("0.5"), D(1))
+    assert accounting.units_reproduce_equity(after, D("0.5"))
+
+
+def test_an_amount_without_a_field_name_is_called_an_amount():
+    with pytest.raises(MoneyError, match=r"^amount is not a number: abc$"):
+        parse_money("abc")
+
+
+def test_a_hundred_character_amount_is_read_and_a_hundred_and_one_is_refused_unread():
+    hundred = "5." + "0" * 98
+    assert len(hundred) == 100 and parse_money(hundred) == D(5)
+    with pytest.raises(MoneyError, match=r"^amount is not a number of a sensible size \(101 characters\)$"):
+        parse_money(hundred + "0")
+
+
+def test_a_refused_amount_is_echoed_whole_up_to_forty_characters_and_cut_after():
+    forty, forty_one = "x" * 40, "y" * 41
+    with pytest.raises(MoneyError) as whole:
+        parse_money(forty)
+    assert str(whole.value) == f"amount is not a number: {forty}"
+    with pytest.raises(MoneyError) as cut:
+        parse_money(forty_one)
+    assert str(cut.value) == f"amount is not a number: {'y' * 20}…(41 characters)"
+    with pytest.raises(MoneyError) as infinite:
+        parse_money("-Infinity")
+    assert str(infinite.value) == "amount must be a finite number, got -Infinity"
+
+
+def test_a_negative_new_series_says_so():
+    with pytest.raises(ValueError, match=r"^equity must not be negative$"):
+        accounting.new_series(EMPTY, D("-1"))
+
+
+def test_marking_an_empty_account_leaves_it_as_it_was():
+    emptied = UnitState(units=D(0), unit_value=D("1.2"), peak_unit_value=D("1.3"), series_base=D(1))
+    assert accounting.after_trading(emptied, D(0)) == emptied
+
+
+def test_a_fill_of_nothing_is_refused():
+    candle = bar("100", "101", "99", "100")
+    for fill in (market_buy, market_sell):
+        with pytest.raises(ValueError, match=r"^cannot fill a quantity of 0$"):
+            fill(candle, D(0))
+
+
+def test_a_fill_pays_the_configured_fee_rate_not_the_default():
+    """0.2 % of a $1,000 notional (close 100, no slippage, 10 coins) is $2, not the default 0.1 % ($1)."""
+    config = BrokerConfig(fee_rate=D("0.002"), slippage_bps=D(0))
+    candle = bar("100", "101", "99", "100")
+    assert market_buy(candle, D(10), config).fee == D(2)
+    assert market_sell(candle, D(10), config).fee == D(2)
+    stop = check_exit(LONG, bar("100", "101", "95", "99"))
+    assert stop is not None and exit_fill(LONG, stop, config).fee == D("0.38")  # 95 × 2 × 0.002
+
+
+@pytest.mark.parametrize(("balance", "available"), [(D(0), D(0)), (D(1000), D(0)), (D(0), D(1000))])
+def test_no_balance_or_no_cash_buys_nothing(balance, available):
+    assert size_position(balance, available, D(100), D(95)) == Sizing(D(0), "none")
+
+
+def test_a_stop_at_zero_is_no_stop_and_buys_nothing():
+    assert size_position(D(1000), D(1000), D(100), D(0)) == Sizing(D(0), "none")
+
+
+def test_a_one_dollar_account_buys_five_cent_coins():
+    """$1 at $0.05 with a stop at $0.045: position cap 0.10 / 0.05 = 2 coins (risk cap 4, cash cap ≈ 19.98)."""
+    assert size_position(D(1), D(1), D("0.05"), D("0.045")) == Sizing(D(2), "position_cap")
+
+
+def test_one_dollar_of_cash_buys_what_it_can_after_the_fee():
+    """$1,000 balance, $1 free, at $0.05: 1 / (0.05 × 1.001) = 19.980019980019… coins, rounded down."""
+    assert size_position(D(1000), D(1), D("0.05"), D("0.045")) == Sizing(D("19.980019980019"), "cash_cap")
+
+
+def test_when_caps_tie_the_position_cap_is_named_first():
+    """$1,000, $100 free, no fee, at $10 with a stop at $9: position cap 100 / 10 = 10 = cash cap 100 / 10."""
+    assert size_position(D(1000), D(100), D(10), D(9), fee_rate=D(0)) == Sizing(D(10), "position_cap")
+
+
+# --- the deepest drawdown of a series (backtests, lab reports and the trainer read it) -------------------------
+
+
+def test_a_series_that_never_falls_has_no_drawdown():
+    nothing = accounting.MaxDrawdown(D(0), 0, 0, None)
+    assert accounting.max_drawdown([]) == nothing
+    assert accounting.max_drawdown([D(100), D(100), D(200)]) == nothing
+    assert accounting.max_drawdown([D(100), D(200)]) == nothing  # 100 is not a fall from the 200 after it
+
+
+def test_a_return_exactly_to_the_peak_right_after_the_trough_is_the_recovery():
+    assert accounting.max_drawdown([D(100), D(80), D(100)]) == accounting.MaxDrawdown(D("0.2"), 0, 1, 2)
+
+
+def test_an_equal_high_keeps_the_first_peak_and_an_equal_low_keeps_the_first_trough():
+    """100 → 80 after a second 100: the fall is measured from the first 100 (index 0), and recovers at index 4.
+    Two falls of 10 % each: the first one (peak 0, trough 1, back at 2) is the deepest."""
+    assert accounting.max_drawdown([D(100), D(90), D(100), D(80), D(100)]) == accounting.MaxDrawdown(D("0.2"), 0, 3, 4)
+    assert accounting.max_drawdown([D(100), D(90), D(100), D(90), D(100)]) == accounting.MaxDrawdown(D("0.1"), 0, 1, 2)
