@@ -72,7 +72,7 @@ def tick(event: Any) -> dict[str, object]:
 
 @logs.lambda_entry(logs.event_id)
 def _scheduled_tick(event: dict[str, Any], context: Any) -> dict[str, object]:
-    from chalicelib.engine.scheduled import run_scheduled_tick
+    from chalicelib.bot.scheduled import run_scheduled_tick
 
     return run_scheduled_tick(event_time=event.get("time"), request_id=getattr(context, "aws_request_id", None))
 
@@ -86,7 +86,7 @@ def _scheduled_tick(event: dict[str, Any], context: Any) -> dict[str, object]:
 @app.on_sqs_message(queue="atb-ticks", batch_size=1, name="worker")
 def worker(event: object) -> dict[str, object]:
     """Tick the one bot named by the message; raising returns the message to the queue (then the DLQ)."""
-    from chalicelib.engine.scheduled import run_worker
+    from chalicelib.bot.scheduled import run_worker
 
     records = [{"body": record.body} for record in event]  # type: ignore[attr-defined]
     return {"bots": run_worker(records)}

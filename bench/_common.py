@@ -64,7 +64,7 @@ def quiet_logs() -> None:
     """The engine logs each session opening and fill; a benchmark wants only its tables on the terminal."""
     import logging
 
-    from chalicelib.engine.observability import logger
+    from chalicelib.bot.observability import logger
 
     logger.setLevel(logging.ERROR)  # gaps in the recorded data are logged as warnings
     logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -147,7 +147,7 @@ from aws_lambda_powertools.utilities import parameters
 
 TICK_IMPORTS = """
 import app
-import chalicelib.engine.scheduled
+import chalicelib.bot.scheduled
 import ccxt
 """
 
@@ -183,7 +183,7 @@ print(json.dumps({{"seconds": elapsed, "ccxt": "ccxt" in sys.modules, "xray": "a
 PATHS: tuple[tuple[str, str, float | None], ...] = (
     ("API path: import app (routes)", API_IMPORTS, API_BUDGET_S),
     ("info: API + first GET /api/balance modules", API_FIRST_REQUEST_IMPORTS, None),
-    ("tick path: app + engine.scheduled + ccxt", TICK_IMPORTS, TICK_BUDGET_S),
+    ("tick path: app + bot.scheduled + ccxt", TICK_IMPORTS, TICK_BUDGET_S),
 )
 
 #: The old names, for callers that import them.
@@ -294,7 +294,7 @@ def import_timings(runs: int = 5, no_pyc: bool = False) -> list[ImportTiming]:
     """Working-tree timings (``--skip-package``)."""
     timings = [
         time_import("API path: import app (routes)", API_SNIPPET, runs, API_BUDGET_S),
-        time_import("tick path: app + engine.scheduled + ccxt", TICK_SNIPPET, runs, TICK_BUDGET_S),
+        time_import("tick path: app + bot.scheduled + ccxt", TICK_SNIPPET, runs, TICK_BUDGET_S),
         time_import("info: API + first GET /api/balance modules", API_FIRST_REQUEST_SNIPPET, runs),
     ]
     if no_pyc:

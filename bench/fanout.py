@@ -65,7 +65,7 @@ FEED = AnySymbolReplay()
 def _worker(url: str, jobs: Any, results: Any, ready: Any) -> None:
     os.environ["DATABASE_URL"] = url
     quiet_logs()
-    from chalicelib.engine import scheduled
+    from chalicelib.bot import scheduled
 
     scheduled.make_feed = lambda _exchange: FEED
     timings: list[tuple[float, str]] = []
@@ -99,8 +99,8 @@ def run_round(url: str, admin_url: str, now: datetime, workers: int) -> dict[str
     from sqlalchemy.engine import make_url
 
     from chalicelib import fleet
+    from chalicelib.bot.scheduled import tick_message
     from chalicelib.db.engine import dispose_engines, get_engine
-    from chalicelib.engine.scheduled import tick_message
 
     began = time.perf_counter()
     due, _stale = fleet.due_bots(now, get_engine(url))

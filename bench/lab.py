@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chalicelib.engine.backtest import run_backtest
-from chalicelib.engine.observability import use_plain_logs
+from chalicelib.bot.backtest import run_backtest
+from chalicelib.bot.observability import use_plain_logs
 from lab.report import analyse, write_run, write_summary
 
 

@@ -49,12 +49,12 @@ from sqlalchemy.engine import make_url
 
 from chalicelib import ledger
 from chalicelib.balances import change_balance, read_summary
+from chalicelib.bot.sessions import open_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.engine import dispose_engines, get_engine
 from chalicelib.db.models import Position
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import write_transaction
-from chalicelib.engine.sessions import open_session
 from chalicelib.ledger import Actor, held_quantities
 
 SPEC = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance")

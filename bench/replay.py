@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C
 
+from chalicelib.bot.runner import replay_clock
+from chalicelib.bot.sessions import open_session
+from chalicelib.bot.tick import TickSettings, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
-from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import open_session
-from chalicelib.engine.tick import TickSettings, tick_session
 from chalicelib.trading.feeds import ReplayFeed
 from chalicelib.trading.strategies import get_strategy
 

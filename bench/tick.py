@@ -47,15 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
 
 from chalicelib import ledger
+from chalicelib.bot import tick as tick_module
+from chalicelib.bot.runner import replay_clock
+from chalicelib.bot.sessions import open_session
+from chalicelib.bot.tick import TickSettings, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
 from chalicelib.db.models import Position
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import write_transaction
-from chalicelib.engine import tick as tick_module
-from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import open_session
-from chalicelib.engine.tick import TickSettings, tick_session
 from chalicelib.ledger import held_quantities
 from chalicelib.money import quantize_money
 from chalicelib.trading import strategies

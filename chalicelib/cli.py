@@ -455,11 +455,11 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
     import logging
 
     from chalicelib.api.schemas import SessionOut
+    from chalicelib.bot.observability import use_plain_logs
+    from chalicelib.bot.sessions import SessionError, open_session
     from chalicelib.db.engine import get_engine
     from chalicelib.db.models import TradingSession
     from chalicelib.db.uow import read_transaction
-    from chalicelib.engine.observability import use_plain_logs
-    from chalicelib.engine.sessions import SessionError, open_session
 
     if not paper_trading:
         fail("live trading is disabled: this bot only paper-trades")
@@ -571,7 +571,7 @@ def _existing_account_note(opening: Any) -> str | None:
 
 
 def _print_tick(result: Any, verbose: bool) -> None:
-    from chalicelib.engine.tick import describe_fill
+    from chalicelib.bot.tick import describe_fill
     from chalicelib.trading.candles import format_time
 
     if result.status == "applied":
@@ -672,11 +672,11 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     if capital < 0:
         fail("initial balance must not be negative")
 
+    from chalicelib.bot.observability import use_plain_logs
+    from chalicelib.bot.runner import LiveTradingEngine, SchemaNotReady, prepare_database
+    from chalicelib.bot.sessions import SessionError
+    from chalicelib.bot.tick import TickSettings
     from chalicelib.db.engine import get_engine
-    from chalicelib.engine.observability import use_plain_logs
-    from chalicelib.engine.runner import LiveTradingEngine, SchemaNotReady, prepare_database
-    from chalicelib.engine.sessions import SessionError
-    from chalicelib.engine.tick import TickSettings
 
     use_plain_logs(logging.INFO if verbose else logging.WARNING)
     # Market data first: with no data (no network, wrong file) nothing is created or changed.
@@ -775,8 +775,8 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_
     from datetime import timedelta
     from pathlib import Path
 
-    from chalicelib.engine.backtest import BacktestError, run_backtest
-    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.bot.backtest import BacktestError, run_backtest
+    from chalicelib.bot.observability import use_plain_logs
     from chalicelib.trading.candles import format_time
     from chalicelib.trading.feeds import FeedError
     from chalicelib.trading.strategies import StrategyLoadError, strategy_entry
@@ -864,8 +864,8 @@ def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: i
     import logging
     from pathlib import Path
 
-    from chalicelib.engine.backtest import BacktestError
-    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.bot.backtest import BacktestError
+    from chalicelib.bot.observability import use_plain_logs
     from chalicelib.trading.feeds import FeedError, ReplayFeed
     from chalicelib.trading.strategies import StrategyLoadError, strategy_entry
     from lab.check import check
@@ -933,7 +933,7 @@ def optimize(strategy: str, ranges: tuple[str, ...], metric: str, trials: int, s
     from datetime import timedelta
     from pathlib import Path
 
-    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.bot.observability import use_plain_logs
     from chalicelib.trading.feeds import FeedError, ReplayFeed
     from chalicelib.trading.strategies import strategy_entry
 
@@ -1011,10 +1011,10 @@ def switch_strategy_command(strategy: str, session_id: int | None) -> None:
     import logging
 
     from chalicelib.balances import select_session
+    from chalicelib.bot.observability import use_plain_logs
+    from chalicelib.bot.sessions import SessionError, switch_strategy
     from chalicelib.db.engine import get_engine
     from chalicelib.db.uow import read_transaction
-    from chalicelib.engine.observability import use_plain_logs
-    from chalicelib.engine.sessions import SessionError, switch_strategy
 
     _strategy_arg(strategy)
     use_plain_logs(logging.WARNING)  # the report below is the output: no JSON log lines on stdout

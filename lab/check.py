@@ -24,8 +24,8 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from chalicelib.engine.backtest import run_backtest
-from chalicelib.engine.tick import CandleOutcome, describe_fill
+from chalicelib.bot.backtest import run_backtest
+from chalicelib.bot.tick import CandleOutcome, describe_fill
 from chalicelib.money import quantize_money
 from chalicelib.trading.candles import Candle, format_time
 from chalicelib.trading.feeds import ReplayFeed

@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from chalicelib.engine.backtest import BacktestError, run_backtest
+from chalicelib.bot.backtest import BacktestError, run_backtest
 from chalicelib.trading.candles import Candle, format_time
 from chalicelib.trading.feeds import ReplayFeed
 from chalicelib.trading.strategies import StrategyLoadError, add_strategy_path, strategy_entry
@@ -120,7 +120,7 @@ def _worker(plan: Plan, worker: int, share: int) -> None:
 
     import optuna
 
-    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.bot.observability import use_plain_logs
 
     use_plain_logs(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

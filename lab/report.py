@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from chalicelib.engine.backtest import BacktestSummary, spec_step
+from chalicelib.bot.backtest import BacktestSummary, spec_step
 from chalicelib.jsonutil import dumps
 from chalicelib.money import quantize_money
 from lab import metrics as m

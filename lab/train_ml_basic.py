@@ -180,11 +180,11 @@ def classification_metrics(probabilities: Sequence[float], labels: Sequence[int]
 
 def held_out_table(model: LogisticModel, data: Path, start: Candle, initial: Decimal) -> list[str]:
     """``ml_basic`` with the new model and ``ma_crossover`` from ``start`` to the end of ``data``, through the
-    engine (``chalicelib.engine.backtest``: what ``atb backtest`` runs), beside buy and hold."""
+    engine (``chalicelib.bot.backtest``: what ``atb backtest`` runs), beside buy and hold."""
     import logging
 
-    from chalicelib.engine.backtest import run_backtest
-    from chalicelib.engine.observability import use_plain_logs
+    from chalicelib.bot.backtest import run_backtest
+    from chalicelib.bot.observability import use_plain_logs
     from chalicelib.trading.feeds import ReplayFeed
     from lab.report import analyse
 

@@ -18,17 +18,19 @@ from pathlib import Path
 _KILLED = ("killed", "timeout")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--min-score", type=float, default=None, help="fail when a module scores below PERCENT")
-    parser.add_argument("--unobservable", type=Path, default=None, help="survivors no test can observe")
-    args = parser.parse_args(argv)
-    unobservable: set[str] = set()
-    if args.unobservable is not None and args.unobservable.exists():
-        for line in args.unobservable.read_text("utf-8").splitlines():
+def _read_unobservable(path: Path | None) -> set[str]:
+    """The mutant names listed (one per line, ``#`` comments) as not observable by any test."""
+    names: set[str] = set()
+    if path is not None and path.exists():
+        for line in path.read_text("utf-8").splitlines():
             name = line.split("#", 1)[0].strip()
             if name:
-                unobservable.add(name)
+                names.add(name)
+    return names
+
+
+def _tally(unobservable: set[str]) -> tuple[dict[str, Counter[str]], dict[str, list[str]], list[str]]:
+    """mutmut's results per module: status counts, the mutants not killed, and listed names that were killed."""
     out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True,
                          text=True, check=True).stdout
     counts: dict[str, Counter[str]] = defaultdict(Counter)
@@ -48,6 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         counts[module][status] += 1
         if status not in (*_KILLED, "not observable"):
             survivors[module].append(f"{name} ({status})")
+    return counts, survivors, stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--min-score", type=float, default=None, help="fail when a module scores below PERCENT")
+    parser.add_argument("--unobservable", type=Path, default=None, help="survivors no test can observe")
+    args = parser.parse_args(argv)
+    counts, survivors, stale = _tally(_read_unobservable(args.unobservable))
     if not counts:
         print("no mutants in mutmut's results", file=sys.stderr)
         return 1

@@ -26,5 +26,7 @@ echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== deploy checks (cfn-lint, precompiled package for dev+prod, cfn-lint on the packaged templates)"
 bash scripts/check_deploy.sh
+echo "== mutation sample (the pure money modules' mutants against the unit tests; docs/mutation.md)"
+bash scripts/mutation_sample.sh
 echo "== pytest"
 exec .venv/bin/pytest -n "${PYTEST_WORKERS:-2}" "$@"

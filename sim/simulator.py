@@ -247,9 +247,9 @@ class Simulator:
         return get_engine(self.url)
 
     def start(self) -> None:
+        from chalicelib.bot.runner import replay_clock
+        from chalicelib.bot.sessions import open_session
         from chalicelib.bots import BotSpec
-        from chalicelib.engine.runner import replay_clock
-        from chalicelib.engine.sessions import open_session
 
         first_close = replay_clock(self.feed, SYMBOL, TIMEFRAME)(None)
         assert first_close is not None
@@ -289,8 +289,8 @@ class Simulator:
 
     def tick(self, clock: Any) -> str:
         """One tick in this process; a database refusal (SQLite's writer lock held past the timeout) is "busy"."""
+        from chalicelib.bot.tick import tick_session
         from chalicelib.db.errors import describe
-        from chalicelib.engine.tick import tick_session
 
         try:
             result = tick_session(self.engine, self.session_id, self.feed, clock=clock)
@@ -479,7 +479,7 @@ class Simulator:
         getattr(self, f"op_{op}")()
 
     def op_tick(self) -> None:
-        from chalicelib.engine.runner import replay_clock
+        from chalicelib.bot.runner import replay_clock
 
         status = self.tick(replay_clock(self.feed, SYMBOL, TIMEFRAME, self.rng.randint(1, MAX_TICK_STEP)))
         if status not in ("applied", "up_to_date", "replay_finished"):
@@ -488,7 +488,7 @@ class Simulator:
 
     def op_duplicate_tick(self) -> None:
         """The same event delivered again (the same "now" as the last applied tick): nothing changes."""
-        from chalicelib.engine.tick import fixed_clock
+        from chalicelib.bot.tick import fixed_clock
 
         if self.last_now is None:
             return self.op_tick()
@@ -501,8 +501,8 @@ class Simulator:
     def op_overlapping_tick(self) -> None:
         """A tick in another process and one here at the same time, for the same "now" (the same scheduled event
         delivered twice at once): whoever wins, every candle up to it is applied once."""
-        from chalicelib.engine.runner import replay_clock
-        from chalicelib.engine.tick import fixed_clock
+        from chalicelib.bot.runner import replay_clock
+        from chalicelib.bot.tick import fixed_clock
 
         now = replay_clock(self.feed, SYMBOL, TIMEFRAME, self.rng.randint(1, MAX_TICK_STEP))(self.model.cursor)
         if now is None:
@@ -683,8 +683,8 @@ class Simulator:
         applied, a read still answers, a tick skips; after the lock is released a retry with the key applies once."""
         from sqlalchemy import text
 
+        from chalicelib.bot.runner import replay_clock
         from chalicelib.db.engine import WRITE_OPTION
-        from chalicelib.engine.runner import replay_clock
 
         op = self.rng.choice(["deposit", "withdraw", "set"])
         payload, amount = self.payload(op)
@@ -737,7 +737,7 @@ class Simulator:
         self._send(payload, key, self.model.expect("deposit", amount))
 
     def op_switch_strategy(self) -> None:
-        from chalicelib.engine.sessions import switch_strategy
+        from chalicelib.bot.sessions import switch_strategy
 
         new = STRATEGIES[1] if self.model.strategy == STRATEGIES[0] else STRATEGIES[0]
         switch_strategy(self.engine, self.session_id, new)
@@ -750,12 +750,12 @@ class Simulator:
     def reference_run(self) -> dict[str, Any]:
         """One uninterrupted run into a fresh database: the same candles, and the same accepted changes and switches
         at the same candle cursors, one after the other."""
+        from chalicelib.bot.runner import replay_clock
+        from chalicelib.bot.sessions import open_session, switch_strategy
+        from chalicelib.bot.tick import fixed_clock, tick_session
         from chalicelib.bots import BotSpec
         from chalicelib.db.engine import get_engine
         from chalicelib.db.migrate import upgrade
-        from chalicelib.engine.runner import replay_clock
-        from chalicelib.engine.sessions import open_session, switch_strategy
-        from chalicelib.engine.tick import fixed_clock, tick_session
 
         url = f"sqlite:///{self.workdir / 'reference.sqlite3'}"
         engine = get_engine(url)
@@ -814,7 +814,7 @@ def run(seed: int, steps: int, db: str, *, verify_every: int = 25, progress_ever
     at the first failed check."""
     import logging
 
-    from chalicelib.engine.observability import logger
+    from chalicelib.bot.observability import logger
 
     started = time.monotonic()
     # The engine's and the API's log lines (every refused request, every request during a restart, the pool's

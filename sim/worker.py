@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import event
 
+from chalicelib.bot.runner import replay_clock
+from chalicelib.bot.tick import fixed_clock, tick_session
 from chalicelib.db.engine import get_engine
 from chalicelib.db.errors import describe
-from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.tick import fixed_clock, tick_session
 from chalicelib.trading.feeds import ReplayFeed
 
 

@@ -59,5 +59,5 @@ risk (``chalicelib.trading.risk``)
 One candle, in the engine's order: ``check_exit`` on the open position (fill with ``exit_fill``), then
 ``decide_safely`` on the history up to that candle; on ``EnterLong`` and ``can_open``: price with
 ``market_buy(candle, 1).price`` or ``buy_price``, size with ``size_position``, fill with ``market_buy``; on
-``Exit``: ``market_sell``. The engine (``chalicelib/engine/tick.py``) is the one loop that does this.
+``Exit``: ``market_sell``. The engine (``chalicelib/bot/tick.py``) is the one loop that does this.
 """

@@ -19,12 +19,12 @@ from chalice.app import CaseInsensitiveMapping
 from sqlalchemy import Engine, func, select
 
 from chalicelib.api import handlers
+from chalicelib.bot.runner import replay_clock
+from chalicelib.bot.sessions import open_session
+from chalicelib.bot.tick import tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.models import AccountBalance, TradingSession
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import open_session
-from chalicelib.engine.tick import tick_session
 from chalicelib.jsonutil import loads_exact
 from chalicelib.trading.feeds import ReplayFeed
 from chalicelib.verify import verify

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import _common
 
 from chalicelib import balances
+from chalicelib.bot.sessions import open_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine.sessions import open_session
 
 SESSIONS = 4
 ROWS_PER_SESSION = 50_000

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.engine.backtest import run_backtest
+from chalicelib.bot.backtest import run_backtest
 from lab.html import MAX_POINTS
 from lab.report import analyse, write_run
 

@@ -18,8 +18,8 @@ from moto import mock_aws
 from sqlalchemy.engine import make_url
 
 import app as app_module
+from chalicelib.bot import scheduled
 from chalicelib.db import engine as engine_module
-from chalicelib.engine import scheduled
 from chalicelib.trading.feeds import ReplayFeed
 
 ROOT = Path(__file__).resolve().parents[2]

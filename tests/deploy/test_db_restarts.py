@@ -14,11 +14,11 @@ import atb_testing
 import pytest
 from sqlalchemy import Engine, event, func, select
 
+from chalicelib.bot.runner import LiveTradingEngine
 from chalicelib.db import engine as engine_module
 from chalicelib.db.migrate import upgrade
 from chalicelib.db.models import AccountBalance, TickLog, TradingSession
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine.runner import LiveTradingEngine
 from chalicelib.trading.feeds import ReplayFeed
 from chalicelib.verify import verify
 

@@ -12,9 +12,9 @@ import pytest
 from chalice.test import Client
 from conftest import AwsStage, ReplayExchange, schedule_event
 
-from chalicelib.engine.observability import logger
+from chalicelib.bot.observability import logger
 
-#: The metric names the scheduled tick emits (chalicelib/engine/scheduled.py); docs/deploy.md lists them.
+#: The metric names the scheduled tick emits (chalicelib/bot/scheduled.py); docs/deploy.md lists them.
 TICK_METRICS = {"TickDuration", "CandlesApplied", "TradesOpened", "TradesClosed", "TickErrors", "Balance", "Equity"}
 #: The fleet's metrics (dimension service only): what the alarms in infra/app-resources.json watch, and counts.
 FLEET_METRICS = {"FleetTickErrors", "BotsDue", "StaleBots", "DepositsApplied"}
@@ -92,7 +92,7 @@ def test_the_service_logger_writes_each_line_once_as_json() -> None:
 
 @pytest.fixture
 def fresh_tracer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from chalicelib.engine import observability
+    from chalicelib.bot import observability
 
     monkeypatch.setattr(observability, "_tracer", None)
     yield
@@ -105,7 +105,7 @@ def test_tracing_is_off_by_default_and_the_xray_sdk_is_not_imported() -> None:
 
     code = "\n".join([
         "import sys, app",
-        "from chalicelib.engine import observability, scheduled",
+        "from chalicelib.bot import observability, scheduled",
         "assert observability.tracer() is None",
         "with observability.traced('tick', bot='x'):",
         "    pass",
@@ -120,7 +120,7 @@ def test_with_tracing_on_each_bot_tick_runs_in_an_annotated_subsegment(
     aws_stage: AwsStage, replay_exchange: ReplayExchange, client: Client, monkeypatch: pytest.MonkeyPatch,
     fresh_tracer: None,
 ) -> None:
-    from chalicelib.engine import observability
+    from chalicelib.bot import observability
 
     monkeypatch.setenv("ATB_TRACING", "true")
     active = observability.tracer()
@@ -157,7 +157,7 @@ def test_tracing_asked_for_without_the_xray_sdk_warns_once_and_ticks_anyway(
 ) -> None:
     import aws_lambda_powertools
 
-    from chalicelib.engine import observability
+    from chalicelib.bot import observability
 
     def no_sdk(*_: object, **__: object) -> None:  # what Tracer() raises when aws-xray-sdk is not installed
         raise ModuleNotFoundError("No module named 'aws_xray_sdk'")
@@ -220,7 +220,7 @@ def test_the_logs_insights_queries_in_the_guide_find_what_the_code_logs(
     with captured_logs() as out:
         client.lambda_.invoke("migrate", {})
         result = client.lambda_.invoke("tick", schedule_event(client, "2024-06-01T03:01:00Z")).payload
-        from chalicelib.engine import scheduled
+        from chalicelib.bot import scheduled
         from chalicelib.trading.feeds import FeedError
 
         class ExchangeDown(ReplayExchange):

@@ -14,11 +14,11 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from chalicelib.bot.runner import replay_clock
+from chalicelib.bot.sessions import open_session
+from chalicelib.bot.tick import TickSettings, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
-from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import open_session
-from chalicelib.engine.tick import TickSettings, tick_session
 from chalicelib.trading.feeds import ReplayFeed
 from sim.worker import die_before_statement
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from chalice.test import Client
 from engine_testing import HOUR, ReplayExchange
 
+from chalicelib.bot import scheduled
 from chalicelib.db.models import TradingSession
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine import scheduled
 from chalicelib.trading import strategies
 from chalicelib.verify import verify
 

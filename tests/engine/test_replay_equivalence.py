@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from engine_testing import HOUR, ROOT, bundled_candles, snapshot, write_csv
 
+from chalicelib.bot.runner import LiveTradingEngine, replay_clock
+from chalicelib.bot.sessions import open_session
+from chalicelib.bot.tick import TickSettings, fixed_clock, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
-from chalicelib.engine.runner import LiveTradingEngine, replay_clock
-from chalicelib.engine.sessions import open_session
-from chalicelib.engine.tick import TickSettings, fixed_clock, tick_session
 from chalicelib.trading.feeds import ReplayFeed
 from chalicelib.verify import verify
 

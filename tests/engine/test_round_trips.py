@@ -20,11 +20,11 @@ from engine_testing import HOUR, T0, FakeExchange, ScriptedStrategy, candle
 from sqlalchemy import Engine, event
 
 from chalicelib.balances import change_balance, read_summary
+from chalicelib.bot.sessions import open_session
+from chalicelib.bot.tick import fixed_clock, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db import engine as engine_module
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine.sessions import open_session
-from chalicelib.engine.tick import fixed_clock, tick_session
 from chalicelib.ledger import Actor
 from chalicelib.trading.strategies import EnterLong
 

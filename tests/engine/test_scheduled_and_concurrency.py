@@ -13,13 +13,13 @@ import pytest
 from chalice.test import Client
 from engine_testing import HOUR, T0, FakeExchange, ReplayExchange, ScriptedStrategy, candle, snapshot
 
+from chalicelib.bot import scheduled
+from chalicelib.bot.sessions import open_session, switch_strategy
+from chalicelib.bot.tick import fixed_clock, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db import engine as engine_module
 from chalicelib.db.models import Position, TradingSession
 from chalicelib.db.uow import read_transaction, write_transaction
-from chalicelib.engine import scheduled
-from chalicelib.engine.sessions import open_session, switch_strategy
-from chalicelib.engine.tick import fixed_clock, tick_session
 from chalicelib.trading.strategies import EnterLong
 from chalicelib.verify import verify
 

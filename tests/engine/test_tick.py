@@ -22,11 +22,11 @@ from engine_testing import (
 )
 
 from chalicelib.balances import change_balance
+from chalicelib.bot.sessions import open_session
+from chalicelib.bot.tick import TickSettings, fixed_clock, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine.sessions import open_session
-from chalicelib.engine.tick import TickSettings, fixed_clock, tick_session
 from chalicelib.ledger import Actor
 from chalicelib.trading.strategies import EnterLong, Exit, get_strategy
 from chalicelib.verify import verify

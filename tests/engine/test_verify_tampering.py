@@ -16,12 +16,12 @@ from engine_testing import HOUR, T0, FakeExchange, ScriptedStrategy, candle
 from sqlalchemy import Engine, select, update
 
 from chalicelib.balances import change_balance
+from chalicelib.bot.sessions import open_session, switch_strategy
+from chalicelib.bot.tick import fixed_clock, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.cli import main
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction, write_transaction
-from chalicelib.engine.sessions import open_session, switch_strategy
-from chalicelib.engine.tick import fixed_clock, tick_session
 from chalicelib.ledger import Actor
 from chalicelib.trading.strategies import EnterLong
 from chalicelib.verify import verify

@@ -20,10 +20,10 @@ from moto import mock_aws
 from sqlalchemy import Engine, func, select
 
 from chalicelib import fleet
+from chalicelib.bot import scheduled
 from chalicelib.bots import BotSpec
 from chalicelib.db.models import Bot, TickLog, TradingSession
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine import scheduled
 from chalicelib.ledger import Actor
 from chalicelib.trading.feeds import ReplayFeed
 

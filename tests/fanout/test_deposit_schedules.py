@@ -20,8 +20,8 @@ START = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def open_account(engine: Engine) -> int:
+    from chalicelib.bot.sessions import open_session
     from chalicelib.bots import BotSpec
-    from chalicelib.engine.sessions import open_session
 
     opening = open_session(engine, BotSpec(strategy="ml_basic", symbol="BTCUSDT"), initial_balance=Decimal(1000))
     return opening.session_id

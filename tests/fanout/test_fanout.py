@@ -25,10 +25,10 @@ from fanout_testing import (  # noqa: F401 - fixtures
 from sqlalchemy import Engine
 
 from chalicelib import fleet
+from chalicelib.bot import scheduled
 from chalicelib.bots import BotSpec
 from chalicelib.db.models import TradingSession
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine import scheduled
 from chalicelib.ledger import Actor
 from chalicelib.verify import verify
 

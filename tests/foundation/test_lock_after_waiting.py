@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import Engine
 
 from chalicelib import ledger
+from chalicelib.bot.sessions import open_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.models import Position
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import write_transaction
-from chalicelib.engine.sessions import open_session
 
 pytestmark = pytest.mark.postgres_only
 

@@ -169,7 +169,7 @@ def test_the_cli_refuses_a_bad_setting_with_one_line_and_exit_2(name: str, value
 def test_the_scheduled_tick_refuses_a_bad_setting_with_one_logged_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from atb_testing import captured_logs, json_log_lines
 
-    from chalicelib.engine.scheduled import run_scheduled_tick
+    from chalicelib.bot.scheduled import run_scheduled_tick
 
     monkeypatch.setenv("ATB_BOTS", "ma_crossover:BTCUSDT:1h:binance")
     monkeypatch.setenv("ATB_EXCHANGE_TIMEOUT_MS", "10s")

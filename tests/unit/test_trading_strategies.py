@@ -186,7 +186,7 @@ def test_the_training_command_trains_on_the_earlier_part_and_writes_loadable_wei
 
 
 def test_the_trainers_held_out_evaluation_is_the_engines_backtest_one_candle_loop() -> None:
-    from chalicelib.engine.backtest import run_backtest
+    from chalicelib.bot.backtest import run_backtest
     from chalicelib.trading.feeds import BUNDLED_CSV
     from lab.train_ml_basic import held_out_table
 

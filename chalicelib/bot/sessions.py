@@ -21,11 +21,11 @@ from sqlalchemy.exc import IntegrityError, MultipleResultsFound
 from sqlalchemy.orm import Session
 
 from chalicelib import accounting, ledger
+from chalicelib.bot.observability import logger
 from chalicelib.bots import BotSpec
 from chalicelib.db.models import Position, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
-from chalicelib.engine.observability import logger
 from chalicelib.ledger import SYSTEM, Actor, open_positions
 from chalicelib.money import format_usd
 from chalicelib.trading.candles import floor_to_grid, format_time, timeframe_to_timedelta

@@ -31,10 +31,10 @@ from sqlalchemy.orm import Session
 
 from chalicelib import ledger
 from chalicelib.accounting import after_trading
+from chalicelib.bot.observability import logger, set_candle_time, tick_log_keys
 from chalicelib.db.models import Position, Trade, TradingSession
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
-from chalicelib.engine.observability import logger, set_candle_time, tick_log_keys
 from chalicelib.ledger import held_quantities
 from chalicelib.money import format_usd, quantize_money
 from chalicelib.trading.broker import (

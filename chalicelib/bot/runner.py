@@ -16,11 +16,11 @@ from decimal import Decimal
 
 from sqlalchemy import Engine
 
+from chalicelib.bot.sessions import LiveTradingDisabled, SessionError, SessionOpening, open_session
+from chalicelib.bot.tick import Clock, TickResult, TickSettings, tick_session, wall_clock
 from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
 from chalicelib.db.types import utcnow
-from chalicelib.engine.sessions import LiveTradingDisabled, SessionError, SessionOpening, open_session
-from chalicelib.engine.tick import Clock, TickResult, TickSettings, tick_session, wall_clock
 from chalicelib.ledger import SYSTEM, Actor
 from chalicelib.money import parse_money
 from chalicelib.trading.candles import floor_to_grid, timeframe_to_timedelta

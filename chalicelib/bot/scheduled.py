@@ -36,12 +36,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from chalicelib import settings as config
+from chalicelib.bot.observability import logger, make_metrics, traced
+from chalicelib.bot.sessions import open_session
+from chalicelib.bot.tick import TickSettings, fixed_clock, tick_session
 from chalicelib.bots import bot_entries
 from chalicelib.db.engine import get_engine
 from chalicelib.db.types import utcnow
-from chalicelib.engine.observability import logger, make_metrics, traced
-from chalicelib.engine.sessions import open_session
-from chalicelib.engine.tick import TickSettings, fixed_clock, tick_session
 from chalicelib.settings import ConfigurationError
 from chalicelib.trading.feeds import CcxtFeed, Feed
 

@@ -18,14 +18,14 @@ from typing import Any
 from sqlalchemy import select
 
 from chalicelib.accounting import max_drawdown
+from chalicelib.bot.runner import replay_clock
+from chalicelib.bot.sessions import open_session
+from chalicelib.bot.tick import DEFAULT_MAX_CANDLES_PER_TICK, CandleOutcome, TickSettings, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.engine import get_engine
 from chalicelib.db.migrate import upgrade
 from chalicelib.db.models import AccountBalance, Trade, TradingSession
 from chalicelib.db.uow import read_transaction
-from chalicelib.engine.runner import replay_clock
-from chalicelib.engine.sessions import open_session
-from chalicelib.engine.tick import DEFAULT_MAX_CANDLES_PER_TICK, CandleOutcome, TickSettings, tick_session
 from chalicelib.money import ZERO, quantize_money
 from chalicelib.trading.candles import Candle, format_time
 from chalicelib.trading.feeds import ReplayFeed
