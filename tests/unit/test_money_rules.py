@@ -336,3 +336,22 @@ def test_an_equal_high_keeps_the_first_peak_and_an_equal_low_keeps_the_first_tro
     Two falls of 10 % each: the first one (peak 0, trough 1, back at 2) is the deepest."""
     assert accounting.max_drawdown([D(100), D(90), D(100), D(80), D(100)]) == accounting.MaxDrawdown(D("0.2"), 0, 3, 4)
     assert accounting.max_drawdown([D(100), D(90), D(100), D(90), D(100)]) == accounting.MaxDrawdown(D("0.1"), 0, 1, 2)
+
+
+# --- equity and unrealised P&L: the one formula the tick, the API and the CLI share (accounting) ---------------
+
+
+def test_holdings_are_marked_at_the_last_close_to_the_money_scale_half_even() -> None:
+    # (0.123456789012 + 0.5) BTC at $60,000.07 = $37,407.45098269523084 → 8 places: $37,407.45098270
+    value = accounting.marked_value([Decimal("0.123456789012"), Decimal("0.5")], Decimal("60000.07"))
+    assert value == Decimal("37407.45098270")
+    assert accounting.marked_value([], Decimal("60000")) == Decimal(0)
+    # exactly half a unit of the last place rounds to even: 0.000000005 → 0.00000000, 0.000000015 → 0.00000002
+    assert accounting.marked_value([Decimal("0.000000005")], Decimal(1)) == Decimal("0.00000000")
+    assert accounting.marked_value([Decimal("0.000000015")], Decimal(1)) == Decimal("0.00000002")
+
+
+def test_equity_is_cash_plus_marked_holdings_and_unrealised_pnl_is_marked_minus_cost() -> None:
+    assert accounting.equity(Decimal("400.25"), Decimal("612.50")) == Decimal("1012.75")
+    assert accounting.unrealized_pnl(Decimal("612.50"), Decimal("600.00")) == Decimal("12.50")
+    assert accounting.unrealized_pnl(Decimal("590.00"), Decimal("600.00")) == Decimal("-10.00")
