@@ -7,12 +7,13 @@ codes or HTTP statuses.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Select, and_, func, literal_column, select, true
+from sqlalchemy import Engine, Select, and_, bindparam, func, literal_column, select, true
 from sqlalchemy.orm import Session, aliased
 
 from chalicelib import accounting, ledger
@@ -262,21 +263,25 @@ def window_totals(db: Session, session_id: int, *, after: datetime | None = None
     return _totals(sums)
 
 
-def _summary_statement(session: TradingSession, since: datetime, recent: int, *, sums: bool) -> Select[Any]:
+@functools.lru_cache(maxsize=16)
+def _summary_statement(recent: int, *, sums: bool) -> Select[Any]:
     """Everything ``summarize`` reads besides the session and its positions, as one statement: one row per recent
     ledger row (newest first; one all-null row when there are none), each carrying
 
-    * ``point``: the last ledger row at or before market time ``since`` (by market time, then id);
-    * ``tick``: the last tick row whose candle closed by ``since`` and that recorded equity;
+    * ``point``: the last ledger row at or before market time ``:since`` (by market time, then id);
+    * ``tick``: the last tick row whose candle closed by ``:since`` (began by ``:tick_before``) and that recorded
+      equity;
     * ``first``: the account's first ledger row;
     * with ``sums`` (PostgreSQL, exact NUMERIC): per kind, the sum of the deltas after ``since`` (``s_<kind>``) and
       after the first row (``f_<kind>``, meaningful only when there is no point: then every row is after
       ``since``).
 
     The parts do not depend on each other, so they are joined to a one-row table ``ON true``; each reads the ledger
-    through ``(session_id, market_time)`` or ``(session_id, id)``."""
+    through ``(session_id, market_time)`` or ``(session_id, id)``. Built once per shape with bound parameters
+    (``:sid``, ``:since``, ``:tick_before``): SQLAlchemy compiles it once and the connection prepares it once."""
     ab = AccountBalance
-    sid = session.id
+    sid: Any = bindparam("sid")
+    since: Any = bindparam("since")
     point = (
         select(ab.market_time, ab.equity, ab.units, ab.unit_value, ab.performance_index, ab.last_updated)
         .where(ab.session_id == sid, ab.market_time <= since)
@@ -284,11 +289,10 @@ def _summary_statement(session: TradingSession, since: datetime, recent: int, *,
         .limit(1)
         .subquery("point")
     )
-    step = timeframe_to_timedelta(session.timeframe)
     tick = (
         select(TickLog.market_time, TickLog.equity, TickLog.units, TickLog.unit_value, TickLog.performance_index,
                TickLog.processed_at)
-        .where(TickLog.session_id == sid, TickLog.candle_time <= since - step, TickLog.equity.is_not(None))
+        .where(TickLog.session_id == sid, TickLog.candle_time <= bindparam("tick_before"), TickLog.equity.is_not(None))
         .order_by(TickLog.candle_time.desc())
         .limit(1)
         .subquery("tick")
@@ -343,7 +347,9 @@ def summarize(db: Session, session: TradingSession, *, positions: list[Position]
                                            session.reserved_balance)
     since = moment - timedelta(hours=24)
     in_database = db.get_bind().dialect.name == "postgresql"
-    result = db.execute(_summary_statement(session, since, recent, sums=in_database)).all()
+    tick_before = since - timeframe_to_timedelta(session.timeframe)
+    result = db.execute(_summary_statement(recent, sums=in_database),
+                        {"sid": session.id, "since": since, "tick_before": tick_before}).all()
     recent_rows = [r[0] for r in result if r[0] is not None]
     head = result[0]
     row, tick, first = head[1:7], head[7:13], head[13:19]
