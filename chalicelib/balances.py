@@ -7,16 +7,17 @@ codes or HTTP statuses.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, Select, and_, bindparam, func, literal_column, select, true
+from sqlalchemy.orm import Session, aliased
 
 from chalicelib import accounting, ledger
-from chalicelib.db.models import AccountBalance, TickLog, TradingSession
+from chalicelib.db.models import AccountBalance, Position, TickLog, TradingSession
 from chalicelib.db.pages import keyset_page
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
@@ -49,24 +50,47 @@ class NoActiveSession(LedgerError):
 
 def select_session(db: Session, session_id: int | None = None) -> TradingSession:
     """The named session, or the only active one."""
-    if session_id is not None:
+    return select_account(db, session_id, positions=False)[0]
+
+
+def select_account(db: Session, session_id: int | None = None, *,
+                   positions: bool = True) -> tuple[TradingSession, list[Position]]:
+    """The named session, or the only active one, with its open positions (oldest first) read in the same
+    statement (the session LEFT JOIN its open positions). Without ``positions`` the list is empty."""
+    if session_id is not None and not positions:
         session = db.get(TradingSession, session_id)
         if session is None:
             raise ledger.SessionNotFound(f"no trading session #{session_id}")
-        return session
-    active = list(
-        db.execute(
-            select(TradingSession).where(TradingSession.status == "active").order_by(TradingSession.id)
-        ).scalars()
-    )
+        return session, []
+    entities: list[Any] = [TradingSession, Position] if positions else [TradingSession]
+    stmt = select(*entities)
+    if positions:
+        stmt = stmt.outerjoin(
+            Position, and_(Position.session_id == TradingSession.id, Position.status == "open"))
+    if session_id is not None:
+        rows = db.execute(stmt.where(TradingSession.id == session_id).order_by(*_position_order(positions))).all()
+        if not rows:
+            raise ledger.SessionNotFound(f"no trading session #{session_id}")
+        return rows[0][0], _held(rows)
+    rows = db.execute(stmt.where(TradingSession.status == "active")
+                      .order_by(TradingSession.id, *_position_order(positions))).all()
+    active = list(dict.fromkeys(row[0] for row in rows))
     if not active:
         accounts = list(db.execute(select(TradingSession).order_by(TradingSession.id).limit(2)).scalars())
-        if len(accounts) == 1:
-            return accounts[0]  # the one account there is, stopped: still readable without naming it
+        if len(accounts) == 1:  # the one account there is, stopped: still readable without naming it
+            return accounts[0], open_positions(db, accounts[0].id) if positions else []
         raise NoActiveSession("no active trading session; start one with `atb sessions start` or `atb live`")
     if len(active) > 1:
         raise AmbiguousSession(active)
-    return active[0]
+    return active[0], _held(rows)
+
+
+def _position_order(positions: bool) -> list[Any]:
+    return [Position.id] if positions else []
+
+
+def _held(rows: Any) -> list[Position]:
+    return [row[1] for row in rows if len(row) > 1 and row[1] is not None]
 
 
 @dataclass(frozen=True)
@@ -207,81 +231,114 @@ def _point(market_time: Any, equity: Any, units: Any, unit_value: Any, index: An
     return AccountPoint(market_time, equity, units, unit_value, index)
 
 
-def point_at(db: Session, session: TradingSession, moment: datetime) -> AccountPoint | None:
-    """The account as it stood at market time ``moment``: of the last ledger row and the last tick row at or before
-    it, the later by (market time, recorded time). A tick row marks open positions at its candle's close; a manual
-    change at that close was recorded after the tick, so it wins; a tick's own rows tie with it and hold the same
-    figures."""
-    row = db.execute(
-        select(AccountBalance.market_time, AccountBalance.equity, AccountBalance.units, AccountBalance.unit_value,
-               AccountBalance.performance_index, AccountBalance.last_updated)
-        .where(AccountBalance.session_id == session.id, AccountBalance.market_time <= moment)
-        .order_by(AccountBalance.market_time.desc(), AccountBalance.id.desc())
-        .limit(1)
-    ).first()
-    step = timeframe_to_timedelta(session.timeframe)
-    tick = db.execute(
-        select(TickLog.market_time, TickLog.equity, TickLog.units, TickLog.unit_value, TickLog.performance_index,
-               TickLog.processed_at)
-        .where(TickLog.session_id == session.id, TickLog.candle_time <= moment - step, TickLog.equity.is_not(None))
-        .order_by(TickLog.candle_time.desc())
-        .limit(1)
-    ).first()
-    if tick is not None and (row is None or (tick[0], tick[5]) > (row[0], row[5])):
-        return _point(tick[0], tick[1], tick[2], tick[3], tick[4])  # non-null since 0003 (equity is not null)
-    return _point(*row[:5]) if row is not None else None
+#: The ledger kinds a window's totals add up, and which of them are capital flows (a reset counts as one).
+_FLOW_KINDS = tuple(sorted((*CAPITAL_FLOW_KINDS, Kind.RESET)))
+_WINDOW_KINDS = (*_FLOW_KINDS, Kind.TRADE_PNL, Kind.FEE)
 
 
-def _first_point(db: Session, session_id: int) -> tuple[AccountPoint, int] | None:
-    row = db.execute(
-        select(AccountBalance.market_time, AccountBalance.equity, AccountBalance.units, AccountBalance.unit_value,
-               AccountBalance.performance_index, AccountBalance.id)
-        .where(AccountBalance.session_id == session_id)
-        .order_by(AccountBalance.id)
-        .limit(1)
-    ).first()
-    return (_point(*row[:5]), row[5]) if row is not None else None
+def _totals(sums: dict[str, Decimal]) -> WindowTotals:
+    """A window's totals from its per-kind sums (kinds without rows absent)."""
+    flows = sum((sums.get(k, ZERO) for k in _FLOW_KINDS), ZERO)
+    return WindowTotals(net_flows=flows, realized_pnl=sums.get(Kind.TRADE_PNL, ZERO), fees=-sums.get(Kind.FEE, ZERO))
+
+
+def _summed(per_kind: Any) -> WindowTotals:
+    """``_totals`` of the database's per-kind sums, in ``_WINDOW_KINDS`` order (None: no row of that kind)."""
+    return _totals({k: Decimal(v) for k, v in zip(_WINDOW_KINDS, per_kind, strict=True) if v is not None})
 
 
 def window_totals(db: Session, session_id: int, *, after: datetime | None = None,
                   after_id: int | None = None) -> WindowTotals:
     """Net capital flows, realised P&L and fees of the rows after market time ``after`` (or after ledger row
-    ``after_id``). Summed exactly: by the database on PostgreSQL (NUMERIC), in Python on SQLite (decimal text)."""
-    kinds = (*CAPITAL_FLOW_KINDS, Kind.RESET, Kind.TRADE_PNL, Kind.FEE)
-    where = [AccountBalance.session_id == session_id, AccountBalance.kind.in_(kinds)]
+    ``after_id``), summed in Python (exact on SQLite's decimal text). On PostgreSQL ``summarize`` has the database
+    sum them (NUMERIC) inside its one statement."""
+    where = [AccountBalance.session_id == session_id, AccountBalance.kind.in_(_WINDOW_KINDS)]
     if after is not None:
         where.append(AccountBalance.market_time > after)
     if after_id is not None:
         where.append(AccountBalance.id > after_id)
     sums: dict[str, Decimal] = {}
-    if db.get_bind().dialect.name == "postgresql":
-        for kind, total in db.execute(
-            select(AccountBalance.kind, func.sum(AccountBalance.delta)).where(*where).group_by(AccountBalance.kind)
-        ).all():
-            sums[kind] = Decimal(total)
-    else:
-        for kind, delta in db.execute(select(AccountBalance.kind, AccountBalance.delta).where(*where)).all():
-            sums[kind] = sums.get(kind, ZERO) + delta
-    flows = sum((sums.get(k, ZERO) for k in (*CAPITAL_FLOW_KINDS, Kind.RESET)), ZERO)
-    return WindowTotals(net_flows=flows, realized_pnl=sums.get(Kind.TRADE_PNL, ZERO), fees=-sums.get(Kind.FEE, ZERO))
+    for kind, delta in db.execute(select(AccountBalance.kind, AccountBalance.delta).where(*where)).all():
+        sums[kind] = sums.get(kind, ZERO) + delta
+    return _totals(sums)
 
 
-def summarize(db: Session, session: TradingSession, *, recent: int = 5) -> BalanceSummary:
+@functools.lru_cache(maxsize=16)
+def _summary_statement(recent: int, *, sums: bool) -> Select[Any]:
+    """Everything ``summarize`` reads besides the session and its positions, as one statement: one row per recent
+    ledger row (newest first; one all-null row when there are none), each carrying
+
+    * ``point``: the last ledger row at or before market time ``:since`` (by market time, then id);
+    * ``tick``: the last tick row whose candle closed by ``:since`` (began by ``:tick_before``) and that recorded
+      equity;
+    * ``first``: the account's first ledger row;
+    * with ``sums`` (PostgreSQL, exact NUMERIC): per kind, the sum of the deltas after ``since`` (``s_<kind>``) and
+      after the first row (``f_<kind>``, meaningful only when there is no point: then every row is after
+      ``since``).
+
+    The parts do not depend on each other, so they are joined to a one-row table ``ON true``; each reads the ledger
+    through ``(session_id, market_time)`` or ``(session_id, id)``. Built once per shape with bound parameters
+    (``:sid``, ``:since``, ``:tick_before``): SQLAlchemy compiles it once and the connection prepares it once."""
+    ab = AccountBalance
+    sid: Any = bindparam("sid")
+    since: Any = bindparam("since")
+    point = (
+        select(ab.market_time, ab.equity, ab.units, ab.unit_value, ab.performance_index, ab.last_updated)
+        .where(ab.session_id == sid, ab.market_time <= since)
+        .order_by(ab.market_time.desc(), ab.id.desc())
+        .limit(1)
+        .subquery("point")
+    )
+    tick = (
+        select(TickLog.market_time, TickLog.equity, TickLog.units, TickLog.unit_value, TickLog.performance_index,
+               TickLog.processed_at)
+        .where(TickLog.session_id == sid, TickLog.candle_time <= bindparam("tick_before"), TickLog.equity.is_not(None))
+        .order_by(TickLog.candle_time.desc())
+        .limit(1)
+        .subquery("tick")
+    )
+    first = (
+        select(ab.market_time, ab.equity, ab.units, ab.unit_value, ab.performance_index, ab.id)
+        .where(ab.session_id == sid)
+        .order_by(ab.id)
+        .limit(1)
+        .subquery("first")
+    )
+    rows = select(ab).where(ab.session_id == sid).order_by(ab.id.desc()).limit(max(recent, 1)).subquery("recent")
+    latest = aliased(AccountBalance, rows)
+    one = select(literal_column("1").label("one")).subquery("one")
+    columns: list[Any] = [latest, *point.c, *tick.c, *first.c]
+    stmt = select(*columns)
+    if sums:
+        first_id = select(func.min(ab.id)).where(ab.session_id == sid).scalar_subquery()
+        totals = (
+            select(*(func.sum(ab.delta).filter(ab.kind == k).label(f"s_{k}") for k in _WINDOW_KINDS),
+                   *(func.sum(ab.delta).filter(ab.kind == k, ab.id > first_id).label(f"f_{k}") for k in _WINDOW_KINDS))
+            .where(ab.session_id == sid, ab.kind.in_(_WINDOW_KINDS), ab.market_time > since)
+            .subquery("totals")
+        )
+        stmt = stmt.add_columns(*totals.c)
+    stmt = stmt.select_from(one).outerjoin(point, true()).outerjoin(tick, true()).outerjoin(first, true())
+    if sums:
+        stmt = stmt.outerjoin(totals, true())
+    return stmt.outerjoin(rows, true()).order_by(latest.id.desc())
+
+
+def summarize(db: Session, session: TradingSession, *, positions: list[Position] | None = None,
+              recent: int = 5) -> BalanceSummary:
     """The account now and over the last 24 market hours (the window ends at the newest applied candle's close).
 
-    An account younger than 24 hours compares with its first ledger row (the starting capital), so the figures
-    read "since start".
+    The account 24 h ago is, of the last ledger row and the last tick row at or before that moment, the later by
+    (market time, recorded time): a tick row marks open positions at its candle's close; a manual change at that
+    close was recorded after the tick, so it wins; a tick's own rows tie with it and hold the same figures. An
+    account younger than 24 hours compares with its first ledger row (the starting capital), so the figures read
+    "since start".
+
+    One statement besides the session (``_summary_statement``); ``positions`` when the caller read them with the
+    session (``select_account``), otherwise one more.
     """
-    recent_rows = list(
-        db.execute(
-            select(AccountBalance)
-            .where(AccountBalance.session_id == session.id)
-            .order_by(AccountBalance.id.desc())
-            .limit(max(recent, 1))
-        ).scalars()
-    )
-    latest = recent_rows[0] if recent_rows else None
-    positions = open_positions(db, session.id)
+    if positions is None:
+        positions = open_positions(db, session.id)
     state = ledger.unit_state(session)
     moment = session.market_time or utcnow()  # the last applied close; the wall clock before any candle
     now = AccountPoint(moment, ledger.equity_of(session, positions), state.units, state.unit_value,
@@ -289,15 +346,30 @@ def summarize(db: Session, session: TradingSession, *, recent: int = 5) -> Balan
     unrealized = accounting.unrealized_pnl(ledger.marked_value(positions, session.mark_price),
                                            session.reserved_balance)
     since = moment - timedelta(hours=24)
-    start = point_at(db, session, since)
+    in_database = db.get_bind().dialect.name == "postgresql"
+    tick_before = since - timeframe_to_timedelta(session.timeframe)
+    result = db.execute(_summary_statement(recent, sums=in_database),
+                        {"sid": session.id, "since": since, "tick_before": tick_before}).all()
+    recent_rows = [r[0] for r in result if r[0] is not None]
+    head = result[0]
+    row, tick, first = head[1:7], head[7:13], head[13:19]
+    start: AccountPoint | None = None
+    if tick[1] is not None and (row[0] is None or (tick[0], tick[5]) > (row[0], row[5])):
+        start = _point(*tick[:5])  # non-null since 0003 (equity is not null)
+    elif row[0] is not None:
+        start = _point(*row[:5])
+    n = len(_WINDOW_KINDS)
+    after_since, after_first = head[19:19 + n], head[19 + n:19 + 2 * n]  # empty on SQLite
     if start is not None:
-        totals = window_totals(db, session.id, after=since)
+        totals = _summed(after_since) if in_database else window_totals(db, session.id, after=since)
+    elif first[5] is not None:
+        start = _point(*first[:5])
+        totals = _summed(after_first) if in_database else window_totals(db, session.id, after_id=first[5])
     else:
-        first = _first_point(db, session.id)
-        start = first[0] if first is not None else now
-        totals = window_totals(db, session.id, after_id=first[1]) if first is not None else WindowTotals()
-    return BalanceSummary(session=session, latest=latest, recent=recent_rows[:recent], now=now, start=start,
-                          window=totals, unrealized_pnl=unrealized)
+        start, totals = now, WindowTotals()
+    return BalanceSummary(session=session, latest=recent_rows[0] if recent_rows else None,
+                          recent=recent_rows[:recent], now=now, start=start, window=totals,
+                          unrealized_pnl=unrealized)
 
 
 def history_page(
@@ -311,5 +383,7 @@ def history_page(
 
 
 def read_summary(session_id: int | None = None, *, engine: Engine) -> BalanceSummary:
+    """The account summary in one snapshot: BEGIN, the session with its positions, the rest, ROLLBACK."""
     with read_transaction(engine) as db:
-        return summarize(db, select_session(db, session_id))
+        session, positions = select_account(db, session_id)
+        return summarize(db, session, positions=positions)

@@ -26,11 +26,10 @@ _logger = Logger(service=logs.SERVICE, child=True)
 
 def balance(session_id: int | None) -> schemas.BalanceResponse:
     """The account: balance, equity, performance apart from capital flows, the 24 h window, recent entries."""
-    from chalicelib.balances import select_session, summarize
-    from chalicelib.db.uow import read_transaction
+    from chalicelib.balances import read_summary
+    from chalicelib.db.engine import get_engine
 
-    with read_transaction() as db:
-        summary = summarize(db, select_session(db, session_id))
+    summary = read_summary(session_id, engine=get_engine())  # one snapshot: BEGIN, two statements, ROLLBACK
     return schemas.BalanceResponse.of(summary)  # built after the snapshot: the connection goes back at once
 
 

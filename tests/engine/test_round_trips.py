@@ -98,14 +98,29 @@ def test_rehydrate_is_three_round_trips(wire: tuple[WireCounter, Engine]) -> Non
     assert trips(counter, lambda: open_session(engine, spec())) == 3  # BEGIN snapshot, session ⟕ positions, ROLLBACK
 
 
-def test_the_balance_read_round_trips(wire: tuple[WireCounter, Engine]) -> None:
-    """GET /api/balance's database work: BEGIN (with its snapshot), the session, the recent rows, the open
-    positions, the account 24 h ago (ledger and tick), the first row and the window's flows, ROLLBACK — nine for an
-    account younger than a day. Issue 15 asks for four (two statements); not there yet (docs/benchmarks.md)."""
+def test_the_balance_read_is_four_round_trips_begin_two_statements_rollback(
+        wire: tuple[WireCounter, Engine]) -> None:
+    """GET /api/balance's database work (``read_summary``, what ``service.balance`` calls): BEGIN (with its
+    snapshot), the session with its open positions, everything else in one statement (recent rows, the account
+    24 h ago from the ledger and the tick log, the first row, the window's sums), ROLLBACK — for an account with a
+    day of history and for one younger than a day, named or the only active one."""
+    from datetime import timedelta
+
+    import _common
+
     counter, engine = wire
-    sid = open_session(engine, spec(), initial_balance=Decimal(1000)).session_id
-    read_summary(sid, engine=engine)
-    assert trips(counter, lambda: read_summary(sid, engine=engine)) == 9
+    young = open_session(engine, spec(), initial_balance=Decimal(1000)).session_id
+    read_summary(young, engine=engine)  # the connection prepares its statements once
+    summary = read_summary(young, engine=engine)
+    assert summary.latest is not None and summary.start.market_time == summary.latest.market_time  # since start
+    assert trips(counter, lambda: read_summary(young, engine=engine)) == 4
+    read_summary(None, engine=engine)  # the only active account, unnamed: its own statement, prepared once
+    assert trips(counter, lambda: read_summary(None, engine=engine)) == 4
+
+    _common.load_ledger(engine, young, 30, spacing=timedelta(hours=2))  # 60 h of history: a real 24 h window
+    summary = read_summary(young, engine=engine)
+    assert summary.start.market_time < summary.now.market_time - timedelta(hours=23)
+    assert trips(counter, lambda: read_summary(young, engine=engine)) == 4
 
 
 def _checkouts(engine: Engine, counter: WireCounter) -> list[int]:
