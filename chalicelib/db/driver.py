@@ -219,6 +219,20 @@ def _send_ending(dbapi_connection: Any, word: str) -> None:
     cursor.close()
 
 
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a pg8000 server error (its first argument is the server's field dict); None otherwise."""
+    args = getattr(exc, "args", ())
+    if args and isinstance(args[0], dict):
+        code = args[0].get("C")
+        return str(code) if code else None
+    return None
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """pg8000's word for a connection that failed or was lost (``InterfaceError``)."""
+    return isinstance(exc, pg8000.InterfaceError)
+
+
 def url_for(parsed: Any) -> Any:
     """The URL SQLAlchemy is given: the user's ``postgresql+pg8000://`` URL, driven by this dialect."""
     from sqlalchemy.dialects import registry

@@ -55,12 +55,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def _sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a pg8000 server error (its first argument is the server's field dict)."""
-    args = getattr(exc, "args", ())
-    if args and isinstance(args[0], dict):
-        code = args[0].get("C")
-        return str(code) if code else None
-    return None
+    """The SQLSTATE of a server error, as the driver reports it (``chalicelib.db.driver``: the driver's one home)."""
+    from chalicelib.db import driver
+
+    return driver.sqlstate(exc)
 
 
 def describe(exc: BaseException) -> DatabaseProblem | None:
@@ -113,8 +111,6 @@ def _is_connection_failure(err: BaseException) -> bool:
         return True
     if isinstance(err, sa.DBAPIError) and err.connection_invalidated:
         return True
-    try:
-        import pg8000.exceptions as pg
-    except ImportError:  # pragma: no cover - pg8000 is a runtime dependency
-        return False
-    return isinstance(err, pg.InterfaceError)
+    from chalicelib.db import driver
+
+    return driver.is_connection_error(err)
