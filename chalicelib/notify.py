@@ -32,7 +32,7 @@ def publish(event: str, details: dict[str, Any]) -> list[str]:
         raise ValueError(f"unknown event type {event!r}")
     sent: list[str] = []
     message = json.dumps({"event": event, **details}, default=str, sort_keys=True)
-    topic = settings.events_topic_arn()
+    topic = settings.get().events_topic_arn
     if topic:
         try:
             import boto3
@@ -43,7 +43,7 @@ def publish(event: str, details: dict[str, Any]) -> list[str]:
             sent.append("sns")
         except Exception as exc:  # delivery must not fail a committed tick
             logger.warning("SNS publish of %s failed: %s", event, type(exc).__name__)
-    secret = settings.telegram_secret_arn()
+    secret = settings.get().telegram_secret_arn
     if secret:
         try:
             send_telegram(_text(event, details), settings.get_secret_json(secret))
@@ -58,7 +58,7 @@ def send_telegram(text: str, credentials: dict[str, Any], timeout: float = 5.0) 
     token, chat = str(credentials.get("token", "")), str(credentials.get("chat_id", ""))
     if not token or not chat:
         raise settings.ConfigurationError("the Telegram secret needs token and chat_id")
-    url = f"{settings.telegram_api_base()}/bot{token}/sendMessage"
+    url = f"{settings.get().telegram_api_base}/bot{token}/sendMessage"
     data = json.dumps({"chat_id": chat, "text": text[:4000]}).encode()
     if not url.startswith(("https://", "http://")):
         raise settings.ConfigurationError("ATB_TELEGRAM_API_BASE must be an http(s) URL")

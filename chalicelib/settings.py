@@ -273,31 +273,9 @@ def database_ca_bundle() -> str | None:
     return path or None
 
 
-def tick_queue_url() -> str:
-    """``ATB_TICK_QUEUE_URL``: the SQS queue the dispatcher sends one message per due bot to. Empty: the
-    dispatcher ticks each due bot itself (one bot, no extra configuration)."""
-    return get().tick_queue_url
 
 
-def events_topic_arn() -> str:
-    """``ATB_EVENTS_TOPIC_ARN``: the SNS topic for trade, drawdown and bot-error events. Empty: not published."""
-    return get().events_topic_arn
 
-
-def telegram_secret_arn() -> str:
-    """``ATB_TELEGRAM_SECRET_ARN``: a JSON secret ``{"token": …, "chat_id": …}``; empty: no Telegram delivery."""
-    return get().telegram_secret_arn
-
-
-def telegram_api_base() -> str:
-    """``ATB_TELEGRAM_API_BASE``: where the Bot API answers (tests point it at a local fake endpoint)."""
-    return get().telegram_api_base
-
-
-def per_bot_metrics() -> bool:
-    """``ATB_PER_BOT_METRICS``: emit the 7 per-bot metrics (dimension ``Bot``; 7 billed custom metrics per bot).
-    ``false`` keeps only the fleet metrics: what 100+ bots can afford (docs/scale.md). Default true."""
-    return get().per_bot_metrics
 
 
 def api_token_text() -> str:

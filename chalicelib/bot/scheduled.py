@@ -99,7 +99,7 @@ def run_scheduled_tick(event_time: str | None = None, request_id: str | None = N
             summaries.append(_refuse_bot(outcome.entry, outcome.error))
     deposits = fleet.apply_due_deposits(now, engine=engine)
     due, stale = fleet.due_bots(now, engine=engine)
-    queue = config.tick_queue_url()
+    queue = config.get().tick_queue_url
     if queue:
         summaries.extend(send_tick_messages(queue, due, now))
     else:
@@ -182,7 +182,7 @@ def _refuse_bot(entry: str, error: str) -> dict[str, Any]:
 
 def _flush_bot(metrics: Any) -> None:
     """The bot's own metrics, unless ``ATB_PER_BOT_METRICS=false`` (each is a billed custom metric per bot)."""
-    if config.per_bot_metrics():
+    if config.get().per_bot_metrics:
         metrics.flush_metrics()
     else:
         metrics.clear_metrics()
