@@ -273,11 +273,6 @@ def database_ca_bundle() -> str | None:
     return path or None
 
 
-
-
-
-
-
 def api_token_text() -> str:
     """The API token list: ``ATB_API_TOKENS`` when set (the explicit local value wins, like ``DATABASE_URL``),
     else the secret named by ``ATB_API_TOKENS_SECRET_ARN``, else empty."""
