@@ -310,10 +310,11 @@ def _check_cache(report: SessionReport, session: TradingSession, last: AccountBa
     if first is not None and first.kind == "initial" and session.initial_balance != first.delta:
         problems.append(f"cached initial balance {money_text(session.initial_balance)} ≠ the first ledger row "
                         f"{first.id}'s capital {money_text(first.delta)}")
-    at_cursor = next((t for t in reversed(ticks) if t.candle_time == session.candle_cursor), None)
-    if at_cursor is not None and session.mark_price != at_cursor.close_price:
-        problems.append(f"cached mark {session.mark_price} ≠ the close of the newest applied candle, tick row "
-                        f"{at_cursor.id}: {money_text(at_cursor.close_price)}")
+    for symbol, mark in session.marks.items():
+        at_cursor = next((t for t in reversed(ticks) if t.symbol == symbol and t.candle_time == mark.cursor), None)
+        if at_cursor is not None and mark.close != at_cursor.close_price:
+            problems.append(f"cached mark of {symbol} {mark.close} ≠ the close of its newest applied candle, tick row "
+                            f"{at_cursor.id}: {money_text(at_cursor.close_price)}")
     if session.series_base != checker.state.series_base:
         problems.append(f"cached series base {session.series_base} ≠ the ledger's {checker.state.series_base}")
 

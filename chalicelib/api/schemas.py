@@ -38,6 +38,7 @@ from chalicelib.states import BotStatus, Mode, PositionStatus, ScheduleStatus, S
 if TYPE_CHECKING:
     from chalicelib.balances import BalanceSummary
     from chalicelib.db.models import AccountBalance, Bot, DepositSchedule, Position, Trade, TradingSession
+    from chalicelib.valuation import Mark
 
 #: Largest request body accepted (bytes). A balance change is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
@@ -423,11 +424,13 @@ class PositionOut(_Out):
                                                      "first tick.")
 
     @classmethod
-    def of(cls, p: Position, last_close: Decimal | None) -> PositionOut:
-        from chalicelib import accounting
+    def of(cls, p: Position, mark: Mark | None) -> PositionOut:
+        from chalicelib import accounting, valuation
 
-        unrealized = (None if last_close is None
-                      else accounting.unrealized_pnl(accounting.marked_value([p.quantity], last_close), p.cost))
+        last_close = mark.close if mark is not None else None
+        unrealized = (None if mark is None else accounting.unrealized_pnl(
+            valuation.positions_value(valuation.holdings([(p.symbol, p.side, p.quantity, p.cost)], {p.symbol: mark})),
+            p.cost))
         return cls(id=p.id, session_id=p.session_id, symbol=p.symbol, side=p.side, status=p.status,
                    entry_price=p.entry_price, quantity=p.quantity, cost=p.cost, stop_loss=p.stop_loss,
                    take_profit=p.take_profit, entry_time=p.entry_time, exit_price=p.exit_price,

@@ -238,8 +238,8 @@ def test_setting_the_total_below_what_open_positions_hold_is_409(
                                       reference=f"position:{position.id}:open", held={"BTC": Decimal("0.1")})
         # A candle closes at 61,234.50: the tick marks the open position there.
         book = ledger.Batch(db, session)
-        book.mark(close=Decimal("61234.5"), equity=ledger.equity_of(session, [position], Decimal("61234.5")),
-                  market_time=utcnow())
+        marks = ledger_testing.marks_at(session, "61234.5")
+        book.mark(marks=marks, equity=ledger.equity_of(session, [position], marks), market_time=utcnow())
         book.write()
     before = ledger_rows(engine)
     r = client.http.post("/api/balance", headers=post_json(), body=body({"balance": 5000, "reason": "too low"}))
