@@ -25,13 +25,13 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def bundled_candles(n: int | None = None) -> tuple[Candle, ...]:
-    candles = ReplayFeed().all_candles("BTCUSDT", "1h")
+def bundled_candles(n: int | None = None, symbol: str = "BTCUSDT") -> tuple[Candle, ...]:
+    candles = ReplayFeed(symbol=symbol).all_candles(symbol, "1h")
     return candles if n is None else candles[:n]
 
 
 def write_csv(path: Path, candles: Sequence[Candle]) -> Path:
-    """Candles as the replay feed's CSV (``BTCUSDT_1h.csv`` so symbol and timeframe are inferred)."""
+    """Candles as the replay feed's CSV (name it ``SYMBOL_1h.csv`` so symbol and timeframe are inferred)."""
     lines = ["timestamp_ms,open,high,low,close,volume"]
     for c in candles:
         ms = int((c.open_time - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(milliseconds=1))
@@ -71,6 +71,34 @@ class FakeExchange:
         if self.before_return is not None:
             self.before_return()
         return result
+
+
+@dataclass
+class PairsExchange:
+    """An exchange serving several pairs from fixed candle lists (one per symbol), as an exchange does: each pair on
+    its own. ``late`` holds back a pair's candles at or after a time until that pair has been asked ``after`` more
+    times (an exchange publishing one market a moment after the others); ``fail`` makes one pair's requests raise.
+    Counts the calls per pair."""
+
+    candles: dict[str, list[Candle]]
+    late: dict[str, tuple[datetime, int]] = field(default_factory=dict)
+    fail: dict[str, Exception] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    exchange_id: str = "binance"
+
+    def fetch_closed_candles(self, symbol: str, timeframe: str, since: datetime | None, limit: int,
+                             now: datetime) -> list[Candle]:
+        self.calls[symbol] = self.calls.get(symbol, 0) + 1
+        if symbol in self.fail:
+            raise self.fail[symbol]
+        step = timeframe_to_timedelta(timeframe)
+        published = self.candles[symbol]
+        if symbol in self.late:
+            at, after = self.late[symbol]
+            if self.calls[symbol] <= after:
+                published = [c for c in published if c.open_time < at]
+        closed = [c for c in published if c.open_time + step <= now and (since is None or c.open_time > since)]
+        return closed[:limit] if since is not None else closed[-limit:]
 
 
 class ReplayExchange(ReplayFeed):
@@ -138,11 +166,12 @@ def snapshot(engine: Engine, *, with_times: bool = False) -> dict[str, Any]:
         ]
         pos = [
             (p.symbol, p.side, p.status, p.entry_price, p.quantity, p.cost, p.stop_loss, p.take_profit,
-             p.entry_time, p.exit_price, p.exit_time, p.exit_reason, p.realized_pnl, p.fees)
+             p.entry_time, p.exit_price, p.exit_time, p.exit_reason, p.realized_pnl, p.fees, p.strategy,
+             p.strategy_version)
             for p in positions
         ]
         trades = [
-            (rank.get(t.position_id or -1), t.entry_price, t.exit_price, t.quantity, t.entry_time, t.exit_time,
+            (rank.get(t.position_id or -1), t.symbol, t.strategy, t.strategy_version, t.entry_price, t.exit_price, t.quantity, t.entry_time, t.exit_time,
              t.realized_pnl, t.fees, t.exit_reason, t.market_time)
             for t in db.execute(select(Trade).order_by(Trade.id)).scalars()
         ]

@@ -2,7 +2,8 @@
 
 Used by the crash tests: with ``ATB_TEST_KILL_AT_STATEMENT=k`` it SIGKILLs itself just before sending its k-th
 SQL statement (so possibly between two writes of an open tick transaction), after writing that statement to
-``ATB_TEST_KILL_NOTE``. Usage: ``replay_worker.py DATABASE_URL CSV STRATEGY SEED``.
+``ATB_TEST_KILL_NOTE``. Usage: ``replay_worker.py DATABASE_URL SYMBOL=CSV[,SYMBOL=CSV…] STRATEGY SEED`` (one pair or
+several traded from one wallet).
 """
 
 from __future__ import annotations
@@ -24,21 +25,23 @@ from sim.worker import die_before_statement
 
 
 def main() -> None:
-    url, csv, strategy, seed = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    url, data, strategy, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    files = dict(item.split("=", 1) for item in data.split(","))
+    symbol = ",".join(files)
     engine = get_engine(url)
     note = os.environ.get("ATB_TEST_KILL_NOTE")
     die_before_statement(engine, int(os.environ.get("ATB_TEST_KILL_AT_STATEMENT", "0")), Path(note) if note else None)
 
     rng = random.Random(seed)
-    feed = ReplayFeed(csv)
-    spec = BotSpec(strategy=strategy, symbol="BTCUSDT", timeframe="1h", exchange="replay")
-    first_close = replay_clock(feed, "BTCUSDT", "1h")(None)
+    feed = ReplayFeed.several(list(files), "1h", data={s: Path(p) for s, p in files.items()})
+    spec = BotSpec(strategy=strategy, symbol=symbol, timeframe="1h", exchange="replay")
+    first_close = replay_clock(feed, symbol, "1h")(None)
     assert first_close is not None
     session_id = open_session(engine, spec, market_time=first_close - timedelta(hours=1)).session_id
     settings = TickSettings(max_candles_per_tick=int(os.environ.get("ATB_TEST_MAX_PER_TICK", "500")))
     while True:
         step = rng.choice([1, 1, 2, 3, 5])
-        result = tick_session(engine, session_id, feed, clock=replay_clock(feed, "BTCUSDT", "1h", step),
+        result = tick_session(engine, session_id, feed, clock=replay_clock(feed, symbol, "1h", step),
                               settings=settings)
         if result.status == "replay_finished":
             break
