@@ -6,10 +6,11 @@ Per account, reading one snapshot:
      ≥ 0; the cached total/available/reserved and units equal the latest row's;
   3. each row's kind agrees with its reference and its sign (a fee is a charge on a position or trade, a
      deposit is money in from a request, an event moves nothing), so a relabelled row is caught;
-  4. each row's equity is its cash plus the quantities it holds at the close of its market time's candle (at
-     cost before any candle), and its units, value per unit and performance index follow from the row before
-     by the unit rules (``chalicelib.accounting``): flows issue or redeem units at the value per unit, trading
-     moves the value, openings and resets start a series;
+  4. each row's equity is its cash plus the quantities it holds, each asset at its pair's close in force when the
+     row was written (the close of the row's own candle for the pair being applied, the newest applied close for
+     the others; at cost before any candle), and its units, value per unit and performance index follow from the
+     row before by the unit rules (``chalicelib.accounting``): flows issue or redeem units at the value per unit,
+     trading moves the value, openings and resets start a series;
   5. each closed trade's P&L and fees equal its ledger rows; reserved = Σ cost of open positions;
   6. the cached value per unit is the equity at the last close over the units, never above the peak, and the
      net contributions follow from the flows.
@@ -20,7 +21,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
@@ -41,6 +41,7 @@ from chalicelib.ledger import (
 )
 from chalicelib.ledger import unit_state as ledger_unit_state
 from chalicelib.money import ZERO, money_text, quantize_money
+from chalicelib.trading.symbols import parse_symbol
 
 #: What each kind's reference must look like (None: no reference).
 _REFERENCES: dict[str, tuple[str | None, ...]] = {
@@ -122,14 +123,13 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
                               TickLog.ledger_version.is_not(None))
         .order_by(TickLog.candle_time)
     ).scalars())
-    closes = {t.market_time: t.close_price for t in ticks if t.market_time is not None}
     rows = db.execute(
         select(AccountBalance)
         .where(AccountBalance.session_id == session.id)
         .order_by(AccountBalance.id)
         .execution_options(yield_per=2000)
     ).scalars()
-    checker = _LedgerChecker(report, closes)
+    checker = _LedgerChecker(report, session.symbol.split(","))
     pending = iter(ticks)
     tick = next(pending, None)
     for row in rows:
@@ -137,7 +137,7 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         while tick is not None and (tick.ledger_version or 0) <= checker.report.entries:
             checker.check_tick(tick)
             tick = next(pending, None)
-        checker.check(row)
+        checker.check(row, tick)
     while tick is not None:
         checker.check_tick(tick)
         tick = next(pending, None)
@@ -154,9 +154,13 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
 class _LedgerChecker:
     """Walks one account's ledger in order, checking each row against the one before (rules 1–4)."""
 
-    def __init__(self, report: SessionReport, closes: dict[datetime, Decimal]) -> None:
+    def __init__(self, report: SessionReport, symbols: Iterable[str]) -> None:
         self.report = report
-        self.closes = closes
+        #: each pair's close in force (the newest tick row of it walked so far), and the pair an asset is priced by
+        self.marks: dict[str, Decimal] = {}
+        self.pair_of: dict[str, str] = {}
+        for symbol in symbols:
+            self.pair_of.setdefault(parse_symbol(symbol).base, symbol)
         self.last: AccountBalance | None = None
         self.first: AccountBalance | None = None
         self.state = accounting.EMPTY
@@ -169,7 +173,7 @@ class _LedgerChecker:
     def problem(self, row: AccountBalance, rule: str) -> None:
         self.report.problems.append(f"ledger row {row.id} ({row.kind}): {rule}")
 
-    def check(self, row: AccountBalance) -> None:
+    def check(self, row: AccountBalance, next_tick: TickLog | None = None) -> None:
         self.report.entries += 1
         previous = self.last
         if previous is None:
@@ -195,7 +199,7 @@ class _LedgerChecker:
             self.by_reference[row.reference] = row
             self.reserved_change[row.reference] = row.reserved_balance - (
                 previous.reserved_balance if previous is not None else ZERO)
-        self._check_equity(row)
+        self._check_equity(row, next_tick)
         self._check_units(row)
         self.last = row
         self.last_value = row.unit_value
@@ -208,8 +212,9 @@ class _LedgerChecker:
         if row is None:
             self.report.problems.append(f"{where}: a candle was applied before the account's first ledger row")
             return
-        held = _held(row)
-        equity = row.available_balance + quantize_money(held * tick.close_price)
+        self.marks[tick.symbol] = tick.close_price
+        held = self._held_value(row, self.marks)
+        equity = row.available_balance + (held if held is not None else row.reserved_balance)
         value = accounting.value_per_unit(equity, state.units) if state.units > 0 else state.unit_value
         index = UnitState(state.units, value, accounting.ONE, state.series_base).performance_index
         expected = (state.units, equity, value, index)
@@ -217,20 +222,40 @@ class _LedgerChecker:
         if got != expected:
             self.report.problems.append(
                 f"{where}: units, equity, value per unit and index {got} are not the ledger row {row.id}'s units "
-                f"with its cash and holdings at the close {money_text(tick.close_price)}: {expected}")
+                f"with its cash and holdings at the closes {self._closes(self.marks)}: {expected}")
         self.peak_needed = max(self.peak_needed, value)
         self.state = UnitState(state.units, value, self.peak_needed, state.series_base)
         self.last_value = value
 
-    def _check_equity(self, row: AccountBalance) -> None:
-        close = self.closes.get(row.market_time)
-        held = _held(row)
-        expected = (row.available_balance + quantize_money(held * close) if close is not None
-                    else row.total_balance)
+    def _check_equity(self, row: AccountBalance, next_tick: TickLog | None) -> None:
+        """A row written while a candle was applied (the next tick row is that candle's, at the row's market time)
+        sees that pair at the candle's close and the other pairs at their closes in force."""
+        marks = dict(self.marks)
+        if next_tick is not None and next_tick.market_time == row.market_time:
+            marks[next_tick.symbol] = next_tick.close_price
+        held = self._held_value(row, marks)
+        expected = row.available_balance + held if held is not None else row.total_balance
         if row.equity != expected:
-            mark = f"at the close {money_text(close)}" if close is not None else "at cost (no candle applied)"
+            mark = f"at the closes {self._closes(marks)}" if held is not None else "at cost (no candle applied)"
             self.problem(row, f"equity {money_text(row.equity)} is not its cash plus its holdings {mark}: "
                               f"{money_text(expected)}")
+
+    def _held_value(self, row: AccountBalance, marks: dict[str, Decimal]) -> Decimal | None:
+        """The row's holdings, each asset × its pair's close in ``marks``; None (at cost) while one has none."""
+        value = ZERO
+        for asset, quantity in row.asset_balances.items():
+            held = Decimal(str(quantity))
+            if asset == row.base_currency or held == 0:
+                continue
+            close = marks.get(self.pair_of.get(asset, ""))
+            if close is None:
+                return None
+            value += quantize_money(held * close)
+        return value if marks else None
+
+    @staticmethod
+    def _closes(marks: dict[str, Decimal]) -> str:
+        return ", ".join(f"{symbol} {money_text(close)}" for symbol, close in sorted(marks.items()))
 
     def _check_units(self, row: AccountBalance) -> None:
         """Units follow from the row before: a series start holds one unit per dollar at 1; a flow is priced at
@@ -278,11 +303,6 @@ class _LedgerChecker:
         peak = accounting.ONE if starts else max(prev.peak_unit_value, self.peak_needed, row.unit_value)
         self.state = UnitState(row.units, row.unit_value, peak, base)
         self.peak_needed = peak
-
-
-def _held(row: AccountBalance) -> Decimal:
-    """The base-asset quantity a ledger row says the account holds (one symbol per account)."""
-    return sum((Decimal(str(q)) for asset, q in row.asset_balances.items() if asset != row.base_currency), ZERO)
 
 
 def _check_cache(report: SessionReport, session: TradingSession, last: AccountBalance,

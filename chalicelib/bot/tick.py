@@ -342,15 +342,20 @@ def _is_replay(feed: Feed) -> bool:
 def _wait_for_laggards(fetched: dict[str, list[Candle]], fetch: Callable[[str], None],
                        settings: TickSettings) -> None:
     """Ask again, until ``symbol_wait_s`` has passed, for the pairs whose newest closed candle is older than the
-    newest any pair has closed (an exchange publishes each market a moment apart)."""
+    newest any pair has closed (an exchange publishes each market a moment apart). The wait ends when the pauses
+    asked of ``settings.sleep`` add up to ``symbol_wait_s`` (so a fake sleep ends it without real waiting) or that
+    much real time has passed (slow requests count too)."""
     deadline = time.monotonic() + settings.symbol_wait_s
-    pause = 0.5
+    pause, slept = 0.5, 0.0
     while True:
         newest = max((c[-1].open_time for c in fetched.values() if c), default=None)
         lagging = [s for s, c in fetched.items() if newest is not None and (not c or c[-1].open_time < newest)]
-        if not lagging or time.monotonic() >= deadline:
+        left = min(settings.symbol_wait_s - slept, deadline - time.monotonic())
+        if not lagging or left <= 0:
             return
-        settings.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        nap = min(pause, left)
+        settings.sleep(nap)
+        slept += nap
         pause = min(pause * 2, 2.0)
         for symbol in lagging:
             fetch(symbol)

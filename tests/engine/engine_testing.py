@@ -171,7 +171,8 @@ def snapshot(engine: Engine, *, with_times: bool = False) -> dict[str, Any]:
             for p in positions
         ]
         trades = [
-            (rank.get(t.position_id or -1), t.symbol, t.strategy, t.strategy_version, t.entry_price, t.exit_price, t.quantity, t.entry_time, t.exit_time,
+            (rank.get(t.position_id or -1), t.symbol, t.strategy, t.strategy_version, t.entry_price, t.exit_price,
+             t.quantity, t.entry_time, t.exit_time,
              t.realized_pnl, t.fees, t.exit_reason, t.market_time)
             for t in db.execute(select(Trade).order_by(Trade.id)).scalars()
         ]
