@@ -17,6 +17,7 @@ from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, Tradi
 from chalicelib.db.uow import read_transaction
 from chalicelib.trading.candles import Candle, timeframe_to_timedelta
 from chalicelib.trading.feeds import ReplayFeed
+from chalicelib.trading.markets import UNRESTRICTED, MarketRules
 from chalicelib.trading.position import PositionView
 from chalicelib.trading.strategies import Decision, EnterLong, Exit, Hold
 
@@ -85,6 +86,11 @@ class PairsExchange:
     fail: dict[str, Exception] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
     exchange_id: str = "binance"
+    #: each pair's lot size and minimum notional, as ``CcxtFeed.market_rules`` reads them (default: no filter)
+    rules: dict[str, MarketRules] = field(default_factory=dict)
+
+    def market_rules(self, symbol: str) -> MarketRules:
+        return self.rules.get(symbol, UNRESTRICTED)
 
     def fetch_closed_candles(self, symbol: str, timeframe: str, since: datetime | None, limit: int,
                              now: datetime) -> list[Candle]:

@@ -138,12 +138,14 @@ def test_each_bad_bot_in_atb_bots_fails_alone_with_a_logged_reason_and_writes_no
     assert snap["ledger"][0][0] == "initial" and len(snap["ledger"]) == 1
 
 
+@pytest.mark.parametrize("symbols", ["BTCUSDT", "BTCUSDT,ETHUSDT"], ids=["one_pair", "two_pairs"])
 @pytest.mark.parametrize("rounds", [3])
-def test_overlapping_ticks_apply_each_candle_once(database_url, rounds):
+def test_overlapping_ticks_apply_each_candle_once(database_url, rounds, symbols):
     """Tick A holds the session lock while it decides; tick B, started meanwhile, skips (Postgres SKIP LOCKED)
-    or waits and finds nothing new (SQLite serialises writers). Each candle is applied once."""
+    or waits and finds nothing new (SQLite serialises writers). Each candle of each pair is applied once."""
     engine = engine_module.get_engine(database_url)
-    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
+    spec = BotSpec(strategy="scripted", symbol=symbols, timeframe="1h", exchange="binance")
+    pairs = symbols.split(",")
     sid = open_session(engine, spec, start_cursor=T0).session_id
     feed = FakeExchange([candle(i, str(100 + i)) for i in range(2 + rounds * 2)])
     entry = {T0 + HOUR: EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))}
@@ -178,8 +180,9 @@ def test_overlapping_ticks_apply_each_candle_once(database_url, rounds):
             assert results["b"].status == "up_to_date"  # type: ignore[attr-defined]
         assert results["a"].status == "applied"  # type: ignore[attr-defined]
     snap = snapshot(engine)
-    assert [t[1] for t in snap["ticks"]] == [T0 + HOUR * i for i in range(1, 1 + rounds * 2)]
-    assert len(snap["positions"]) == 1
+    assert [(t[1], t[10]) for t in snap["ticks"]] == [(T0 + HOUR * i, s) for i in range(1, 1 + rounds * 2)
+                                                      for s in pairs]
+    assert [p[0] for p in snap["positions"]] == pairs  # one entry per pair, never a second
     assert verify(engine).ok
 
 
