@@ -121,7 +121,7 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
     ticks = list(db.execute(
         select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None),
                               TickLog.ledger_version.is_not(None))
-        .order_by(TickLog.candle_time)
+        .order_by(TickLog.id)  # the order they were written (two pairs share a candle time)
     ).scalars())
     rows = db.execute(
         select(AccountBalance)

@@ -14,7 +14,9 @@ never the initial capital):
 * **cash cap** -- notional plus the entry fee fits in the available cash:
   ``qty <= available / (entry * (1 + fee_rate))``.
 
-The quantity is the smallest of these, rounded DOWN to the market's lot step (``chalicelib.trading.markets``; so
+Each cap's dollar budget (``E * fraction``, ``E * cap - exposure``) is rounded DOWN to the money scale, so the
+fill's notional — rounded to that scale — never comes out above it. The quantity is the smallest of these, rounded
+DOWN to the market's lot step (``chalicelib.trading.markets``; so
 rounding can never spend more than allowed); below the market's minimum quantity or notional it is zero. Zero means
 "do not trade". A pair holds at most ``max_positions_per_symbol`` open positions (default 1).
 
@@ -26,11 +28,11 @@ the account may only close positions.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Literal
 
 from chalicelib.accounting import drawdown
-from chalicelib.money import quantize_quantity
+from chalicelib.money import MONEY_QUANTUM, quantize_quantity
 from chalicelib.trading.broker import DEFAULT_FEE_RATE
 from chalicelib.trading.markets import UNRESTRICTED, MarketRules
 
@@ -97,10 +99,10 @@ def size_position(
     if not ZERO < stop_loss < entry_price:  # no stop below the price; no equity or cash sizes to 0 below
         return Sizing(ZERO, "none")
     caps: list[tuple[Decimal, Binding]] = [
-        (equity * config.max_position_fraction / entry_price, "position_cap"),
+        (_budget(equity * config.max_position_fraction) / entry_price, "position_cap"),
         (equity * config.risk_per_trade / (entry_price - stop_loss), "risk_cap"),
-        ((equity * config.max_total_exposure - exposure) / entry_price, "exposure_cap"),
-        ((equity * config.max_asset_exposure - asset_exposure) / entry_price, "asset_cap"),
+        (_budget(equity * config.max_total_exposure - exposure) / entry_price, "exposure_cap"),
+        (_budget(equity * config.max_asset_exposure - asset_exposure) / entry_price, "asset_cap"),
         (available / (entry_price * (1 + fee_rate)), "cash_cap"),
     ]
     smallest, binding = min(caps, key=lambda cap: cap[0])
@@ -111,6 +113,12 @@ def size_position(
     if quantity < rules.min_quantity or quantity * entry_price < rules.min_notional:
         return Sizing(ZERO, "min_order")
     return Sizing(quantity, binding)
+
+
+def _budget(amount: Decimal) -> Decimal:
+    """A cap's dollar budget rounded DOWN to the money scale, so that the fill's notional (rounded to that scale)
+    can never come out above the cap."""
+    return amount.quantize(MONEY_QUANTUM, rounding=ROUND_DOWN)
 
 
 def can_open(value: Decimal, peak: Decimal, limit: Decimal = DEFAULT_MAX_DRAWDOWN) -> bool:

@@ -19,10 +19,11 @@ from chalicelib.bot.tick import TickResult, TickSettings, fixed_clock, tick_sess
 from chalicelib.bots import BotSpec
 from chalicelib.db.models import Position, TradingSession
 from chalicelib.db.uow import read_transaction
+from chalicelib.money import quantize_money
 from chalicelib.trading.broker import BrokerConfig
 from chalicelib.trading.markets import MarketRules
 from chalicelib.trading.position import PositionView
-from chalicelib.trading.risk import RiskConfig
+from chalicelib.trading.risk import RiskConfig, size_position
 from chalicelib.trading.strategies import Decision, EnterLong, Hold
 from chalicelib.verify import verify
 
@@ -192,3 +193,27 @@ def test_a_minimum_quantity_refuses_an_order_below_it(engine):
                    {(1, "1000"): "500"}, rules=rules)
     assert _buys(result) == []
     assert "below the exchange's minimum order" in result.outcomes[1].detail
+
+
+def test_a_capped_notional_never_rounds_above_its_cap():
+    # Found by tests/engine/test_wallet_properties.py. E = 9,991.00489959, so 10 % of it is 999.100489959 — a
+    # figure finer than the money scale. At 1,000 a coin the position cap allowed 0.999100489959 coins, whose
+    # notional 999.100489959 the fill rounds (half even, 8 places) UP to 999.10048996: 0.000000001 over the cap.
+    # Each cap's budget is now rounded DOWN to the money scale first: 999.10048995 → 0.99910048995 coins, notional
+    # 999.10048995 ≤ 999.100489959. The same holds for the total and per-asset budgets (E × cap − exposure).
+    equity = D("9991.00489959")
+    sizing = size_position(equity, equity, D(1000), D(999), fee_rate=D("0.001"))
+    assert (sizing.quantity, sizing.binding) == (D("0.99910048995"), "position_cap")
+    assert quantize_money(sizing.quantity * D(1000)) <= equity * D("0.10")
+    # total exposure: E × 0.5 − 3,995.50244978 = 1,000.000000015 allowed 1.000000000015 coins (notional rounded up
+    # to 1,000.00000002); now the budget is 1,000.00000001 → 1.00000000001 coins, notional 1,000.00000001
+    config = RiskConfig(max_position_fraction=D(1), risk_per_trade=D(1), max_asset_exposure=D(1))
+    sizing = size_position(equity, equity, D(1000), D(1), fee_rate=D(0), config=config,
+                           exposure=D("3995.50244978"))
+    assert (sizing.quantity, sizing.binding) == (D("1.00000000001"), "exposure_cap")
+    assert quantize_money(sizing.quantity * D(1000)) <= equity * D("0.5") - D("3995.50244978")
+    # and per asset: E × 0.25 − 1,497.75122489 = 1,000.0000000075 → budget 1,000.00000000 → 1 coin
+    config = RiskConfig(max_position_fraction=D(1), risk_per_trade=D(1), max_total_exposure=D(1))
+    sizing = size_position(equity, equity, D(1000), D(1), fee_rate=D(0), config=config,
+                           asset_exposure=D("1497.75122489"))
+    assert (sizing.quantity, sizing.binding) == (D(1), "asset_cap")
