@@ -21,6 +21,12 @@ one waits for the server), so they include BEGIN, COMMIT and the pool's pre-ping
     .venv/bin/python bench/tick.py                       # full set: 0, 10k, 100k, 1M rows × 0, 1, 20 positions
     .venv/bin/python bench/tick.py --quick               # smoke run: 0 and 10k rows, few iterations
     .venv/bin/python bench/tick.py --rows 0,100000 --positions 1 --db postgres --iterations 300
+    .venv/bin/python bench/tick.py --pairs 1,2,10                  # one wallet trading 1, 2 and 10 pairs
+
+``--pairs`` measures instead a tick of one wallet trading several pairs, one new candle time (so one candle of each
+pair) per tick, on PostgreSQL (``--db sqlite`` for SQLite): BTCUSDT, ETHUSDT, then synthetic pairs (AAAUSDT,
+BBBUSDT, … — BTC's recorded candles scaled, served from memory like the other pairs), each decided by ``ml_basic``'s
+model and held, no open positions; it prints the median and p95 per tick and the cost of each extra pair.
 
 Each run makes its own databases (``atb_bench_*`` on the server, a temp file for SQLite) and drops them at the
 end, also on error and Ctrl-C.
@@ -397,6 +403,94 @@ def _count(values: list[int]) -> str:
     return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
+class MemoryPairs:
+    """Several pairs' candles served from memory, as an exchange would (each pair asked on its own)."""
+
+    def __init__(self, candles: dict[str, Sequence[Candle]]) -> None:
+        self.feeds = {s: ReplayFeed.from_candles(cs, symbol=s, timeframe=TIMEFRAME, label=s)
+                      for s, cs in candles.items()}
+
+    def fetch_closed_candles(self, symbol: str, timeframe: str, since: datetime | None, limit: int,
+                             now: datetime) -> list[Candle]:
+        return self.feeds[symbol].fetch_closed_candles(symbol, timeframe, since, limit, now)
+
+
+def pair_names(n: int) -> list[str]:
+    """BTCUSDT, ETHUSDT, then AAAUSDT, BBBUSDT, …: ``n`` pairs."""
+    synthetic = [f"{chr(ord('A') + i) * 3}USDT" for i in range(max(0, n - 2))]
+    return ["BTCUSDT", "ETHUSDT", *synthetic][:n]
+
+
+def pair_candles(symbols: Sequence[str]) -> dict[str, Sequence[Candle]]:
+    btc = ReplayFeed().all_candles("BTCUSDT", TIMEFRAME)[:3000]
+    out: dict[str, Sequence[Candle]] = {"BTCUSDT": btc}
+    if "ETHUSDT" in symbols:
+        out["ETHUSDT"] = ReplayFeed(symbol="ETHUSDT").all_candles("ETHUSDT", TIMEFRAME)[:3000]
+    for i, symbol in enumerate(s for s in symbols if s not in out):
+        factor = Decimal(i + 1) / 1000
+        out[symbol] = [Candle(c.open_time, *(quantize_money(x * factor) for x in (c.open, c.high, c.low, c.close)),
+                              c.volume) for c in btc]
+    return {s: out[s] for s in symbols}
+
+
+@dataclass
+class PairsCell:
+    pairs: int
+    tick: list[float]
+    statements: list[int]
+
+
+def run_pairs(kind: str, counts: Sequence[int], iterations: int, warmup: int) -> list[PairsCell]:
+    """One wallet per pair count, ticked round-robin (one candle time each per round, shuffled order)."""
+    rng = random.Random(11)
+    start = ModelThenHold("x").warmup + 5
+    with C.throwaway_database(kind) as url:
+        engine = get_engine(url)
+        wallets = []
+        for n in counts:
+            symbols = pair_names(n)
+            candles = pair_candles(symbols)
+            strategy = ModelThenHold(f"bench_pairs_{n}")
+            strategies._REGISTRY[strategy.name] = lambda strategy=strategy: strategy
+            spec = BotSpec(strategy=strategy.name, symbol=",".join(symbols), timeframe=TIMEFRAME, exchange="binance")
+            sid = open_session(engine, spec, initial_balance=INITIAL, resume=False,
+                               start_cursor=candles["BTCUSDT"][start].open_time).session_id
+            wallets.append((n, sid, MemoryPairs(candles), strategy, PairsCell(n, [], [])))
+        settings = TickSettings(symbol_wait_s=0)
+        for i in range(warmup + iterations):
+            if i % 10 == 0:
+                C.progress(f"{kind}: round {i + 1}/{warmup + iterations} over {len(wallets)} wallets ...")
+            order = list(wallets)
+            rng.shuffle(order)
+            for n, sid, feed, strategy, cell in order:
+                with C.counting(engine) as counted:
+                    started = time.perf_counter()
+                    result = tick_session(engine, sid, feed, clock=lambda cursor: cursor + timedelta(hours=2),
+                                          strategy=strategy, settings=settings)
+                    elapsed = (time.perf_counter() - started) * 1000
+                if result.status != "applied" or result.candles_applied != n:
+                    raise SystemExit(f"unexpected tick result: {result.status} {result.message} "
+                                     f"({result.candles_applied} candles, {n} pairs)")
+                if i >= warmup:
+                    cell.tick.append(elapsed)
+                    cell.statements.append(counted.statements)
+        C.progress_done()
+    return [w[4] for w in wallets]
+
+
+def print_pairs(kind: str, cells: list[PairsCell]) -> None:
+    base = min(cells, key=lambda c: c.pairs)
+    rows = []
+    for c in cells:
+        extra = (C.median(c.tick) - C.median(base.tick)) / (c.pairs - base.pairs) if c.pairs > base.pairs else None
+        rows.append([c.pairs, C.median(c.tick), C.percentile(c.tick, 95), _count(c.statements),
+                     "-" if extra is None else round(extra, 2)])
+    print()
+    print(C.table(["pairs", "tick med", "tick p95", "stmts", f"per extra pair vs {base.pairs}"], rows,
+                  title=f"{kind}: one wallet, one new candle time per tick (a candle of each pair), times in ms "
+                        f"(n={len(cells[0].tick)} each)"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", default=",".join(str(n) for n in FULL_ROWS),
@@ -410,7 +504,18 @@ def main() -> None:
                         help="skip SQLite history sizes above this (default: none skipped)")
     parser.add_argument("--verify", action="store_true", help="run atb db verify on each database at the end")
     parser.add_argument("--quick", action="store_true", help="smoke run: 0 and 10,000 rows, 20 iterations")
+    parser.add_argument("--pairs", default=None,
+                        help="comma-separated pair counts (e.g. 1,2,10): measure a several-pair wallet's tick instead")
     args = parser.parse_args()
+    if args.pairs:
+        C.sigterm_as_interrupt()
+        C.quiet_logs()
+        print(f"machine: {C.machine()}")
+        kind = "postgres" if args.db == "both" else args.db
+        counts = sorted({int(x) for x in args.pairs.split(",") if x.strip()})
+        print_pairs(kind, run_pairs(kind, counts, args.iterations, args.warmup))
+        print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        return
     rows = [int(x.replace("_", "")) for x in args.rows.split(",") if x.strip()]
     positions = [int(x) for x in args.positions.split(",") if x.strip()]
     if args.quick:
