@@ -18,12 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify-every", type=int, default=25,
                         help="run chalicelib.verify every N steps (and always at the end); default 25")
     parser.add_argument("--progress-every", type=int, default=500)
+    parser.add_argument("--symbols", default="BTCUSDT",
+                        help="the bot's pairs, comma-joined: one wallet trading them all (default BTCUSDT)")
     args = parser.parse_args(argv)
     # A plain `kill` ends the run through its cleanup (the throwaway PostgreSQL cluster is stopped and removed).
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         summary = run(args.seed, args.steps, args.db, verify_every=args.verify_every,
-                      progress_every=args.progress_every)
+                      progress_every=args.progress_every, symbol=",".join(sorted(args.symbols.split(","))))
     except SimFailure as failure:
         print(failure.line(), flush=True)
         return 1

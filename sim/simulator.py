@@ -216,7 +216,8 @@ def _snapshot(engine: Any) -> dict[str, Any]:
 
 
 class Simulator:
-    def __init__(self, seed: int, db: str, url: str, cluster: Any, workdir: Path, *, verify_every: int) -> None:
+    def __init__(self, seed: int, db: str, url: str, cluster: Any, workdir: Path, *, verify_every: int,
+                 symbol: str = SYMBOL) -> None:
         import random
 
         from chalicelib.trading.feeds import ReplayFeed
@@ -224,7 +225,9 @@ class Simulator:
         self.seed, self.db, self.url, self.cluster, self.workdir = seed, db, url, cluster, workdir
         self.rng = random.Random(seed)
         self.verify_every = verify_every
-        self.feed = ReplayFeed()
+        #: the bot's pairs, comma-joined (one wallet trading every bundled pair given)
+        self.symbol = symbol
+        self.feed = ReplayFeed.several(symbol.split(","), TIMEFRAME)
         self.model = Model()
         self.events: list[Event] = []
         self.ops: Counter[str] = Counter()
@@ -251,9 +254,9 @@ class Simulator:
         from chalicelib.bot.sessions import open_session
         from chalicelib.bots import BotSpec
 
-        first_close = replay_clock(self.feed, SYMBOL, TIMEFRAME)(None)
+        first_close = replay_clock(self.feed, self.symbol, TIMEFRAME)(None)
         assert first_close is not None
-        spec = BotSpec(strategy=STRATEGIES[0], symbol=SYMBOL, timeframe=TIMEFRAME, exchange="replay")
+        spec = BotSpec(strategy=STRATEGIES[0], symbol=self.symbol, timeframe=TIMEFRAME, exchange="replay")
         self.session_id = open_session(self.engine, spec, initial_balance=INITIAL,
                                        market_time=first_close - HOUR).session_id
         self.observe()
@@ -307,9 +310,8 @@ class Simulator:
     def worker(self, when: int | datetime, kill_at: int = 0) -> subprocess.Popen[str]:
         """A tick in a separate process: ``when`` is a "now", or a number of recorded candles after the cursor."""
         now = when.isoformat() if isinstance(when, datetime) else str(when)
-        args = [sys.executable, "-m", "sim.worker", self.url, str(self.session_id), now]
-        if kill_at:
-            args += [str(kill_at), str(self.workdir / "kill-note.txt")]
+        args = [sys.executable, "-m", "sim.worker", self.url, str(self.session_id), now, str(kill_at),
+                str(self.workdir / "kill-note.txt"), self.symbol]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         return subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -480,7 +482,7 @@ class Simulator:
     def op_tick(self) -> None:
         from chalicelib.bot.runner import replay_clock
 
-        status = self.tick(replay_clock(self.feed, SYMBOL, TIMEFRAME, self.rng.randint(1, MAX_TICK_STEP)))
+        status = self.tick(replay_clock(self.feed, self.symbol, TIMEFRAME, self.rng.randint(1, MAX_TICK_STEP)))
         if status not in ("applied", "up_to_date", "replay_finished"):
             raise self.fail(f"a lone tick answered {status}")
         self.observe(trading=True)
@@ -503,7 +505,7 @@ class Simulator:
         from chalicelib.bot.runner import replay_clock
         from chalicelib.bot.tick import fixed_clock
 
-        now = replay_clock(self.feed, SYMBOL, TIMEFRAME, self.rng.randint(1, MAX_TICK_STEP))(self.model.cursor)
+        now = replay_clock(self.feed, self.symbol, TIMEFRAME, self.rng.randint(1, MAX_TICK_STEP))(self.model.cursor)
         if now is None:
             return self.op_tick()
         proc = self.worker(now)
@@ -700,7 +702,7 @@ class Simulator:
             read_status, _ = self.get_balance()
             if read_status != 200:
                 raise self.fail(f"a read while the lock was held answered {read_status}")
-            ticked = self.tick(replay_clock(self.feed, SYMBOL, TIMEFRAME, 1))
+            ticked = self.tick(replay_clock(self.feed, self.symbol, TIMEFRAME, 1))
             if ticked not in ("locked", "busy", "replay_finished"):
                 raise self.fail(f"a tick against a held lock answered {ticked}")
             transaction.rollback()
@@ -759,9 +761,9 @@ class Simulator:
         url = f"sqlite:///{self.workdir / 'reference.sqlite3'}"
         engine = get_engine(url)
         upgrade(engine)
-        first_close = replay_clock(self.feed, SYMBOL, TIMEFRAME)(None)
+        first_close = replay_clock(self.feed, self.symbol, TIMEFRAME)(None)
         assert first_close is not None
-        spec = BotSpec(strategy=STRATEGIES[0], symbol=SYMBOL, timeframe=TIMEFRAME, exchange="replay")
+        spec = BotSpec(strategy=STRATEGIES[0], symbol=self.symbol, timeframe=TIMEFRAME, exchange="replay")
         sid = open_session(engine, spec, initial_balance=INITIAL, market_time=first_close - HOUR).session_id
         cursor: list[datetime | None] = [None]
 
@@ -769,7 +771,7 @@ class Simulator:
             if to is None:
                 return
             if cursor[0] is None:
-                cursor[0] = tick_session(engine, sid, self.feed, clock=replay_clock(self.feed, SYMBOL, TIMEFRAME,
+                cursor[0] = tick_session(engine, sid, self.feed, clock=replay_clock(self.feed, self.symbol, TIMEFRAME,
                                                                                      1)).cursor
             while cursor[0] is not None and cursor[0] < to:
                 result = tick_session(engine, sid, self.feed, clock=fixed_clock(to + HOUR))
@@ -807,7 +809,7 @@ class Simulator:
                 raise self.fail(f"the final {part} differ from one uninterrupted run: {detail}")
 
 
-def run(seed: int, steps: int, db: str, *, verify_every: int = 25, progress_every: int = 500,
+def run(seed: int, steps: int, db: str, *, verify_every: int = 25, progress_every: int = 500, symbol: str = SYMBOL,
         out: Callable[[str], None] = lambda line: print(line, flush=True)) -> Summary:
     """Run ``steps`` operations drawn from ``seed`` on a fresh database of kind ``db``; raise :class:`SimFailure`
     at the first failed check."""
@@ -829,7 +831,7 @@ def run(seed: int, steps: int, db: str, *, verify_every: int = 25, progress_ever
     try:
         with _database(db, workdir) as (url, cluster):
             os.environ["DATABASE_URL"] = url
-            sim = Simulator(seed, db, url, cluster, workdir, verify_every=verify_every)
+            sim = Simulator(seed, db, url, cluster, workdir, verify_every=verify_every, symbol=symbol)
             sim.start()
             for step in range(steps):
                 sim.step = step

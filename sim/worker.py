@@ -1,8 +1,9 @@
 """One tick in a separate process, for the simulator's overlapping ticks and ``kill -9`` faults.
 
-Usage: ``python -m sim.worker DATABASE_URL SESSION_ID NOW|STEP [KILL_AT NOTE]``: NOW (an ISO time) is the tick's
-"now"; a number STEP reveals that many recorded candles after the cursor. With ``KILL_AT`` it SIGKILLs itself just
-before sending its KILL_AT-th SQL statement (possibly between two writes of an open tick transaction), after writing
+Usage: ``python -m sim.worker DATABASE_URL SESSION_ID NOW|STEP [KILL_AT NOTE [SYMBOLS]]``: NOW (an ISO time) is the
+tick's "now"; a number STEP reveals that many recorded candles after the cursor; SYMBOLS are the bot's pairs,
+comma-joined (default BTCUSDT). With ``KILL_AT`` (0: never) it SIGKILLs itself just before sending its KILL_AT-th SQL
+statement (possibly between two writes of an open tick transaction), after writing
 that statement to NOTE. Prints the tick's status on its last line.
 """
 
@@ -45,11 +46,12 @@ def main(argv: list[str]) -> int:
     url, session_id, when = argv[0], int(argv[1]), argv[2]
     kill_at = int(argv[3]) if len(argv) > 3 else 0
     note = Path(argv[4]) if len(argv) > 4 else None
+    symbol = argv[5] if len(argv) > 5 else "BTCUSDT"
     engine = get_engine(url)
     die_before_statement(engine, kill_at, note)
 
-    feed = ReplayFeed()
-    clock = (replay_clock(feed, "BTCUSDT", "1h", int(when)) if when.isdigit()
+    feed = ReplayFeed.several(symbol.split(","), "1h")
+    clock = (replay_clock(feed, symbol, "1h", int(when)) if when.isdigit()
              else fixed_clock(datetime.fromisoformat(when)))
     status: str
     try:
