@@ -259,3 +259,30 @@ def test_atb_report_prints_what_the_api_answers_and_refuses_bad_input_in_one_lin
         assert refused.exit_code == 2 and refused.stdout == "", (bad, refused.output)
         assert len(refused.stderr.splitlines()) == 1 and refused.stderr.startswith("error: --")
     assert ledger_rows(engine) == before
+
+
+def test_a_report_is_read_in_one_transaction(engine: Engine) -> None:
+    """Every figure of one report sees the same moment: one BEGIN, the session, the trades and the candle rows."""
+    from sqlalchemy import event
+
+    from chalicelib.performance import read_report
+
+    _two_pair_account(engine)
+    begins: list[object] = []
+    statements: list[str] = []
+
+    def begin(conn: object) -> None:
+        begins.append(conn)
+
+    def execute(*args: Any) -> None:
+        statements.append(args[2])
+
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "before_cursor_execute", execute)
+    try:
+        report = read_report(None, "symbol", engine=engine)
+    finally:
+        event.remove(engine, "begin", begin)
+        event.remove(engine, "before_cursor_execute", execute)
+    assert len(begins) == 1 and report.total.trades == 2
+    assert sum("FROM trades" in s for s in statements) == 1 and sum("FROM tick_log" in s for s in statements) == 1
