@@ -14,11 +14,11 @@ trade with the version of its parameters or model), so a strategy switch never m
 * ``contribution`` (time-weighted): net P&L / **Ē**, the account's average equity over the window — the mean, over
   the distinct candle closes the account applied in the window, of its equity after that close (the tick row of
   the last candle applied at that market time). Candles are evenly spaced, so Ē weights every hour alike: money
-  deposited half-way through counts for half the window, and a deposit never inflates what the trades before it
-  earned. Contributions add up across groups to the total's. Ē is rounded to the money scale (it is reported as
-  ``average_equity``) and each contribution is net / Ē rounded half-even to 18 places, so anyone can check it from
-  the report. Null when the window holds no candle with a recorded equity, or Ē ≤ 0. Unrealised P&L of positions
-  still open is in no figure here (``GET /api/balance`` has it).
+  deposited half-way through counts for half the window (not fully, as with the equity at the end; nor not at
+  all, as with the equity at the start). Contributions add up across groups to the total's (up to their rounding).
+  Ē is rounded to the money scale (reported as ``average_equity``) and each contribution is net / Ē rounded
+  half-even to 18 places, so anyone can check it from the report. Null when the window holds no candle with a
+  recorded equity, or Ē ≤ 0. Unrealised P&L of positions still open is in no figure here (``GET /api/balance``).
 
 Everything is ``Decimal``; the aggregation below is pure (no database) and the report is read in one snapshot.
 """
