@@ -161,6 +161,7 @@ def test_trades_opened_before_a_switch_stay_with_the_strategy_that_opened_them(c
     assert earlier["total"]["win_rate"] is None and earlier["total"]["contribution"] == 0
     upto = _report(client, "?from=2024-01-01&to=2024-01-01T05:00:01Z")
     assert [g["key"] for g in upto["groups"]] == ["ma_crossover"]
+    assert _report(client, "?from=2024-01-01T05:00:00Z")["total"]["trades"] == 2  # from is included
     empty = _report(client, "?from=2025-01-01")
     assert empty["groups"] == [] and empty["average_equity"] is None and empty["total"]["contribution"] is None
 
