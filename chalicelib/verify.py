@@ -7,10 +7,11 @@ Per account, reading one snapshot:
   3. each row's kind agrees with its reference and its sign (a fee is a charge on a position or trade, a
      deposit is money in from a request, an event moves nothing), so a relabelled row is caught;
   4. each row's equity is its cash plus the quantities it holds, each asset at its pair's close in force when the
-     row was written (the close of the row's own candle for the pair being applied, the newest applied close for
-     the others; at cost before any candle), and its units, value per unit and performance index follow from the
-     row before by the unit rules (``chalicelib.accounting``): flows issue or redeem units at the value per unit,
-     trading moves the value, openings and resets start a series;
+     row was written (the pair's own candle for a trade's rows; at cost before any candle; an asset two of the
+     bot's pairs share cannot be told apart in a row and is not revalued), and its units, value per unit and
+     performance index follow from the row before
+     by the unit rules (``chalicelib.accounting``): flows issue or redeem units at the value per unit, trading
+     moves the value, openings and resets start a series;
   5. each closed trade's P&L and fees equal its ledger rows; reserved = Σ cost of open positions;
   6. the cached value per unit is the equity at the last close over the units, never above the peak, and the
      net contributions follow from the flows.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
@@ -121,15 +123,18 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
     ticks = list(db.execute(
         select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None),
                               TickLog.ledger_version.is_not(None))
-        .order_by(TickLog.id)  # the order they were written (two pairs share a candle time)
+        .order_by(TickLog.id)  # the order the candles were applied in (a late pair's candle comes after the others)
     ).scalars())
+    closes: dict[tuple[str, datetime | None], Decimal] = {
+        (t.symbol, t.market_time): t.close_price for t in ticks if t.market_time is not None}
+    pair_of = dict(db.execute(select(Position.id, Position.symbol).where(Position.session_id == session.id)).all())
     rows = db.execute(
         select(AccountBalance)
         .where(AccountBalance.session_id == session.id)
         .order_by(AccountBalance.id)
         .execution_options(yield_per=2000)
     ).scalars()
-    checker = _LedgerChecker(report, session.symbol.split(","))
+    checker = _LedgerChecker(report, closes, pair_of, session.symbol.split(","))
     pending = iter(ticks)
     tick = next(pending, None)
     for row in rows:
@@ -137,7 +142,7 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         while tick is not None and (tick.ledger_version or 0) <= checker.report.entries:
             checker.check_tick(tick)
             tick = next(pending, None)
-        checker.check(row, tick)
+        checker.check(row)
     while tick is not None:
         checker.check_tick(tick)
         tick = next(pending, None)
@@ -154,13 +159,15 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
 class _LedgerChecker:
     """Walks one account's ledger in order, checking each row against the one before (rules 1–4)."""
 
-    def __init__(self, report: SessionReport, symbols: Iterable[str]) -> None:
+    def __init__(self, report: SessionReport, closes: dict[tuple[str, datetime | None], Decimal],
+                 pair_of: dict[int, str], symbols: list[str]) -> None:
         self.report = report
-        #: each pair's close in force (the newest tick row of it walked so far), and the pair an asset is priced by
-        self.marks: dict[str, Decimal] = {}
-        self.pair_of: dict[str, str] = {}
-        for symbol in symbols:
-            self.pair_of.setdefault(parse_symbol(symbol).base, symbol)
+        self.closes = closes
+        self.pair_of = pair_of  # position id → its pair
+        #: each base asset's pair, when only one of the bot's pairs has it (a shared asset cannot be revalued)
+        bases = [parse_symbol(s).base for s in symbols]
+        self.asset_pair = {b: s for b, s in zip(bases, symbols, strict=True) if bases.count(b) == 1}
+        self.marks: dict[str, Decimal] = {}  # each pair's close in force, as the tick rows are walked
         self.last: AccountBalance | None = None
         self.first: AccountBalance | None = None
         self.state = accounting.EMPTY
@@ -173,7 +180,7 @@ class _LedgerChecker:
     def problem(self, row: AccountBalance, rule: str) -> None:
         self.report.problems.append(f"ledger row {row.id} ({row.kind}): {rule}")
 
-    def check(self, row: AccountBalance, next_tick: TickLog | None = None) -> None:
+    def check(self, row: AccountBalance) -> None:
         self.report.entries += 1
         previous = self.last
         if previous is None:
@@ -199,7 +206,7 @@ class _LedgerChecker:
             self.by_reference[row.reference] = row
             self.reserved_change[row.reference] = row.reserved_balance - (
                 previous.reserved_balance if previous is not None else ZERO)
-        self._check_equity(row, next_tick)
+        self._check_equity(row)
         self._check_units(row)
         self.last = row
         self.last_value = row.unit_value
@@ -213,8 +220,10 @@ class _LedgerChecker:
             self.report.problems.append(f"{where}: a candle was applied before the account's first ledger row")
             return
         self.marks[tick.symbol] = tick.close_price
-        held = self._held_value(row, self.marks)
-        equity = row.available_balance + (held if held is not None else row.reserved_balance)
+        holdings = self._holdings_value(row, self.marks)
+        if holdings is None:  # an asset two pairs share: take the row's own figure
+            holdings = (tick.equity or ZERO) - row.available_balance
+        equity = row.available_balance + holdings
         value = accounting.value_per_unit(equity, state.units) if state.units > 0 else state.unit_value
         index = UnitState(state.units, value, accounting.ONE, state.series_base).performance_index
         expected = (state.units, equity, value, index)
@@ -222,40 +231,50 @@ class _LedgerChecker:
         if got != expected:
             self.report.problems.append(
                 f"{where}: units, equity, value per unit and index {got} are not the ledger row {row.id}'s units "
-                f"with its cash and holdings at the closes {self._closes(self.marks)}: {expected}")
+                f"with its cash and holdings at the closes {self._show(self.marks)}: {expected}")
         self.peak_needed = max(self.peak_needed, value)
         self.state = UnitState(state.units, value, self.peak_needed, state.series_base)
         self.last_value = value
 
-    def _check_equity(self, row: AccountBalance, next_tick: TickLog | None) -> None:
-        """A row written while a candle was applied (the next tick row is that candle's, at the row's market time)
-        sees that pair at the candle's close and the other pairs at their closes in force."""
+    def _check_equity(self, row: AccountBalance) -> None:
         marks = dict(self.marks)
-        if next_tick is not None and next_tick.market_time == row.market_time:
-            marks[next_tick.symbol] = next_tick.close_price
-        held = self._held_value(row, marks)
-        expected = row.available_balance + held if held is not None else row.total_balance
-        if row.equity != expected:
-            mark = f"at the closes {self._closes(marks)}" if held is not None else "at cost (no candle applied)"
+        pair = self._pair_of_row(row)
+        close = self.closes.get((pair, row.market_time)) if pair is not None else None
+        if pair is not None and close is not None:
+            marks[pair] = close  # a trade's rows value its pair at the close of the candle that traded
+        if not _held(row):
+            expected: Decimal | None = row.available_balance
+        elif not marks:
+            expected = row.total_balance  # at cost: no candle applied yet
+        else:
+            value = self._holdings_value(row, marks)
+            expected = row.available_balance + value if value is not None else None
+        if expected is not None and row.equity != expected:
+            mark = f"at the closes {self._show(marks)}" if marks else "at cost (no candle applied)"
             self.problem(row, f"equity {money_text(row.equity)} is not its cash plus its holdings {mark}: "
                               f"{money_text(expected)}")
 
-    def _held_value(self, row: AccountBalance, marks: dict[str, Decimal]) -> Decimal | None:
-        """The row's holdings, each asset × its pair's close in ``marks``; None (at cost) while one has none."""
-        value = ZERO
+    def _pair_of_row(self, row: AccountBalance) -> str | None:
+        """The pair a trading row belongs to (its position's), None for any other row."""
+        match = re.fullmatch(r"(?:position|trade):(\d+):\w+", row.reference or "")
+        return self.pair_of.get(int(match.group(1))) if match else None
+
+    def _holdings_value(self, row: AccountBalance, marks: dict[str, Decimal]) -> Decimal | None:
+        """The row's quantities, each asset at its pair's close (money scale, once per asset as the tick rounds
+        once per pair); None when an asset cannot be valued (two pairs share it, or its pair has no close)."""
+        total = ZERO
         for asset, quantity in row.asset_balances.items():
-            held = Decimal(str(quantity))
-            if asset == row.base_currency or held == 0:
+            if asset == row.base_currency:
                 continue
-            close = marks.get(self.pair_of.get(asset, ""))
-            if close is None:
+            pair = self.asset_pair.get(asset)
+            if pair is None or pair not in marks:
                 return None
-            value += quantize_money(held * close)
-        return value if marks else None
+            total += quantize_money(Decimal(str(quantity)) * marks[pair])
+        return total
 
     @staticmethod
-    def _closes(marks: dict[str, Decimal]) -> str:
-        return ", ".join(f"{symbol} {money_text(close)}" for symbol, close in sorted(marks.items()))
+    def _show(marks: dict[str, Decimal]) -> str:
+        return ", ".join(f"{pair} {money_text(close)}" for pair, close in sorted(marks.items()))
 
     def _check_units(self, row: AccountBalance) -> None:
         """Units follow from the row before: a series start holds one unit per dollar at 1; a flow is priced at
@@ -303,6 +322,11 @@ class _LedgerChecker:
         peak = accounting.ONE if starts else max(prev.peak_unit_value, self.peak_needed, row.unit_value)
         self.state = UnitState(row.units, row.unit_value, peak, base)
         self.peak_needed = peak
+
+
+def _held(row: AccountBalance) -> Decimal:
+    """The base-asset quantities a ledger row says the account holds, summed (zero: only cash)."""
+    return sum((Decimal(str(q)) for asset, q in row.asset_balances.items() if asset != row.base_currency), ZERO)
 
 
 def _check_cache(report: SessionReport, session: TradingSession, last: AccountBalance,
