@@ -129,11 +129,8 @@ def test_random_candles_and_capital_changes_never_breach_the_caps_and_equity_add
             _equity_adds_up(engine, sid, changed=True)
     entries = _check_entries(engine, sid, pairs, risk)
     assert entries >= 1  # it really traded
-    if len({parse_symbol(s).base for s in pairs}) == len(pairs):
-        # (atb db verify values a ledger row's holdings per asset, from the row's asset_balances: two pairs of one
-        # asset at different closes cannot be told apart there — a known limit, reported with issue 13)
-        [mine] = [r for r in verify(engine).sessions if r.session_id == sid]
-        assert mine.ok, mine.problems
+    [mine] = [r for r in verify(engine).sessions if r.session_id == sid]
+    assert mine.ok, mine.problems
 
 
 def _capital_change(engine: Engine, sid: int, op: str, amount: int) -> bool:
