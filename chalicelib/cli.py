@@ -554,6 +554,40 @@ def _bot_arg(strategy: str, symbol: str, timeframe: str, exchange: str) -> Any:
         fail(str(exc))
 
 
+def _symbols_arg(values: tuple[str, ...] | str) -> str:
+    """``--symbol`` given once or repeated (each may itself list pairs: ``BTCUSDT,ETHUSDT``) as the one text a
+    ``BotSpec`` reads; the spec checks and orders the pairs."""
+    return values if isinstance(values, str) else ",".join(values)
+
+
+def _data_arg(values: tuple[str, ...], symbols: tuple[str, ...]) -> dict[str, str]:
+    """``--data SYMBOL=FILE`` (repeatable) as {symbol: file}; a plain ``--data FILE`` names the file of a one-pair
+    bot. Which pairs the bot trades is checked by the replay itself (``ReplayFeed.several``)."""
+    from pathlib import Path
+
+    from chalicelib.trading.symbols import SymbolError, parse_symbol
+
+    files: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if sep and not Path(value).exists():
+            try:
+                symbol = parse_symbol(name).plain
+            except SymbolError as exc:
+                fail(f"--data {value!r}: {exc} (write --data SYMBOL=FILE)")
+            if not path:
+                fail(f"--data {value!r}: name the file after '=' (--data SYMBOL=FILE)")
+        elif len(symbols) > 1:
+            fail(f"--data {value!r}: the bot trades {', '.join(symbols)}; say which pair the file holds with "
+                 "--data SYMBOL=FILE")
+        else:
+            symbol, path = symbols[0], value
+        if symbol in files:
+            fail(f"--data gives two files for {symbol}")
+        files[symbol] = path
+    return files
+
+
 def _given(name: str) -> bool:
     """Whether the user passed option ``name`` (rather than its default)."""
     from click.core import ParameterSource
@@ -570,21 +604,25 @@ def _existing_account_note(opening: Any) -> str | None:
             f"{format_usd(opening.total_balance)}; --initial-balance applies only to a new account")
 
 
-def _print_tick(result: Any, verbose: bool) -> None:
+def _print_tick(result: Any, verbose: bool, several: bool = False) -> None:
+    """One tick as lines: each candle applied (with its pair when the bot trades several) and its fills, the pairs
+    left out of the tick and why."""
     from chalicelib.bot.tick import describe_fill
     from chalicelib.trading.candles import format_time
 
     if result.status == "applied":
         for gap in result.gaps:
             click.echo(f"  gap in market data, skipped over: {gap}")
+        last_of = {o.symbol: o for o in result.outcomes}  # each pair's newest candle is always shown
         for o in result.outcomes:
-            if not verbose and not o.fills and o is not result.outcomes[-1] and o.decision == "hold":
+            if not verbose and not o.fills and o is not last_of[o.symbol] and o.decision == "hold":
                 continue
-            line = (f"{format_time(o.candle_time)}  close {format_usd(o.close):>12}  {o.decision:<10}  "
+            pair = f"  {o.symbol:<9}" if several else ""
+            line = (f"{format_time(o.candle_time)}{pair}  close {format_usd(o.close):>12}  {o.decision:<10}  "
                     f"balance {format_usd(o.balance)}  equity {format_usd(o.equity)}")
             click.echo(line + (f"  ({o.detail})" if verbose and o.detail else ""))
             for fill in o.fills:
-                click.echo(f"    {describe_fill(fill)}")
+                click.echo(f"    {o.symbol + ' ' if several else ''}{describe_fill(fill)}")
         if result.candles_applied > 1:
             click.echo(f"  applied {result.candles_applied} candles in this tick"
                        + ("; more are waiting for the next tick" if result.behind else ""))
@@ -596,39 +634,42 @@ def _print_tick(result: Any, verbose: bool) -> None:
         click.echo("replay finished: no more recorded candles")
     else:
         click.echo(f"tick {result.status}: {result.message}", err=True)
+    for skipped in result.skipped:
+        click.echo(f"  skipped {skipped} (caught up on a later tick)")
 
 
 def _check_live_options(paper_trading: bool, fresh: bool, confirm: bool, feed_kind: str,
-                        data_path: str | None) -> None:
+                        data_paths: tuple[str, ...]) -> None:
     if not paper_trading:
         fail("pass --paper-trading: live trading is not implemented, this bot only paper-trades")
     if fresh and not confirm:
         fail("--fresh resets the account to the initial balance and drops its open positions (recorded as a "
              "reset in the same ledger, whose history stays readable); add --confirm to do that")
-    if data_path is not None and feed_kind != "replay":
+    if data_paths and feed_kind != "replay":
         fail("--data only applies to --feed replay")
     if feed_kind == "replay" and _given("exchange_id"):
         fail("--exchange only applies to --feed exchange (a replay bot trades recorded candles)")
 
 
-def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
-    """The bot's market data, checked before anything is created: one line and a non-zero exit without it."""
-    from pathlib import Path
-
+def _live_feed(feed_kind: str, data: dict[str, str], spec: Any) -> Any:
+    """The bot's market data for every pair it trades, checked before anything is created: one line and a
+    non-zero exit without it."""
     from chalicelib.db.types import utcnow
     from chalicelib.trading.feeds import CcxtFeed, FeedError, ReplayFeed
 
     if feed_kind == "replay":
         try:
-            replay = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol, timeframe=spec.timeframe)
-            if not replay.reveal_next(spec.symbol, spec.timeframe, None, 1):
-                fail(f"no candles in {replay.path}")
+            replay = ReplayFeed.several(spec.symbols, spec.timeframe, data=data)
+            for symbol in spec.symbols:
+                if not replay.reveal_next(symbol, spec.timeframe, None, 1):
+                    fail(f"no {symbol} candles in {data.get(symbol) or 'the bundled data'}")
         except FeedError as exc:
             fail(str(exc))
         return replay
     exchange_feed = CcxtFeed(spec.exchange)
     try:
-        exchange_feed.fetch_closed_candles(spec.symbol, spec.timeframe, None, 1, utcnow())
+        for symbol in spec.symbols:
+            exchange_feed.fetch_closed_candles(symbol, spec.timeframe, None, 1, utcnow())
     except FeedError as exc:
         fail(str(exc), EXIT_REFUSED)
     return exchange_feed
@@ -636,7 +677,9 @@ def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
 
 @main.command("live", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
-@click.option("--symbol", required=True, help="Market, e.g. BTCUSDT or BTC/USDT (quoted in USD or a USD stablecoin).")
+@click.option("--symbol", "symbols", multiple=True, required=True,
+              help="Market, e.g. BTCUSDT or BTC/USDT; repeat it (or write BTCUSDT,ETHUSDT) to trade several pairs "
+                   "from one wallet.")
 @click.option("--paper-trading", is_flag=True, help="Trade on paper (required: live trading is not implemented).")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--initial-balance", default="1000", show_default=True, help="Capital of a new account.")
@@ -645,8 +688,9 @@ def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
 @click.option("--feed", "feed_kind", type=click.Choice(["exchange", "replay"]), default="exchange",
               show_default=True,
               help="exchange: live prices through ccxt on the clock; replay: recorded candles, one per tick.")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="CSV of candles for --feed replay (default: the bundled candles of the symbol).")
+@click.option("--data", "data_paths", multiple=True,
+              help="SYMBOL=FILE: a CSV of candles for --feed replay (repeatable; default: the bundled candles of "
+                   "each symbol); a one-pair bot may give just FILE.")
 @click.option("--ticks", type=click.IntRange(min=1), default=None, help="Stop after this many ticks.")
 @click.option("--fresh", is_flag=True, help="Reset the account to the initial balance (a reset row; history kept).")
 @click.option("--confirm", is_flag=True, help="Confirm --fresh.")
@@ -654,10 +698,11 @@ def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
 @click.option("-v", "--verbose", is_flag=True, help="Print every candle with the strategy's reason, and info logs.")
 @strategy_path_option
 @domain_errors
-def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initial_balance: str, exchange_id: str,
-         feed_kind: str, data_path: str | None, ticks: int | None, fresh: bool, confirm: bool,
-         max_candles_per_tick: int, verbose: bool) -> None:
-    """Paper-trade STRATEGY on SYMBOL: recover the session (balance, open positions), then tick.
+def live(strategy: str, symbols: tuple[str, ...], paper_trading: bool, timeframe: str, initial_balance: str,
+         exchange_id: str, feed_kind: str, data_paths: tuple[str, ...], ticks: int | None, fresh: bool,
+         confirm: bool, max_candles_per_tick: int, verbose: bool) -> None:
+    """Paper-trade STRATEGY on SYMBOL (or several, from one wallet): recover the session (balance, open
+    positions), then tick.
 
     Without DATABASE_URL the session lives in ./atb.sqlite3 (created on first run). Ctrl-C finishes the current
     tick, then exits; run the same command again to carry on where it stopped.
@@ -666,8 +711,9 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     import signal
     import threading
 
-    _check_live_options(paper_trading, fresh, confirm, feed_kind, data_path)
-    spec = _bot_arg(strategy, symbol, timeframe, exchange_id if feed_kind == "exchange" else "replay")
+    _check_live_options(paper_trading, fresh, confirm, feed_kind, data_paths)
+    spec = _bot_arg(strategy, _symbols_arg(symbols), timeframe, exchange_id if feed_kind == "exchange" else "replay")
+    data = _data_arg(data_paths, spec.symbols)
     capital = amount_arg(initial_balance, "initial balance")
     if capital < 0:
         fail("initial balance must not be negative")
@@ -680,7 +726,7 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
 
     use_plain_logs(logging.INFO if verbose else logging.WARNING)
     # Market data first: with no data (no network, wrong file) nothing is created or changed.
-    feed = _live_feed(feed_kind, data_path, spec)
+    feed = _live_feed(feed_kind, data, spec)
     click.echo(f"Feed: {feed.describe()}")
 
     engine = get_engine()
@@ -716,7 +762,7 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     try:
         for result in bot.results(ticks, stop):
             done += 1
-            _print_tick(result, verbose)
+            _print_tick(result, verbose, several=len(spec.symbols) > 1)
     except KeyboardInterrupt:
         click.echo("Aborted: the tick in progress was rolled back.", err=True)
     finally:
@@ -733,10 +779,18 @@ def _print_session_end(session_id: int, ticks: int) -> None:
         session = dbs.get(TradingSession, session_id)
         assert session is not None
         held = open_positions(dbs, session_id)
-    cursor = session.candle_cursor.strftime("%Y-%m-%dT%H:%MZ") if session.candle_cursor else "none"
+        marks = dict(session.marks)
+    cursor = _minute(session.candle_cursor)
+    pairs = session.symbol.split(",")
+    if len(pairs) > 1:  # each pair's own newest candle: a pair that was skipped is behind the others
+        cursor += " (" + ", ".join(f"{p} {_minute(marks[p].cursor) if p in marks else 'none'}" for p in pairs) + ")"
     click.echo(f"Stopped after {ticks} tick(s): session #{session_id} balance {format_usd(session.total_balance)} "
                f"(available {format_usd(session.available_balance)}), {len(held)} open position(s), "
                f"last candle {cursor}")
+
+
+def _minute(when: Any) -> str:
+    return when.strftime("%Y-%m-%dT%H:%MZ") if when else "none"
 
 
 def _date_arg(value: str | None, option: str) -> Any:
