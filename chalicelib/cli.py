@@ -718,6 +718,7 @@ def live(strategy: str, symbols: tuple[str, ...], paper_trading: bool, timeframe
     if capital < 0:
         fail("initial balance must not be negative")
 
+    from chalicelib import settings
     from chalicelib.bot.observability import use_plain_logs
     from chalicelib.bot.runner import LiveTradingEngine, SchemaNotReady, prepare_database
     from chalicelib.bot.sessions import SessionError
@@ -737,7 +738,8 @@ def live(strategy: str, symbols: tuple[str, ...], paper_trading: bool, timeframe
         bot = LiveTradingEngine(
             spec.strategy, feed, initial_balance=capital, symbol=spec.symbol, timeframe=spec.timeframe,
             exchange=spec.exchange, fresh=fresh, engine=engine,
-            settings=TickSettings(max_candles_per_tick=max_candles_per_tick), actor=_actor(),
+            settings=TickSettings.from_settings(settings.get(), max_candles_per_tick=max_candles_per_tick),
+            actor=_actor(),
         )
         opening = bot.start()
     except (SchemaNotReady, SessionError) as exc:
