@@ -16,7 +16,7 @@ import click
 
 from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
 from chalicelib.ledger.vocabulary import MAX_PAGE
-from chalicelib.money import MoneyError, format_usd, parse_money
+from chalicelib.money import MoneyError, format_usd, parse_money, quantize_money
 
 if TYPE_CHECKING:
     from chalicelib.api.schemas import BotOut
@@ -808,32 +808,34 @@ def _date_arg(value: str | None, option: str) -> Any:
 
 @main.command("backtest", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
-@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--symbol", "symbols", multiple=True, default=("BTCUSDT",), show_default=True,
+              help="Market; repeat it (or write BTCUSDT,ETHUSDT) to trade several pairs from one wallet.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--days", type=click.IntRange(min=1), default=None,
               help="Test on the last N days of the data (30 unless --from/--to is given).")
 @click.option("--from", "date_from", default=None, help="First day to test, YYYY-MM-DD (UTC).")
 @click.option("--to", "date_to", default=None, help="Last day to test, YYYY-MM-DD (UTC, included).")
 @click.option("--initial-balance", default="1000", show_default=True)
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="CSV of candles (default: the bundled candles of the symbol).")
+@click.option("--data", "data_paths", multiple=True,
+              help="SYMBOL=FILE: a CSV of candles (repeatable; default: the bundled candles of each symbol); one "
+                   "pair may give just FILE.")
 @click.option("--param", "params", multiple=True, help="NAME=VALUE: a strategy parameter (repeatable).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Write trades (CSV, JSON), ledger, report.json and report.html per strategy into this directory.")
 @strategy_path_option
 @domain_errors
-def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_from: str | None,
-             date_to: str | None, initial_balance: str, data_path: str | None, params: tuple[str, ...],
+def backtest(strategy: str, symbols: tuple[str, ...], timeframe: str, days: int | None, date_from: str | None,
+             date_to: str | None, initial_balance: str, data_paths: tuple[str, ...], params: tuple[str, ...],
              output: str | None) -> None:
     """Run STRATEGY (or several: a,b,c, on the same candles) through the real engine over recorded candles, in a
-    throwaway database; print a summary and the statistics beside buy and hold (docs/lab.md)."""
+    throwaway database; print a summary and the statistics beside buy and hold — of the pair, or of an equal-weight
+    basket when one wallet trades several pairs (docs/lab.md)."""
     import logging
     from datetime import timedelta
     from pathlib import Path
 
     from chalicelib.bot.backtest import BacktestError, run_backtest
     from chalicelib.bot.observability import use_plain_logs
-    from chalicelib.trading.candles import format_time
     from chalicelib.trading.feeds import FeedError
     from chalicelib.trading.strategies import StrategyLoadError, strategy_entry
     from lab.params import ParamError, parse_values
@@ -842,7 +844,8 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_
     names = [n.strip() for n in strategy.split(",")]
     if not all(names) or len(set(names)) != len(names):
         fail(f"STRATEGY {strategy!r}: give one name or several separated by commas, each once")
-    specs = [_bot_arg(name, symbol, timeframe, "replay") for name in names]
+    specs = [_bot_arg(name, _symbols_arg(symbols), timeframe, "replay") for name in names]
+    data = _data_arg(data_paths, specs[0].symbols)
     try:
         values = [parse_values(strategy_entry(name), params) for name in names]
     except ParamError as exc:
@@ -869,24 +872,14 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_
 
         try:
             summary = run_backtest(spec.strategy, spec.symbol, spec.timeframe, days=days, start=start, end=end,
-                                   initial_balance=capital, data=Path(data_path) if data_path else None,
-                                   params=chosen, progress=progress)
+                                   initial_balance=capital, data=data, params=chosen, progress=progress)
         except (BacktestError, FeedError, StrategyLoadError) as exc:
             fail(str(exc))
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
         s = summary
-        click.echo(f"{s.strategy} on {s.symbol} {s.timeframe}: {s.candles} candles, {format_time(s.first_candle)} → "
-                   f"{format_time(s.last_candle)}")
-        click.echo(f"  data             {s.data}")
-        click.echo(f"  initial balance  {format_usd(s.initial_balance)}")
-        click.echo(f"  final balance    {format_usd(s.final_balance)}   equity {format_usd(s.final_equity)}")
-        click.echo(f"  return           {s.return_pct:+.2f}%   (buy and hold {s.buy_and_hold_pct:+.2f}%)")
-        click.echo(f"  max drawdown     {s.max_drawdown_pct:.2f}%")
-        click.echo(f"  trades           {s.trades} ({s.winning_trades} winning)")
-        click.echo(f"  fees             {format_usd(s.fees)}")
-        click.echo(f"  ledger verified  {'ok' if s.verified else 'FAILED'}")
+        _print_backtest(s)
         if not s.verified:
             sys.exit(EXIT_REFUSED)
         reports.append(analyse(summary))
@@ -898,6 +891,47 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_
             write_run(report, out_dir / report.run.strategy)
         write_summary(reports, out_dir)
         click.echo(f"\nReports in {out_dir}/: " + ", ".join(f"{r.run.strategy}/report.html" for r in reports))
+
+
+def _print_backtest(s: Any) -> None:
+    """One backtest's summary: the wallet, and with several pairs each pair's closed trades beside the basket."""
+    from chalicelib.trading.candles import format_time
+
+    several = len(s.symbols) > 1
+    counted = f"{s.candle_times} hours × {len(s.symbols)} pairs = {s.candles} candles" if several else (
+        f"{s.candles} candles")
+    click.echo(f"{s.strategy} on {s.symbol} {s.timeframe}: {counted}, {format_time(s.first_candle)} → "
+               f"{format_time(s.last_candle)}")
+    click.echo(f"  data             {s.data}")
+    click.echo(f"  initial balance  {format_usd(s.initial_balance)}")
+    click.echo(f"  final balance    {format_usd(s.final_balance)}   equity {format_usd(s.final_equity)}")
+    if s.basket is not None:
+        click.echo(f"  return           {s.return_pct:+.2f}%   (equal-weight basket {s.buy_and_hold_pct:+.2f}%: "
+                   f"{format_usd(quantize_money(s.basket.final_value))} after {format_usd(s.basket.fees)} fees)")
+    else:
+        click.echo(f"  return           {s.return_pct:+.2f}%   (buy and hold {s.buy_and_hold_pct:+.2f}%)")
+    click.echo(f"  max drawdown     {s.max_drawdown_pct:.2f}%")
+    click.echo(f"  trades           {s.trades} ({s.winning_trades} winning)")
+    click.echo(f"  fees             {format_usd(s.fees)}")
+    click.echo(f"  ledger verified  {'ok' if s.verified else 'FAILED'}")
+    if not several:
+        return
+    rows = [(p.symbol, format_usd(p.realized_pnl), format_usd(p.fees), format_usd(p.net), str(p.trades),
+             "—" if p.win_rate_pct is None else f"{p.win_rate_pct:.1f}%", f"{p.buy_and_hold_pct:+.2f}%")
+            for p in s.pairs]
+    wallet = s.pairs
+    trades = sum(p.trades for p in wallet)
+    wins = sum(p.winning_trades for p in wallet)
+    rows.append(("wallet", format_usd(sum((p.realized_pnl for p in wallet), Decimal(0))),
+                 format_usd(sum((p.fees for p in wallet), Decimal(0))),
+                 format_usd(sum((p.net for p in wallet), Decimal(0))), str(trades),
+                 "—" if not trades else f"{Decimal(wins) / trades * 100:.1f}%", f"{s.buy_and_hold_pct:+.2f}%"))
+    head = ("pair", "realised P&L", "fees", "net", "trades", "win rate", "buy and hold")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    click.echo("  closed trades by pair (buy and hold: the pair alone, no fees; the wallet's: the basket):")
+    for row in (head, *rows):
+        click.echo("    " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                                      enumerate(zip(row, widths, strict=True))))
 
 
 @main.command("check")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
@@ -40,6 +39,7 @@ from chalicelib.ledger import (
     equity_of,
 )
 from chalicelib.ledger import unit_state as ledger_unit_state
+from chalicelib.ledger.rules import base_asset
 from chalicelib.money import ZERO, money_text, quantize_money
 
 #: What each kind's reference must look like (None: no reference).
@@ -120,16 +120,15 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
     ticks = list(db.execute(
         select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None),
                               TickLog.ledger_version.is_not(None))
-        .order_by(TickLog.candle_time)
+        .order_by(TickLog.id)  # the order the candles were applied in (several pairs: market time, then pair)
     ).scalars())
-    closes = {t.market_time: t.close_price for t in ticks if t.market_time is not None}
     rows = db.execute(
         select(AccountBalance)
         .where(AccountBalance.session_id == session.id)
         .order_by(AccountBalance.id)
         .execution_options(yield_per=2000)
     ).scalars()
-    checker = _LedgerChecker(report, closes)
+    checker = _LedgerChecker(report, session.symbol)
     pending = iter(ticks)
     tick = next(pending, None)
     for row in rows:
@@ -137,7 +136,7 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         while tick is not None and (tick.ledger_version or 0) <= checker.report.entries:
             checker.check_tick(tick)
             tick = next(pending, None)
-        checker.check(row)
+        checker.check(row, applying=tick)
     while tick is not None:
         checker.check_tick(tick)
         tick = next(pending, None)
@@ -154,9 +153,11 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
 class _LedgerChecker:
     """Walks one account's ledger in order, checking each row against the one before (rules 1–4)."""
 
-    def __init__(self, report: SessionReport, closes: dict[datetime, Decimal]) -> None:
+    def __init__(self, report: SessionReport, symbol: str) -> None:
         self.report = report
-        self.closes = closes
+        self.symbol = symbol
+        #: each held asset's latest close in dollars, from the tick rows walked so far (one per pair)
+        self.marks: dict[str, Decimal] = {}
         self.last: AccountBalance | None = None
         self.first: AccountBalance | None = None
         self.state = accounting.EMPTY
@@ -169,7 +170,7 @@ class _LedgerChecker:
     def problem(self, row: AccountBalance, rule: str) -> None:
         self.report.problems.append(f"ledger row {row.id} ({row.kind}): {rule}")
 
-    def check(self, row: AccountBalance) -> None:
+    def check(self, row: AccountBalance, applying: TickLog | None = None) -> None:
         self.report.entries += 1
         previous = self.last
         if previous is None:
@@ -195,7 +196,7 @@ class _LedgerChecker:
             self.by_reference[row.reference] = row
             self.reserved_change[row.reference] = row.reserved_balance - (
                 previous.reserved_balance if previous is not None else ZERO)
-        self._check_equity(row)
+        self._check_equity(row, applying)
         self._check_units(row)
         self.last = row
         self.last_value = row.unit_value
@@ -208,8 +209,8 @@ class _LedgerChecker:
         if row is None:
             self.report.problems.append(f"{where}: a candle was applied before the account's first ledger row")
             return
-        held = _held(row)
-        equity = row.available_balance + quantize_money(held * tick.close_price)
+        self.marks[base_asset(tick.symbol or self.symbol)] = tick.close_price
+        equity = row.available_balance + _holdings_value(row, self.marks)
         value = accounting.value_per_unit(equity, state.units) if state.units > 0 else state.unit_value
         index = UnitState(state.units, value, accounting.ONE, state.series_base).performance_index
         expected = (state.units, equity, value, index)
@@ -217,18 +218,21 @@ class _LedgerChecker:
         if got != expected:
             self.report.problems.append(
                 f"{where}: units, equity, value per unit and index {got} are not the ledger row {row.id}'s units "
-                f"with its cash and holdings at the close {money_text(tick.close_price)}: {expected}")
+                f"with its cash and holdings at the closes {_closes_text(self.marks)}: {expected}")
         self.peak_needed = max(self.peak_needed, value)
         self.state = UnitState(state.units, value, self.peak_needed, state.series_base)
         self.last_value = value
 
-    def _check_equity(self, row: AccountBalance) -> None:
-        close = self.closes.get(row.market_time)
-        held = _held(row)
-        expected = (row.available_balance + quantize_money(held * close) if close is not None
-                    else row.total_balance)
+    def _check_equity(self, row: AccountBalance, applying: TickLog | None) -> None:
+        """A row's equity is its cash plus each asset it holds at that asset's latest close — the close of the
+        candle being applied when the row belongs to it (``applying``: the tick row that follows the candle's
+        ledger rows, same market time) — or its total at cost before any candle."""
+        marks = dict(self.marks)
+        if applying is not None and applying.market_time == row.market_time:
+            marks[base_asset(applying.symbol or self.symbol)] = applying.close_price
+        expected = row.available_balance + _holdings_value(row, marks) if marks else row.total_balance
         if row.equity != expected:
-            mark = f"at the close {money_text(close)}" if close is not None else "at cost (no candle applied)"
+            mark = f"at the closes {_closes_text(marks)}" if marks else "at cost (no candle applied)"
             self.problem(row, f"equity {money_text(row.equity)} is not its cash plus its holdings {mark}: "
                               f"{money_text(expected)}")
 
@@ -280,9 +284,15 @@ class _LedgerChecker:
         self.peak_needed = peak
 
 
-def _held(row: AccountBalance) -> Decimal:
-    """The base-asset quantity a ledger row says the account holds (one symbol per account)."""
-    return sum((Decimal(str(q)) for asset, q in row.asset_balances.items() if asset != row.base_currency), ZERO)
+def _holdings_value(row: AccountBalance, marks: dict[str, Decimal]) -> Decimal:
+    """What the assets a ledger row says the account holds are worth, each at its close (money scale per asset,
+    as ``chalicelib.valuation`` values a position)."""
+    return sum((quantize_money(Decimal(str(q)) * marks.get(asset, ZERO)) for asset, q in row.asset_balances.items()
+                if asset != row.base_currency), ZERO)
+
+
+def _closes_text(marks: dict[str, Decimal]) -> str:
+    return ", ".join(f"{asset} {money_text(close)}" for asset, close in marks.items())
 
 
 def _check_cache(report: SessionReport, session: TradingSession, last: AccountBalance,
