@@ -442,14 +442,15 @@ def sessions_list(as_json: bool, show_all: bool) -> None:
 
 @sessions.command("start", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
-@click.option("--symbol", required=True)
+@click.option("--symbol", "symbols", multiple=True, required=True,
+              help="Market; repeat it (or write BTCUSDT,ETHUSDT) for one wallet trading several pairs.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--exchange", default="binance", show_default=True)
 @click.option("--initial-balance", default="1000", show_default=True)
 @click.option("--paper-trading/--live-trading", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @domain_errors
-def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, initial_balance: str,
+def sessions_start(strategy: str, symbols: tuple[str, ...], timeframe: str, exchange: str, initial_balance: str,
                    paper_trading: bool, as_json: bool) -> None:
     """Start a bot's session and record its initial capital in the ledger; a bot that already has one keeps it."""
     import logging
@@ -466,7 +467,7 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
     amount = amount_arg(initial_balance, "initial balance")
     if amount < 0:
         fail("initial balance must not be negative")
-    spec = _bot_arg(strategy, symbol, timeframe, exchange)
+    spec = _bot_arg(strategy, _symbols_arg(symbols), timeframe, exchange)
     _require_schema()  # after the bot is checked: a bad definition says what is wrong with it first
     use_plain_logs(logging.WARNING)
     engine = get_engine()
@@ -586,6 +587,15 @@ def _data_arg(values: tuple[str, ...], symbols: tuple[str, ...]) -> dict[str, st
             fail(f"--data gives two files for {symbol}")
         files[symbol] = path
     return files
+
+
+def _one_pair(strategy: str, symbols: tuple[str, ...], timeframe: str, tool: str) -> Any:
+    """The bot of a single-pair tool (``atb check``, ``atb optimize``), or exit 2 when it names several pairs."""
+    spec = _bot_arg(strategy, _symbols_arg(symbols), timeframe, "replay")
+    if len(spec.symbols) > 1:
+        fail(f"{tool} works on one pair at a time, not {spec.symbol}: give one --symbol (`atb backtest` takes "
+             "several)")
+    return spec
 
 
 def _given(name: str) -> bool:
@@ -936,7 +946,8 @@ def _print_backtest(s: Any) -> None:
 
 @main.command("check")
 @click.argument("strategy")
-@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--symbol", "symbols", multiple=True, default=("BTCUSDT",), show_default=True,
+              help="One market: the check tests one pair at a time.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--days", type=click.IntRange(min=2), default=60, show_default=True,
               help="Check over the last N days of the data.")
@@ -947,8 +958,8 @@ def _print_backtest(s: Any) -> None:
 @click.option("--param", "params", multiple=True, help="NAME=VALUE: a strategy parameter (repeatable).")
 @strategy_path_option
 @domain_errors
-def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: int, data_path: str | None,
-                  params: tuple[str, ...]) -> None:
+def check_command(strategy: str, symbols: tuple[str, ...], timeframe: str, days: int, cuts: int,
+                  data_path: str | None, params: tuple[str, ...]) -> None:
     """Check STRATEGY for look-ahead (decisions and fills up to a candle never change with what follows it) and
     for a sufficient warm-up; exit 1 naming the first offending candle (docs/lab.md)."""
     import logging
@@ -961,7 +972,7 @@ def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: i
     from lab.check import check
     from lab.params import ParamError, parse_values
 
-    spec = _bot_arg(strategy, symbol, timeframe, "replay")
+    spec = _one_pair(strategy, symbols, timeframe, "atb check")
     try:
         values = parse_values(strategy_entry(spec.strategy), params)
         candles = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol,
@@ -994,7 +1005,8 @@ def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: i
                                              "expectancy"]), default="sharpe", show_default=True)
 @click.option("--trials", type=click.IntRange(min=1, max=100_000), default=100, show_default=True,
               help="Total trials of the study (a resumed study counts the ones it has).")
-@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--symbol", "symbols", multiple=True, default=("BTCUSDT",), show_default=True,
+              help="One market: the search runs on one pair.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--from", "date_from", default=None, help="First day of the data to use, YYYY-MM-DD (UTC).")
 @click.option("--to", "date_to", default=None, help="Last day of the data to use, YYYY-MM-DD (UTC, included).")
@@ -1014,7 +1026,8 @@ def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: i
               help="Write optimize.json (both sides, each fold, the verdict) into this directory.")
 @strategy_path_option
 @domain_errors
-def optimize(strategy: str, ranges: tuple[str, ...], metric: str, trials: int, symbol: str, timeframe: str,
+def optimize(strategy: str, ranges: tuple[str, ...], metric: str, trials: int, symbols: tuple[str, ...],
+             timeframe: str,
              date_from: str | None, date_to: str | None, data_path: str | None, train_fraction: float, folds: int,
              jobs: int, storage: str, seed: int | None, initial_balance: str, output: str | None) -> None:
     """Search STRATEGY's parameters on a training window, then show the best on held-out data beside the
@@ -1034,7 +1047,7 @@ def optimize(strategy: str, ranges: tuple[str, ...], metric: str, trials: int, s
     from lab.optimize import OptimizeError, Plan, report_table, run, split, study_name
     from lab.params import ParamError, parse_ranges, parse_values
 
-    spec = _bot_arg(strategy, symbol, timeframe, "replay")
+    spec = _one_pair(strategy, symbols, timeframe, "atb optimize")
     entry = strategy_entry(spec.strategy)
     try:
         searched = parse_ranges(entry, [r for r in ranges if ":" in r.partition("=")[2]])
@@ -1142,19 +1155,21 @@ def _bot_line(b: BotOut) -> str:
 
 @bots.command("add", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
-@click.option("--symbol", required=True)
+@click.option("--symbol", "symbols", multiple=True, required=True,
+              help="Market; repeat it (or write BTCUSDT,ETHUSDT) for one wallet trading several pairs.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--exchange", default="binance", show_default=True)
 @click.option("--initial-capital", default="1000", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @domain_errors
-def bots_add(strategy: str, symbol: str, timeframe: str, exchange: str, initial_capital: str, as_json: bool) -> None:
+def bots_add(strategy: str, symbols: tuple[str, ...], timeframe: str, exchange: str, initial_capital: str,
+             as_json: bool) -> None:
     """Add a bot; the next scheduled tick opens its account and trades it."""
     from chalicelib import fleet
     from chalicelib.db.engine import get_engine
 
     amount = amount_arg(initial_capital, "initial capital")
-    spec = _bot_arg(strategy, symbol, timeframe, exchange)
+    spec = _bot_arg(strategy, _symbols_arg(symbols), timeframe, exchange)
     view = fleet.add_bot(spec, amount, actor=_actor(), engine=get_engine())
     print_json(view.body()) if as_json else click.echo(f"Added bot {_bot_line(view)}")
 
