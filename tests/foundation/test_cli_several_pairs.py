@@ -32,7 +32,8 @@ def everything(url: str) -> tuple[list[tuple], list[tuple], list[tuple]]:
     with read_transaction(get_engine(url)) as db:
         sessions = [(s.id, s.symbol, s.total_balance, s.version)
                     for s in db.execute(select(TradingSession).order_by(TradingSession.id)).scalars()]
-        ledger = [(r.id, r.kind, r.delta) for r in db.execute(select(AccountBalance).order_by(AccountBalance.id)).scalars()]
+        ledger = [(r.id, r.kind, r.delta)
+                  for r in db.execute(select(AccountBalance).order_by(AccountBalance.id)).scalars()]
         ticks = [tuple(r) for r in db.execute(select(TickLog.symbol, func.count()).group_by(TickLog.symbol)
                                               .order_by(TickLog.symbol))]
     return sessions, ledger, ticks
