@@ -6,8 +6,10 @@ Per account, reading one snapshot:
      ≥ 0; the cached total/available/reserved and units equal the latest row's;
   3. each row's kind agrees with its reference and its sign (a fee is a charge on a position or trade, a
      deposit is money in from a request, an event moves nothing), so a relabelled row is caught;
-  4. each row's equity is its cash plus the quantities it holds at the close of its market time's candle (at
-     cost before any candle), and its units, value per unit and performance index follow from the row before
+  4. each row's equity is its cash plus the quantities it holds, each asset at its pair's close in force when the
+     row was written (the pair's own candle for a trade's rows; at cost before any candle; an asset two of the
+     bot's pairs share cannot be told apart in a row and is not revalued), and its units, value per unit and
+     performance index follow from the row before
      by the unit rules (``chalicelib.accounting``): flows issue or redeem units at the value per unit, trading
      moves the value, openings and resets start a series;
   5. each closed trade's P&L and fees equal its ledger rows; reserved = Σ cost of open positions;
@@ -20,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Engine, func, select
@@ -39,8 +42,8 @@ from chalicelib.ledger import (
     equity_of,
 )
 from chalicelib.ledger import unit_state as ledger_unit_state
-from chalicelib.ledger.rules import base_asset
 from chalicelib.money import ZERO, money_text, quantize_money
+from chalicelib.trading.symbols import parse_symbol
 
 #: What each kind's reference must look like (None: no reference).
 _REFERENCES: dict[str, tuple[str | None, ...]] = {
@@ -120,15 +123,18 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
     ticks = list(db.execute(
         select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None),
                               TickLog.ledger_version.is_not(None))
-        .order_by(TickLog.id)  # the order the candles were applied in (several pairs: market time, then pair)
+        .order_by(TickLog.id)  # the order the candles were applied in (a late pair's candle comes after the others)
     ).scalars())
+    closes: dict[tuple[str, datetime | None], Decimal] = {
+        (t.symbol, t.market_time): t.close_price for t in ticks if t.market_time is not None}
+    pair_of = dict(db.execute(select(Position.id, Position.symbol).where(Position.session_id == session.id)).all())
     rows = db.execute(
         select(AccountBalance)
         .where(AccountBalance.session_id == session.id)
         .order_by(AccountBalance.id)
         .execution_options(yield_per=2000)
     ).scalars()
-    checker = _LedgerChecker(report, session.symbol)
+    checker = _LedgerChecker(report, closes, pair_of, session.symbol.split(","))
     pending = iter(ticks)
     tick = next(pending, None)
     for row in rows:
@@ -136,7 +142,7 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         while tick is not None and (tick.ledger_version or 0) <= checker.report.entries:
             checker.check_tick(tick)
             tick = next(pending, None)
-        checker.check(row, applying=tick)
+        checker.check(row)
     while tick is not None:
         checker.check_tick(tick)
         tick = next(pending, None)
@@ -153,11 +159,15 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
 class _LedgerChecker:
     """Walks one account's ledger in order, checking each row against the one before (rules 1–4)."""
 
-    def __init__(self, report: SessionReport, symbol: str) -> None:
+    def __init__(self, report: SessionReport, closes: dict[tuple[str, datetime | None], Decimal],
+                 pair_of: dict[int, str], symbols: list[str]) -> None:
         self.report = report
-        self.symbol = symbol
-        #: each held asset's latest close in dollars, from the tick rows walked so far (one per pair)
-        self.marks: dict[str, Decimal] = {}
+        self.closes = closes
+        self.pair_of = pair_of  # position id → its pair
+        #: each base asset's pair, when only one of the bot's pairs has it (a shared asset cannot be revalued)
+        bases = [parse_symbol(s).base for s in symbols]
+        self.asset_pair = {b: s for b, s in zip(bases, symbols, strict=True) if bases.count(b) == 1}
+        self.marks: dict[str, Decimal] = {}  # each pair's close in force, as the tick rows are walked
         self.last: AccountBalance | None = None
         self.first: AccountBalance | None = None
         self.state = accounting.EMPTY
@@ -170,7 +180,7 @@ class _LedgerChecker:
     def problem(self, row: AccountBalance, rule: str) -> None:
         self.report.problems.append(f"ledger row {row.id} ({row.kind}): {rule}")
 
-    def check(self, row: AccountBalance, applying: TickLog | None = None) -> None:
+    def check(self, row: AccountBalance) -> None:
         self.report.entries += 1
         previous = self.last
         if previous is None:
@@ -196,7 +206,7 @@ class _LedgerChecker:
             self.by_reference[row.reference] = row
             self.reserved_change[row.reference] = row.reserved_balance - (
                 previous.reserved_balance if previous is not None else ZERO)
-        self._check_equity(row, applying)
+        self._check_equity(row)
         self._check_units(row)
         self.last = row
         self.last_value = row.unit_value
@@ -209,8 +219,11 @@ class _LedgerChecker:
         if row is None:
             self.report.problems.append(f"{where}: a candle was applied before the account's first ledger row")
             return
-        self.marks[base_asset(tick.symbol or self.symbol)] = tick.close_price
-        equity = row.available_balance + _holdings_value(row, self.marks)
+        self.marks[tick.symbol] = tick.close_price
+        holdings = self._holdings_value(row, self.marks)
+        if holdings is None:  # an asset two pairs share: take the row's own figure
+            holdings = (tick.equity or ZERO) - row.available_balance
+        equity = row.available_balance + holdings
         value = accounting.value_per_unit(equity, state.units) if state.units > 0 else state.unit_value
         index = UnitState(state.units, value, accounting.ONE, state.series_base).performance_index
         expected = (state.units, equity, value, index)
@@ -218,23 +231,50 @@ class _LedgerChecker:
         if got != expected:
             self.report.problems.append(
                 f"{where}: units, equity, value per unit and index {got} are not the ledger row {row.id}'s units "
-                f"with its cash and holdings at the closes {_closes_text(self.marks)}: {expected}")
+                f"with its cash and holdings at the closes {self._show(self.marks)}: {expected}")
         self.peak_needed = max(self.peak_needed, value)
         self.state = UnitState(state.units, value, self.peak_needed, state.series_base)
         self.last_value = value
 
-    def _check_equity(self, row: AccountBalance, applying: TickLog | None) -> None:
-        """A row's equity is its cash plus each asset it holds at that asset's latest close — the close of the
-        candle being applied when the row belongs to it (``applying``: the tick row that follows the candle's
-        ledger rows, same market time) — or its total at cost before any candle."""
+    def _check_equity(self, row: AccountBalance) -> None:
         marks = dict(self.marks)
-        if applying is not None and applying.market_time == row.market_time:
-            marks[base_asset(applying.symbol or self.symbol)] = applying.close_price
-        expected = row.available_balance + _holdings_value(row, marks) if marks else row.total_balance
-        if row.equity != expected:
-            mark = f"at the closes {_closes_text(marks)}" if marks else "at cost (no candle applied)"
+        pair = self._pair_of_row(row)
+        close = self.closes.get((pair, row.market_time)) if pair is not None else None
+        if pair is not None and close is not None:
+            marks[pair] = close  # a trade's rows value its pair at the close of the candle that traded
+        if not _held(row):
+            expected: Decimal | None = row.available_balance
+        elif not marks:
+            expected = row.total_balance  # at cost: no candle applied yet
+        else:
+            value = self._holdings_value(row, marks)
+            expected = row.available_balance + value if value is not None else None
+        if expected is not None and row.equity != expected:
+            mark = f"at the closes {self._show(marks)}" if marks else "at cost (no candle applied)"
             self.problem(row, f"equity {money_text(row.equity)} is not its cash plus its holdings {mark}: "
                               f"{money_text(expected)}")
+
+    def _pair_of_row(self, row: AccountBalance) -> str | None:
+        """The pair a trading row belongs to (its position's), None for any other row."""
+        match = re.fullmatch(r"(?:position|trade):(\d+):\w+", row.reference or "")
+        return self.pair_of.get(int(match.group(1))) if match else None
+
+    def _holdings_value(self, row: AccountBalance, marks: dict[str, Decimal]) -> Decimal | None:
+        """The row's quantities, each asset at its pair's close (money scale, once per asset as the tick rounds
+        once per pair); None when an asset cannot be valued (two pairs share it, or its pair has no close)."""
+        total = ZERO
+        for asset, quantity in row.asset_balances.items():
+            if asset == row.base_currency:
+                continue
+            pair = self.asset_pair.get(asset)
+            if pair is None or pair not in marks:
+                return None
+            total += quantize_money(Decimal(str(quantity)) * marks[pair])
+        return total
+
+    @staticmethod
+    def _show(marks: dict[str, Decimal]) -> str:
+        return ", ".join(f"{pair} {money_text(close)}" for pair, close in sorted(marks.items()))
 
     def _check_units(self, row: AccountBalance) -> None:
         """Units follow from the row before: a series start holds one unit per dollar at 1; a flow is priced at
@@ -284,15 +324,9 @@ class _LedgerChecker:
         self.peak_needed = peak
 
 
-def _holdings_value(row: AccountBalance, marks: dict[str, Decimal]) -> Decimal:
-    """What the assets a ledger row says the account holds are worth, each at its close (money scale per asset,
-    as ``chalicelib.valuation`` values a position)."""
-    return sum((quantize_money(Decimal(str(q)) * marks.get(asset, ZERO)) for asset, q in row.asset_balances.items()
-                if asset != row.base_currency), ZERO)
-
-
-def _closes_text(marks: dict[str, Decimal]) -> str:
-    return ", ".join(f"{asset} {money_text(close)}" for asset, close in marks.items())
+def _held(row: AccountBalance) -> Decimal:
+    """The base-asset quantities a ledger row says the account holds, summed (zero: only cash)."""
+    return sum((Decimal(str(q)) for asset, q in row.asset_balances.items() if asset != row.base_currency), ZERO)
 
 
 def _check_cache(report: SessionReport, session: TradingSession, last: AccountBalance,
