@@ -633,7 +633,7 @@ def _print_tick(result: Any, verbose: bool, several: bool = False) -> None:
             click.echo(line + (f"  ({o.detail})" if verbose and o.detail else ""))
             for fill in o.fills:
                 click.echo(f"    {o.symbol + ' ' if several else ''}{describe_fill(fill)}")
-        if result.candles_applied > 1:
+        if len({o.candle_time for o in result.outcomes}) > 1:  # catching up (one hour of every pair is one step)
             click.echo(f"  applied {result.candles_applied} candles in this tick"
                        + ("; more are waiting for the next tick" if result.behind else ""))
     elif result.status == "up_to_date":
