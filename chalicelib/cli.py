@@ -689,6 +689,7 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     if capital < 0:
         fail("initial balance must not be negative")
 
+    from chalicelib import settings
     from chalicelib.bot.observability import use_plain_logs
     from chalicelib.bot.runner import LiveTradingEngine, SchemaNotReady, prepare_database
     from chalicelib.bot.sessions import SessionError
@@ -708,7 +709,8 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
         bot = LiveTradingEngine(
             spec.strategy, feed, initial_balance=capital, symbol=spec.symbol, timeframe=spec.timeframe,
             exchange=spec.exchange, fresh=fresh, engine=engine,
-            settings=TickSettings(max_candles_per_tick=max_candles_per_tick), actor=_actor(),
+            settings=TickSettings.from_settings(settings.get(), max_candles_per_tick=max_candles_per_tick),
+            actor=_actor(),
         )
         opening = bot.start()
     except (SchemaNotReady, SessionError) as exc:

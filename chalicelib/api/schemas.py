@@ -219,13 +219,17 @@ def parse_balance_change(raw: bytes | str) -> BalanceChangeRequest:
 Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, strict=True)]
 
 
+#: A bot's symbols: one (``BTCUSDT``) or several joined by commas or ``+`` (``BTCUSDT,ETHUSDT``).
+Symbols = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, strict=True)]
+
+
 class BotRequest(BaseModel):
-    """``{"strategy": "ml_basic", "symbol": "BTCUSDT", "timeframe": "1h", "exchange": "binanceus",
-    "initial_capital": 1000}``."""
+    """``{"strategy": "ml_basic", "symbol": "BTCUSDT,ETHUSDT", "timeframe": "1h", "exchange": "binanceus",
+    "initial_capital": 1000}``: several symbols trade from one wallet."""
 
     model_config = ConfigDict(extra="forbid", title="BotRequest")
     strategy: Short
-    symbol: Short
+    symbol: Symbols = Field(description="One symbol, or several joined by commas (BTCUSDT,ETHUSDT): one wallet.")
     timeframe: Short = "1h"
     exchange: Short = "binance"
     initial_capital: MoneyIn = Field(default=Decimal(1000), description="The account's opening capital (> 0).")

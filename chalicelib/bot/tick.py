@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -71,6 +71,9 @@ from chalicelib.trading.strategies import (
 from chalicelib.trading.symbols import parse_symbol
 from chalicelib.valuation import Mark
 
+if TYPE_CHECKING:
+    from chalicelib.settings import Settings
+
 DEFAULT_MAX_CANDLES_PER_TICK = 500
 
 #: Given the session's cursor, what time is it? (A wall clock for exchanges, the next candle's close for replay.)
@@ -98,6 +101,15 @@ class TickSettings:
             raise ValueError("max_candles_per_tick must be at least 1")
         if not self.symbol_wait_s >= 0:
             raise ValueError("symbol_wait_s must not be negative")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> TickSettings:
+        """The tick's settings from the process's checked configuration (``chalicelib.settings``): the catch-up
+        bound, the wallet's risk rules and the late-pair wait."""
+        values: dict[str, Any] = {"max_candles_per_tick": settings.max_candles_per_tick, "risk": settings.risk,
+                                  "symbol_wait_s": settings.symbol_wait_s}
+        values.update(overrides)
+        return cls(**values)
 
 
 @dataclass(frozen=True)

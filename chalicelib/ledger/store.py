@@ -304,6 +304,7 @@ def start_session(
         version=0,
         started_at=when,
         market_time=market_time,
+        marks={},
     )
     db.add(session)
     db.flush()

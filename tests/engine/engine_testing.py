@@ -149,7 +149,8 @@ def snapshot(engine: Engine, *, with_times: bool = False) -> dict[str, Any]:
         ticks = [
             (t.session_id, t.candle_time, t.close_price, t.decision, t.detail, t.market_time, t.equity, t.units,
              t.unit_value, t.performance_index, t.symbol, t.exposure)
-            for t in db.execute(select(TickLog).order_by(TickLog.session_id, TickLog.candle_time, TickLog.symbol)).scalars()
+            for t in db.execute(select(TickLog).order_by(TickLog.session_id, TickLog.candle_time,
+                                                         TickLog.symbol)).scalars()
         ]
         sess = [
             (s.strategy, s.symbol, s.status, s.total_balance, s.available_balance, s.reserved_balance,
