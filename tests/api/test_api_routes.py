@@ -480,3 +480,21 @@ def test_exposure_history_takes_the_last_row_of_each_market_time_newest_first_in
         assert loads_exact(r.body)["error"]["code"] == "invalid_parameter"
     assert client.http.get("/api/exposure?session_id=999", headers=auth()).status_code == 404
     assert client.http.get("/api/exposure").status_code == 401
+
+
+def test_atb_balance_show_prints_the_same_breakdown_and_exposure(engine: Engine) -> None:
+    """The CLI reads the same summary as GET /api/balance: marks, one line per asset, exposure per asset and total."""
+    from click.testing import CliRunner
+
+    from chalicelib.cli import main
+
+    session_id, _ = two_pair_account(engine)
+    result = CliRunner().invoke(main, ["balance", "show", "--session", str(session_id)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    assert "mark: BTCUSDT $60,000.00" in "\n".join(lines)
+    assert "USD $7,967.97 $1.00 $7,967.97 79.14%" in lines
+    assert "BTC 0.01 $60,000.00 $600.00 5.96%" in lines
+    assert "ETH 0.5 $3,000.00 $1,500.00 14.90%" in lines
+    assert "exposure BTC: gross $600.00 (5.96%), net $600.00 (5.96%) of equity" in lines
+    assert "exposure total: gross $2,100.00 (20.86%), net $2,100.00 (20.86%) of equity" in lines
