@@ -108,11 +108,16 @@ class Holding:
 
 
 def holdings(positions: Iterable[tuple[str, str, Decimal, Decimal]], marks: Mapping[str, Mark]) -> list[Holding]:
-    """Each open position ``(symbol, side, quantity, cost)`` valued at its pair's mark: quantity × mark at the money
-    scale, so the values sum to what equity adds to cash exactly. A pair with no mark yet (no candle applied since
-    the position was recorded) is valued at cost."""
-    out = []
+    """The open positions ``(symbol, side, quantity, cost)`` held per pair and side, valued at the pair's mark:
+    Σ quantity × mark, rounded once to the money scale (half-even), so the values sum to what equity adds to cash
+    exactly and a ledger row's quantities per asset revalue to the same figure. A pair with no mark yet (no candle
+    applied since the position was recorded) is valued at cost. In first-seen order."""
+    held: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
     for symbol, side, quantity, cost in positions:
+        q, c = held.get((symbol, side), (ZERO, ZERO))
+        held[(symbol, side)] = (q + quantity, c + cost)
+    out = []
+    for (symbol, side), (quantity, cost) in held.items():
         mark = marks.get(symbol)
         sign = 1 if side == "long" else -1
         value = quantize_money(quantity * mark.close) if mark is not None else cost

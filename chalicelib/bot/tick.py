@@ -454,7 +454,6 @@ class _Book:
         if len(held) >= risk.max_positions_per_symbol:
             return "hold", (f"entry skipped: {symbol} already holds {len(held)} open position"
                             f"{'s' if len(held) != 1 else ''} (at most {risk.max_positions_per_symbol})")
-        self.mark_at(symbol, candle)  # the entry is sized with this pair at the deciding close
         equity = self.equity()
         value = after_trading(ledger.unit_state(s), equity)
         if not can_open(value.unit_value, value.peak_unit_value, risk.max_drawdown):
@@ -572,6 +571,8 @@ class _CandleStep:
         set_candle_time(candle.open_time)
         market_time = candle.open_time + self.step
         opened_before, closed_before = book.opened, book.closed
+        # Every row of this candle values this pair's holdings at its close (the others at their latest closes).
+        book.mark_at(symbol, candle)
         notes = ["after a gap in market data"] if (symbol, candle.open_time) in self.gap_before else []
         # 1. Stops and targets of this pair's positions opened on earlier candles.
         fills = self._exits(symbol, candle, market_time)
@@ -583,7 +584,6 @@ class _CandleStep:
             notes.append(note)
         detail = "; ".join([*notes, *(describe_fill(f) for f in fills)])
         close = quantize_money(candle.close)
-        book.mark_at(symbol, candle)
         items = book.holdings()
         equity = accounting.equity(session.available_balance, valuation.positions_value(items))
         book.ledger.mark(marks=book.marks, equity=equity, market_time=market_time)

@@ -20,7 +20,7 @@ from chalicelib.db.uow import write_transaction
 from chalicelib.jsonutil import loads_exact
 
 ROUTES = ["/api/balance", "/api/balance/history", "/api/exposure", "/api/positions", "/api/trades", "/api/sessions",
-          "/api/openapi.json"]
+          "/api/openapi.json", "/api/performance"]
 
 
 def test_every_read_route_answers_a_read_token_and_matches_its_documented_schema(
@@ -29,7 +29,7 @@ def test_every_read_route_answers_a_read_token_and_matches_its_documented_schema
     contracts = {"/api/balance": schemas.BalanceResponse, "/api/balance/history": schemas.HistoryPage,
                  "/api/exposure": schemas.ExposureResponse,
                  "/api/positions": schemas.PositionsResponse, "/api/trades": schemas.TradesPage,
-                 "/api/sessions": schemas.SessionsResponse}
+                 "/api/sessions": schemas.SessionsResponse, "/api/performance": schemas.PerformanceResponse}
     for path in ROUTES:
         response = client.http.get(path, headers=auth(READ_TOKEN))
         assert response.status_code == 200, (path, response.body)
