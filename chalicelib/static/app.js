@@ -398,7 +398,7 @@
       : 'No exposure recorded yet (it is recorded with each candle the bot applies).';
   }
 
-  // Attribution by strategy and by symbol (GET /api/performance); "—" where the server has no such report.
+  // Attribution by strategy and by symbol (GET /api/performance); "—" and the server's reason when it refuses.
   async function loadAttribution() {
     const notes = [];
     await Promise.all([['strategy', '#attribution-strategy'], ['symbol', '#attribution-symbol']].map(async ([by, id], i) => {
@@ -409,12 +409,10 @@
         data = await api(url('api/performance', { by }));
       } catch (error) {
         if (!(error instanceof ApiError) || error.status === 401) throw error;
-        // 404, or API Gateway's 403 without this API's error shape: no such route on this server (yet)
-        const missing = error.status === 404 || (error.status === 403 && !error.code);
         tbody.replaceChildren(el('tr', { class: 'unavailable', 'data-status': String(error.status) },
           ...Array.from({ length: 8 }, () => el('td', { class: 'num', text: '—' }))));
         labelCells(table);
-        notes[i] = missing ? `by ${by}: not available on this server yet` : `by ${by}: ${describe(error)}`;
+        notes[i] = `by ${by}: ${describe(error)}`;
         return;
       }
       const groups = data.groups || [];

@@ -527,20 +527,21 @@ def check_wallet(page: Any, base: str) -> None:
     assert cells(page, "#positions tbody tr:nth-child(1)")[:5] == ["BTCUSDT", "long", "0.01", "58,000.00", "60,000.00"]
     assert cells(page, "#positions tbody tr:nth-child(2)")[:5] == ["ETHUSDT", "long", "0.5", "2,900.00", "3,000.00"]
     assert cells(page, "#positions tbody tr:nth-child(2)")[-1] == "+50.00"
-    for by in ("strategy", "symbol"):
-        status, _, report = call(base, f"/api/performance?by={by}")
-        table = f"#attribution-{by}"
-        if status == 404 or (status == 403 and "error" not in report):
-            # no such route on this server yet (404, or API Gateway's 403 for an unknown path): dashes, and a note
-            assert set(cells(page, f"{table} tbody tr")) == {"—"}
-            assert f"by {by}: not available" in page.inner_text("#attribution-note")
-            continue
-        assert status == 200, report
+    # attribution, worked by hand: BTC +20 gross − 1.16 fees = +18.84; ETH −50 − 3.05 = −53.05; both opened by
+    # ml_basic: 2 trades, 1 win, net −34.21, fees 4.21
+    assert page.inner_text("#attribution-note") == ""
+    by_symbol = "#attribution-symbol tr[data-key='{}']"
+    assert cells(page, by_symbol.format("BTCUSDT"))[:5] == ["BTCUSDT", "1", "100.00%", "+18.84", "1.16"]
+    assert cells(page, by_symbol.format("ETHUSDT"))[:5] == ["ETHUSDT", "1", "0.00%", "-53.05", "3.05"]
+    assert cells(page, "#attribution-symbol tr[data-key='ETHUSDT']")[6] == "-53.05"  # the average loss
+    assert cells(page, "#attribution-symbol tr.total")[:5] == ["Total", "2", "50.00%", "-34.21", "4.21"]
+    assert cells(page, "#attribution-strategy tr[data-key='ml_basic']")[:7] == [
+        "ml_basic", "2", "50.00%", "-34.21", "4.21", "18.84", "-53.05"]
+    for by in ("strategy", "symbol"):  # the contributions are the API's, as percent
+        _, _, report = call(base, f"/api/performance?by={by}")
         for group in report["groups"]:
-            row = cells(page, f"{table} tr[data-key='{group['key']}']")
-            assert row[0] == group["key"] and row[1] == str(group["trades"])
-            assert row[3] == f"{Decimal(group['net_pnl']):+,.2f}".replace("+0.00", "0.00")
-            assert row[4] == money(Decimal(group["fees"]))
+            shown = cells(page, f"#attribution-{by} tr[data-key='{group['key']}']")[7]
+            assert shown == f"{Decimal(group['contribution']) * 100:.2f}%", (shown, group)
 
 
 def test_the_dashboard_shows_the_wallet_breakdown_exposure_and_attribution_on_a_desktop_and_a_phone(
