@@ -16,7 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, Select, and_, bindparam, func, literal_column, select, true
 from sqlalchemy.orm import Session, aliased
 
-from chalicelib import accounting, ledger
+from chalicelib import accounting, ledger, valuation
 from chalicelib.db.models import AccountBalance, Position, TickLog, TradingSession
 from chalicelib.db.pages import keyset_page
 from chalicelib.db.types import utcnow
@@ -24,6 +24,7 @@ from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import CAPITAL_FLOW_KINDS, Actor, Kind, LedgerError, open_positions
 from chalicelib.money import ZERO
 from chalicelib.trading.candles import timeframe_to_timedelta
+from chalicelib.valuation import AssetLine, ExposureLine, Mark
 
 ChangeOp = Literal["set", "deposit", "withdraw"]
 
@@ -175,6 +176,28 @@ class WindowTotals:
 
 
 @dataclass(frozen=True)
+class Wallet:
+    """The account's assets now: its pairs (in the bot's order) with their marks, the asset breakdown (cash first)
+    and the exposure (per asset, then ``total``), all from ``chalicelib.valuation`` over the session's marks and its
+    open positions — no database work of its own."""
+
+    symbols: tuple[str, ...]
+    marks: dict[str, Mark]
+    assets: list[AssetLine]
+    exposure: list[ExposureLine]
+
+
+def wallet_of(session: TradingSession, positions: list[Position]) -> Wallet:
+    """``session``'s wallet, its open ``positions`` each valued at its own pair's mark."""
+    symbols = tuple(session.symbol.split(","))
+    marks = dict(session.marks)
+    items = ledger.holdings(positions, marks)
+    cash = session.available_balance
+    return Wallet(symbols, marks, valuation.breakdown(cash, items, marks, symbols),
+                  valuation.exposure(cash, items, symbols))
+
+
+@dataclass(frozen=True)
 class BalanceSummary:
     """The account now, 24 market hours ago, and what happened in between, read in one snapshot.
 
@@ -189,6 +212,7 @@ class BalanceSummary:
     start: AccountPoint
     window: WindowTotals
     unrealized_pnl: Decimal
+    wallet: Wallet
 
     @property
     def balance_24h_ago(self) -> Decimal:
@@ -369,7 +393,7 @@ def summarize(db: Session, session: TradingSession, *, positions: list[Position]
         start, totals = now, WindowTotals()
     return BalanceSummary(session=session, latest=recent_rows[0] if recent_rows else None,
                           recent=recent_rows[:recent], now=now, start=start, window=totals,
-                          unrealized_pnl=unrealized)
+                          unrealized_pnl=unrealized, wallet=wallet_of(session, positions))
 
 
 def history_page(
@@ -387,3 +411,57 @@ def read_summary(session_id: int | None = None, *, engine: Engine) -> BalanceSum
     with read_transaction(engine) as db:
         session, positions = select_account(db, session_id)
         return summarize(db, session, positions=positions)
+
+
+@dataclass(frozen=True)
+class ExposurePoint:
+    """The wallet after the candles of one market time: its equity and gross exposure (the tick log's figures)."""
+
+    market_time: datetime
+    candle_time: datetime
+    equity: Decimal
+    exposure: Decimal
+
+
+@dataclass(frozen=True)
+class ExposureReport:
+    """The exposure now and its history (newest first), read in one snapshot."""
+
+    session: TradingSession
+    equity: Decimal
+    wallet: Wallet
+    history: list[ExposurePoint]
+    next_before: datetime | None  # the candle time to pass for the next (older) page; None at the end
+
+
+def exposure_history(db: Session, session_id: int, *, limit: int,
+                     before: datetime | None = None) -> tuple[list[ExposurePoint], datetime | None]:
+    """The newest ``limit`` market times (candle open time before ``before``) at which the account recorded its
+    exposure, newest first. Several pairs write one tick row each per candle time: the last one written (highest
+    id) is the wallet after all of them. Returns the points and the candle time to pass as ``before`` for the next
+    page (None when there is none)."""
+    if not 1 <= limit <= ledger.MAX_PAGE:
+        raise ledger.InvalidChange(f"limit must be between 1 and {ledger.MAX_PAGE}")
+    where = [TickLog.session_id == session_id, TickLog.exposure.is_not(None), TickLog.equity.is_not(None),
+             TickLog.market_time.is_not(None)]
+    if before is not None:
+        where.append(TickLog.candle_time < before)
+    last = (select(func.max(TickLog.id)).where(*where).group_by(TickLog.candle_time)
+            .order_by(TickLog.candle_time.desc()).limit(limit + 1))
+    rows = db.execute(select(TickLog.market_time, TickLog.candle_time, TickLog.equity, TickLog.exposure)
+                      .where(TickLog.id.in_(last.scalar_subquery())).order_by(TickLog.candle_time.desc())).all()
+    points = [ExposurePoint(market_time, candle_time, equity, exposure)  # all four non-null (the filter above)
+              for market_time, candle_time, equity, exposure in rows[:limit]
+              if market_time is not None and equity is not None and exposure is not None]
+    return points, (points[-1].candle_time if len(rows) > limit else None)
+
+
+def read_exposure(session_id: int | None = None, *, limit: int = ledger.DEFAULT_PAGE, before: datetime | None = None,
+                  engine: Engine) -> ExposureReport:
+    """The exposure now (the session's marks and open positions, as ``GET /api/balance`` values them) and a page of
+    its history, in one snapshot: BEGIN, the session with its positions, the history, ROLLBACK."""
+    with read_transaction(engine) as db:
+        session, positions = select_account(db, session_id)
+        history, next_before = exposure_history(db, session.id, limit=limit, before=before)
+        return ExposureReport(session=session, equity=ledger.equity_of(session, positions),
+                              wallet=wallet_of(session, positions), history=history, next_before=next_before)

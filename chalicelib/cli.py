@@ -284,8 +284,8 @@ def balance() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @domain_errors
 def balance_show(session_id: int | None, as_json: bool) -> None:
-    """The current balance, its 24-hour change and the last changes."""
-    from chalicelib import accounting
+    """The current balance, its 24-hour change, the asset breakdown and exposure, and the last change."""
+    from chalicelib import accounting, valuation
     from chalicelib.api.schemas import BalanceResponse
     from chalicelib.balances import read_summary
     from chalicelib.db.engine import get_engine
@@ -307,6 +307,23 @@ def balance_show(session_id: int | None, as_json: bool) -> None:
                f"+ P&L {_signed_usd(summary.pnl_24h)}")
     click.echo(f"  since start: time-weighted return {_pct(accounting.percent(twr))}, P&L "
                f"{_signed_usd(summary.total_pnl)}; drawdown {summary.drawdown * 100:.2f}% from the peak value per unit")
+    def _share(value: Decimal | None) -> str:  # a share of equity (0.25) as 25.00 %; n/a without equity
+        return "n/a" if value is None else f"{value * 100:.2f}%"
+
+    wallet = summary.wallet
+    for symbol in wallet.symbols:
+        mark = wallet.marks.get(symbol)
+        click.echo(f"  mark:        {symbol} " + ("no candle applied yet" if mark is None else
+                                                  f"{format_usd(mark.close)} (candle {mark.cursor:%Y-%m-%d %H:%M}"
+                                                  f" UTC; {valuation.priced_as(symbol, wallet.symbols)})"))
+    click.echo(f"  {'asset':<6} {'quantity':>18} {'price':>14} {'value':>14} {'share':>8}")
+    for a in wallet.assets:
+        quantity = format_usd(a.quantity) if a.asset == valuation.ACCOUNT_CURRENCY else f"{a.quantity.normalize():f}"
+        click.echo(f"  {a.asset:<6} {quantity:>18} {format_usd(a.price):>14} {format_usd(a.value):>14} "
+                   f"{_share(a.share_of_equity):>8}")
+    for e in wallet.exposure:
+        click.echo(f"  exposure {e.asset}: gross {format_usd(e.gross)} ({_share(e.gross_share)}), net "
+                   f"{format_usd(e.net)} ({_share(e.net_share)}) of equity")
     if summary.latest is not None:
         click.echo(f"  last change: {summary.latest.update_reason} ({summary.latest.updated_by}, "
                    f"{summary.latest.last_updated:%Y-%m-%d %H:%M} UTC)")

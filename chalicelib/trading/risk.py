@@ -104,8 +104,7 @@ def size_position(
         (available / (entry_price * (1 + fee_rate)), "cash_cap"),
     ]
     smallest, binding = min(caps, key=lambda cap: cap[0])
-    quantity = quantize_quantity(smallest)
-    quantity = quantize_quantity((quantity // rules.step) * rules.step) if quantity > 0 else ZERO
+    quantity = quantize_quantity(quantize_quantity(smallest) // rules.step * rules.step)  # down to the lot step
     if quantity <= 0:
         return Sizing(ZERO, "none")
     if quantity < rules.min_quantity or quantity * entry_price < rules.min_notional:

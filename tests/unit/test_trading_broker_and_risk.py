@@ -17,8 +17,9 @@ from chalicelib.trading.broker import (
     market_sell,
 )
 from chalicelib.trading.candles import Candle
+from chalicelib.trading.markets import MarketRules
 from chalicelib.trading.position import PositionView
-from chalicelib.trading.risk import RiskConfig, can_open, drawdown, size_position
+from chalicelib.trading.risk import RiskConfig, Sizing, can_open, drawdown, size_position
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -181,6 +182,71 @@ def test_sizing_follows_a_configured_position_fraction():
 @pytest.mark.parametrize(("balance", "available", "stop"), [(D(0), D(0), D(95)), (D(1000), D(1000), D(100))])
 def test_sizing_says_zero_when_there_is_no_money_or_no_valid_stop(balance, available, stop):
     assert size_position(balance, available, D(100), stop).quantity == 0
+
+
+# ------------------------------------------------------------------------------- sizing across the wallet
+
+
+def test_the_total_exposure_cap_leaves_room_only_up_to_half_of_equity():
+    # equity 1000, positions already worth 450 of it: (1000 * 0.50 - 450) / 100 = 0.5 units (position cap 1, risk 4)
+    sizing = size_position(D(1000), D(550), D(100), D(95), exposure=D(450))
+    assert (sizing.quantity, sizing.binding) == (D("0.5"), "exposure_cap")
+    # at the cap exactly, nothing more: (500 - 500) / 100 = 0
+    assert size_position(D(1000), D(500), D(100), D(95), exposure=D(500)) == Sizing(D(0), "none")
+
+
+def test_the_asset_cap_leaves_room_only_up_to_a_quarter_of_equity_in_one_asset():
+    # 220 of 1000 already in this asset: (1000 * 0.25 - 220) / 100 = 0.3 units (exposure cap 5, position cap 1)
+    sizing = size_position(D(1000), D(780), D(100), D(95), exposure=D(220), asset_exposure=D(220))
+    assert (sizing.quantity, sizing.binding) == (D("0.3"), "asset_cap")
+
+
+def test_configured_exposure_caps_bind_at_their_own_fractions():
+    config = RiskConfig(max_position_fraction=D(1), risk_per_trade=D(1), max_total_exposure=D("0.3"),
+                        max_asset_exposure=D("0.2"))
+    # total: (1000 * 0.3 - 150) / 100 = 1.5 below the asset cap (1000 * 0.2 - 0) / 100 = 2
+    assert size_position(D(1000), D(850), D(100), D(95), config=config, exposure=D(150)) == Sizing(
+        D("1.5"), "exposure_cap")
+    # asset: (200 - 120) / 100 = 0.8 below the total (300 - 120) / 100 = 1.8
+    assert size_position(D(1000), D(880), D(100), D(95), config=config, exposure=D(120),
+                         asset_exposure=D(120)) == Sizing(D("0.8"), "asset_cap")
+
+
+def test_the_lot_step_rounds_down_and_below_the_exchange_minimum_nothing_is_bought():
+    rules = MarketRules(step=D("0.001"), min_quantity=D("0.002"), min_notional=D(5))
+    # position cap 1000 * 0.10 / 30000 = 0.00333… → 0.003 on the 0.001 step (cost 90)
+    assert size_position(D(1000), D(1000), D(30000), D(29000), rules=rules) == Sizing(D("0.003"), "position_cap")
+    # 20 000 of equity: 0.0666… → 0.066 (never 0.067)
+    assert size_position(D(20000), D(20000), D(30000), D(29000), rules=rules).quantity == D("0.066")
+    # 500 of equity: 0.00166… → 0.001, under the minimum quantity 0.002
+    assert size_position(D(500), D(500), D(30000), D(29000), rules=rules) == Sizing(D(0), "min_order")
+    # 0.002 at 2,000 = 4 is under the 5 minimum notional; exactly 5 (0.0025 at 2,000) is allowed
+    tiny = MarketRules(step=D("0.0001"), min_quantity=D("0.0001"), min_notional=D(5))
+    assert size_position(D(40), D(40), D(2000), D(1900), rules=tiny) == Sizing(D(0), "min_order")
+    assert size_position(D(50), D(50), D(2000), D(1900), rules=tiny) == Sizing(D("0.0025"), "position_cap")
+    # at the minimum quantity exactly it trades
+    assert size_position(D(600), D(600), D(30000), D(29000), rules=rules) == Sizing(D("0.002"), "position_cap")
+
+
+def test_a_step_that_rounds_the_size_to_zero_is_none_not_a_minimum_refusal():
+    rules = MarketRules(step=D(1))
+    assert size_position(D(1000), D(1000), D(30000), D(29000), rules=rules) == Sizing(D(0), "none")
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_total_exposure", D(0)), ("max_asset_exposure", D("1.01")),
+                                              ("max_total_exposure", D("NaN")), ("max_positions_per_symbol", 0),
+                                              ("max_positions_per_symbol", D(2))])
+def test_the_wallet_caps_must_be_fractions_and_positions_per_pair_a_whole_number(field, value):
+    with pytest.raises(ValueError, match=field):
+        RiskConfig(**{field: value})
+    assert RiskConfig(max_total_exposure=D(1), max_asset_exposure=D(1), max_positions_per_symbol=3)
+
+
+@pytest.mark.parametrize(("field", "value"), [("step", D(0)), ("step", D(-1)), ("min_quantity", D(-1)),
+                                              ("min_notional", D("Infinity"))])
+def test_market_rules_refuse_a_step_that_is_not_positive_and_negative_minimums(field, value):
+    with pytest.raises(ValueError, match=field.replace("step", "lot step")):
+        MarketRules(**{field: value})
 
 
 # ----------------------------------------------------------------------------------------------- drawdown
