@@ -329,10 +329,14 @@ def _change_pct(first: Decimal, last: Decimal) -> Decimal:
 
 
 def _pair_summary(symbol: str, tested: Sequence[Candle], trades: Sequence[TradeRecord]) -> PairSummary:
-    mine = [t for t in trades if t.symbol == symbol]
+    """A pair's closed trades summed by the attribution's one rule (``chalicelib.performance.figures``: a win is a
+    trade whose net is above zero), beside the pair's own buy and hold."""
+    from chalicelib.performance import TradeLine, figures
+
+    mine = figures(symbol, [TradeLine(None, None, t.symbol, t.realized_pnl, t.fees) for t in trades
+                            if t.symbol == symbol], None)
     return PairSummary(
-        symbol=symbol, trades=len(mine), winning_trades=sum(1 for t in mine if t.net > 0),
-        realized_pnl=sum((t.realized_pnl for t in mine), ZERO), fees=sum((t.fees for t in mine), ZERO),
+        symbol=symbol, trades=mine.trades, winning_trades=mine.wins, realized_pnl=mine.realized_pnl, fees=mine.fees,
         buy_and_hold_pct=quantize_money(_change_pct(tested[0].close, tested[-1].close)) if tested else ZERO,
     )
 

@@ -120,7 +120,7 @@ def test_exchange_feed_without_network_exits_with_one_line_and_changes_nothing(t
         (["live", "nope", "--symbol", "BTCUSDT", "--paper-trading"], "unknown strategy 'nope'"),
         (["live", "ml_basic", "--symbol", "BTCUSDT"], "pass --paper-trading"),
         (["live", "ml_basic", "--symbol", "SOLUSDT", "--paper-trading", "--feed", "replay"],
-         "no bundled candles for SOLUSDT; pass --data FILE"),
+         "no bundled candles for SOLUSDT; pass --data SOLUSDT=FILE"),
         (["live", "ml_basic", "--symbol", "BTCUSDT", "--paper-trading", "--initial-balance", "-5"],
          "initial balance must not be negative"),
         (["live", "ml_basic", "--symbol", "BTCUSDT", "--paper-trading", "--timeframe", "7m"], "unsupported timeframe"),
