@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Select, and_, bindparam, func, literal_column, select, true
+from sqlalchemy import Engine, Select, and_, bindparam, func, literal, literal_column, select, true
 from sqlalchemy.orm import Session, aliased
 
 from chalicelib import accounting, ledger
@@ -322,7 +322,9 @@ def _summary_statement(recent: int, *, sums: bool) -> Select[Any]:
         totals = (
             select(*(func.sum(ab.delta).filter(ab.kind == k).label(f"s_{k}") for k in _WINDOW_KINDS),
                    *(func.sum(ab.delta).filter(ab.kind == k, ab.id > first_id).label(f"f_{k}") for k in _WINDOW_KINDS))
-            .where(ab.session_id == sid, ab.kind.in_(_WINDOW_KINDS), ab.market_time > since)
+            # IN over one bound value per kind, rendered once: a plain in_() of a list is an "expanding" parameter
+            # that SQLAlchemy renders into the SQL text again on every execution (≈ 0.1 ms of regex per summary).
+            .where(ab.session_id == sid, ab.kind.in_([literal(k) for k in _WINDOW_KINDS]), ab.market_time > since)
             .subquery("totals")
         )
         stmt = stmt.add_columns(*totals.c)

@@ -116,6 +116,7 @@ def open_positions(db: Session, session_id: int) -> list[Position]:
 _LEDGER_TABLE = cast(Table, AccountBalance.__table__)
 _SESSION_TABLE = cast(Table, TradingSession.__table__)
 _TICK_LOG_TABLE = cast(Table, TickLog.__table__)
+_LEDGER_CLASS = AccountBalance.__mapper__.class_manager
 
 
 @functools.lru_cache(maxsize=64)
@@ -260,10 +261,12 @@ class Batch:
             conn.execute(account.returning(_SESSION_TABLE.c.id), params)
         if not ids:
             return []
+        # The rows as written, set as a load sets them (committed state, no change history): the instrumented
+        # constructor records a change for each of the 19 attributes, ≈ 17 µs a row for history nobody reads.
         written_rows = []
         for row, row_id in zip(rows, ids, strict=True):
-            entry = AccountBalance(**row)
-            entry.id = row_id
+            entry = _LEDGER_CLASS.new_instance()
+            entry.__dict__.update(row, id=row_id)
             written_rows.append(entry)
         return written_rows
 
