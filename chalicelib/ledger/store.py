@@ -117,6 +117,7 @@ _LEDGER_TABLE = cast(Table, AccountBalance.__table__)
 _SESSION_TABLE = cast(Table, TradingSession.__table__)
 _TICK_LOG_TABLE = cast(Table, TickLog.__table__)
 _LEDGER_CLASS = AccountBalance.__mapper__.class_manager
+_TICK_INSERT = insert(_TICK_LOG_TABLE).returning(_TICK_LOG_TABLE.c.id)
 
 
 @functools.lru_cache(maxsize=64)
@@ -246,7 +247,9 @@ class Batch:
         rows, self.rows = self.rows, []
         ids: list[int] = []
         if tick_rows:  # first, so that a tick's last statement is the one that moves its money
-            conn.execute(insert(_TICK_LOG_TABLE).returning(_TICK_LOG_TABLE.c.id), list(tick_rows))
+            # One row (a tick of one candle) as a single execute: a list of rows goes through SQLAlchemy's
+            # "insertmanyvalues", which renders the statement again on every call.
+            conn.execute(_TICK_INSERT, dict(tick_rows[0]) if len(tick_rows) == 1 else list(tick_rows))
         account = _account_update(tuple(values))
         params = {f"set_{key}": value for key, value in values.items()}
         params["account_id"] = s.id
