@@ -45,6 +45,14 @@ def trades() -> Response:
     return api.get_trades(app.current_request)
 
 
+@app.route("/api/performance", methods=["GET"], **api.route_kwargs())
+def performance() -> Response:
+    """Attribution by strategy or symbol over a market-time window (issue 13)."""
+    from chalicelib.api import performance_handlers
+
+    return performance_handlers.get_performance(app.current_request)
+
+
 @app.route("/api/sessions", methods=["GET"], **api.route_kwargs())
 def sessions() -> Response:
     return api.get_sessions(app.current_request)

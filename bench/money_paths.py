@@ -61,6 +61,7 @@ from chalicelib.db.models import Position
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import write_transaction
 from chalicelib.ledger import Actor, held_quantities
+from chalicelib.valuation import Mark
 
 SPEC = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance")
 #: The account the floors of the writes are captured on and replayed to (another bot: one active account per bot).
@@ -105,12 +106,14 @@ class Tick:
             batch = ledger.Batch(db, session, positions)
             batch.set(candle_cursor=candle_time, last_tick_at=now)
             market_time = candle_time + timedelta(hours=1)
+            marks = {session.symbol: Mark(close, candle_time)}
             batch.post(kind="fee", delta=Decimal("-0.01"), reason="Bench fee", held=held_quantities(positions),
-                       positions_value=ledger.marked_value(positions, close), now=now, market_time=market_time)
-            equity = ledger.equity_of(session, positions, close)
-            batch.mark(close=close, equity=equity, market_time=market_time)
+                       positions_value=ledger.marked_value(positions, marks), now=now, market_time=market_time)
+            equity = ledger.equity_of(session, positions, marks)
+            batch.mark(marks=marks, equity=equity, market_time=market_time)
             batch.write(tick_rows=[{
-                "session_id": self.session_id, "candle_time": candle_time, "close_price": close, "decision": "hold",
+                "session_id": self.session_id, "symbol": session.symbol,
+                "candle_time": candle_time, "close_price": close, "decision": "hold",
                 "detail": "bench", "processed_at": now, "market_time": market_time, "equity": equity,
                 "units": session.units, "unit_value": session.unit_value,
                 "performance_index": ledger.unit_state(session).performance_index,

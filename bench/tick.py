@@ -63,6 +63,7 @@ from chalicelib.trading.candles import Candle
 from chalicelib.trading.feeds import ReplayFeed
 from chalicelib.trading.position import PositionView
 from chalicelib.trading.strategies import Decision, Hold, get_strategy
+from chalicelib.valuation import Mark
 
 FULL_ROWS = (0, 10_000, 100_000, 1_000_000)
 FULL_POSITIONS = (0, 1, 20)
@@ -167,12 +168,13 @@ def persist_once(engine: Any, bot: Bot, candle_time: datetime, close: Decimal) -
         book = ledger.Batch(db, session, positions)  # as tick._apply: rows computed under the lock, written at the end
         book.set(candle_cursor=candle_time, last_tick_at=now)
         market_time = candle_time + timedelta(hours=1)
-        value = ledger.marked_value(positions, close)
+        value = ledger.marked_value(positions, {session.symbol: Mark(close, candle_time)})
         book.post(kind="fee", delta=Decimal("-0.01"), reason="Bench fee", reference=f"bench:{candle_time.isoformat()}",
                   held=held_quantities(positions), positions_value=value, now=now, market_time=market_time)
-        equity = ledger.equity_of(session, positions, close)
-        book.mark(close=close, equity=equity, market_time=market_time)
-        book.write(tick_rows=[{"session_id": bot.session_id, "candle_time": candle_time, "close_price": close,
+        equity = ledger.equity_of(session, positions, {session.symbol: Mark(close, candle_time)})
+        book.mark(marks={session.symbol: Mark(close, candle_time)}, equity=equity, market_time=market_time)
+        book.write(tick_rows=[{"session_id": bot.session_id, "symbol": session.symbol,
+                               "candle_time": candle_time, "close_price": close,
                                "decision": "hold", "detail": "bench persist", "processed_at": now,
                                "market_time": market_time, "equity": equity, "units": session.units,
                                "unit_value": session.unit_value,
@@ -211,15 +213,17 @@ def persist_raw(conn: Any, bot: Bot, candle_time: datetime, close: Decimal) -> N
     conn.run(_RAW_INSERT_LEDGER, sid=bot.session_id, cur=row[9], delta=Decimal("-0.01"), total=total, avail=avail,
              res=reserved, assets=json.dumps(assets), ref=f"raw:{candle_time.isoformat()}", units=state.units,
              value=state.unit_value, index=state.performance_index, equity=equity, mt=market_time, now=now)
-    conn.run("INSERT INTO tick_log (session_id, candle_time, close_price, decision, detail, processed_at, market_time, "
-             "equity, units, unit_value, performance_index, ledger_version) VALUES (:sid, :t, :c, 'hold', "
-             "'bench raw', :now, :mt, :e, :u, :v, :i, :lv) RETURNING id", sid=bot.session_id, t=candle_time, c=close,
+    conn.run("INSERT INTO tick_log (session_id, symbol, candle_time, close_price, decision, detail, processed_at, "
+             "market_time, equity, units, unit_value, performance_index, ledger_version) VALUES (:sid, 'BTCUSDT', :t, "
+             ":c, 'hold', 'bench raw', :now, :mt, :e, :u, :v, :i, :lv) RETURNING id", sid=bot.session_id, t=candle_time,
+             c=close,
              now=now, mt=market_time, e=equity, u=state.units, v=state.unit_value, i=state.performance_index,
              lv=row[8] + 1)
     conn.run("UPDATE trading_sessions SET total_balance = :t, available_balance = :a, reserved_balance = :r, "
-             "unit_value = :v, peak_unit_value = :p, version = :n, mark_price = :c, market_time = :mt, "
+             "unit_value = :v, peak_unit_value = :p, version = :n, marks = CAST(:c AS json), market_time = :mt, "
              "candle_cursor = :cc, last_tick_at = :now WHERE id = :id",
-             t=total, a=avail, r=reserved, v=state.unit_value, p=state.peak_unit_value, n=row[8] + 1, c=close,
+             t=total, a=avail, r=reserved, v=state.unit_value, p=state.peak_unit_value, n=row[8] + 1,
+             c=json.dumps({"BTCUSDT": {"close": format(close, "f"), "cursor": candle_time.isoformat()}}),
              mt=market_time, cc=candle_time, now=now, id=bot.session_id)
     conn.run("COMMIT")
 

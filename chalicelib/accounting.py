@@ -18,7 +18,7 @@ money scale exactly (checked by :func:`units_reproduce_equity`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
@@ -120,11 +120,6 @@ def units_reproduce_equity(state: UnitState, equity: Decimal) -> bool:
     if state.units == 0:
         return equity == 0
     return state.equity() == quantize_money(equity)
-
-
-def marked_value(quantities: Iterable[Decimal], mark: Decimal) -> Decimal:
-    """What holdings of ``quantities`` are worth at ``mark`` (the last close), at the money scale."""
-    return quantize_money(sum((q * mark for q in quantities), ZERO))
 
 
 def equity(cash: Decimal, positions_value: Decimal) -> Decimal:

@@ -353,7 +353,7 @@ def summarize(db: Session, session: TradingSession, *, positions: list[Position]
     moment = session.market_time or utcnow()  # the last applied close; the wall clock before any candle
     now = AccountPoint(moment, ledger.equity_of(session, positions), state.units, state.unit_value,
                        state.performance_index)
-    unrealized = accounting.unrealized_pnl(ledger.marked_value(positions, session.mark_price),
+    unrealized = accounting.unrealized_pnl(ledger.marked_value(positions, session.marks),
                                            session.reserved_balance)
     since = moment - timedelta(hours=24)
     in_database = db.get_bind().dialect.name == "postgresql"

@@ -7,8 +7,10 @@ The strategy is an attribute of the bot. The checks:
 
 * strategy: registered (``chalicelib.trading.strategies``);
 * timeframe: one the candles support (``chalicelib.trading.candles``);
-* symbol: read by the one parser (``chalicelib.trading.symbols``) and quoted in USD or a USD stablecoin, stored
-  as ``BTCUSDT``;
+* symbols: one or several (``BTCUSDT``, ``BTCUSDT,ETHUSDT`` or ``BTCUSDT+ETHUSDT``), each read by the one parser
+  (``chalicelib.trading.symbols``) and quoted in USD, a USD stablecoin, or a currency another of the bot's pairs
+  prices in dollars (ETHBTC beside BTCUSDT: ``chalicelib.valuation``); stored comma-joined in the bot's fixed
+  order (alphabetical: ``BTCUSDT,ETHUSDT``), which is also the order a tick applies candles of the same time in;
 * exchange: lower case; ``replay`` (recorded candles), one of the exchanges this project relies on, or any
   other id ccxt knows (ccxt is imported only to check such an unusual id, never on the common path);
 * mode: ``paper`` (real-money trading is not implemented).
@@ -16,17 +18,23 @@ The strategy is an attribute of the bot. The checks:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chalicelib.states import Mode
 from chalicelib.trading.candles import UnsupportedTimeframeError, timeframe_to_timedelta
 from chalicelib.trading.feeds import KNOWN_EXCHANGES
 from chalicelib.trading.strategies import UnknownStrategyError, require_strategy
-from chalicelib.trading.symbols import Symbol, SymbolError, parse_usd_symbol
+from chalicelib.trading.symbols import SymbolError, parse_symbol
+from chalicelib.valuation import ValuationError, conversion_pair
 
 #: The exchange id of bots that trade recorded candles (replay, backtests).
 REPLAY = "replay"
 MODES: tuple[Mode, ...] = ("paper",)  # of states.MODES, the ones implemented
+#: The most symbols one bot trades from its wallet.
+MAX_SYMBOLS = 20
+_SYMBOL_SEPARATORS = re.compile(r"[,+\s]+")
 
 
 class BotDefinitionError(ValueError):
@@ -75,19 +83,17 @@ class BotSpec:
             timeframe_to_timedelta(self.timeframe)
         except UnsupportedTimeframeError as exc:
             raise BotDefinitionError(str(exc)) from None
-        try:
-            symbol = parse_usd_symbol(self.symbol)
-        except SymbolError as exc:
-            raise BotDefinitionError(str(exc)) from None
+        symbols = parse_symbols(self.symbol)
         if self.mode not in MODES:
             raise BotDefinitionError("live trading is not implemented: this bot only paper-trades")
         object.__setattr__(self, "strategy", strategy)
-        object.__setattr__(self, "symbol", symbol.plain)
+        object.__setattr__(self, "symbol", ",".join(symbols))
         object.__setattr__(self, "exchange", normalise_exchange(self.exchange))
 
     @classmethod
     def parse(cls, text: str) -> BotSpec:
-        """``"ml_basic:BTCUSDT:1h:binanceus"`` (timeframe and exchange optional), as in ``ATB_BOTS``."""
+        """``"ml_basic:BTCUSDT:1h:binanceus"`` (timeframe and exchange optional), as in ``ATB_BOTS``; several
+        symbols are joined with ``+`` (``ml_basic:BTCUSDT+ETHUSDT:1h``)."""
         parts = [p.strip() for p in text.strip().split(":")]
         if len(parts) < 2 or len(parts) > 4 or not all(parts):
             raise BotDefinitionError(f"cannot read bot {text.strip()!r}: "
@@ -101,8 +107,9 @@ class BotSpec:
             raise BotDefinitionError(f"bot {text.strip()!r}: {exc}") from None
 
     @property
-    def market(self) -> Symbol:
-        return parse_usd_symbol(self.symbol)
+    def symbols(self) -> tuple[str, ...]:
+        """The bot's symbols in its fixed order."""
+        return tuple(self.symbol.split(","))
 
     @property
     def identity(self) -> tuple[str, str, str, str]:
@@ -112,6 +119,27 @@ class BotSpec:
     @property
     def label(self) -> str:
         return f"{self.strategy} {self.symbol} {self.timeframe} {self.mode}"
+
+
+def parse_symbols(text: str | Iterable[str]) -> tuple[str, ...]:
+    """A bot's symbols from ``BTCUSDT``, ``BTCUSDT,ETHUSDT``, ``BTCUSDT+ETHUSDT`` or a list of them: each read by the
+    one parser, duplicates dropped, in the fixed (alphabetical) order; every quote valued in dollars."""
+    items = [text] if isinstance(text, str) else list(text)
+    parts = [p for item in items for p in _SYMBOL_SEPARATORS.split(str(item).strip()) if p]
+    if not parts:
+        raise BotDefinitionError("symbol must not be empty: write it like BTCUSDT or BTC/USDT")
+    try:
+        symbols = tuple(sorted({parse_symbol(p).plain for p in parts}))
+    except SymbolError as exc:
+        raise BotDefinitionError(str(exc)) from None
+    if len(symbols) > MAX_SYMBOLS:
+        raise BotDefinitionError(f"a bot trades at most {MAX_SYMBOLS} symbols, not {len(symbols)}")
+    try:
+        for symbol in symbols:
+            conversion_pair(symbol, symbols)
+    except ValuationError as exc:
+        raise BotDefinitionError(str(exc)) from None
+    return symbols
 
 
 def bot_entries(text: str) -> list[str]:

@@ -672,6 +672,7 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     if capital < 0:
         fail("initial balance must not be negative")
 
+    from chalicelib import settings
     from chalicelib.bot.observability import use_plain_logs
     from chalicelib.bot.runner import LiveTradingEngine, SchemaNotReady, prepare_database
     from chalicelib.bot.sessions import SessionError
@@ -691,7 +692,8 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
         bot = LiveTradingEngine(
             spec.strategy, feed, initial_balance=capital, symbol=spec.symbol, timeframe=spec.timeframe,
             exchange=spec.exchange, fresh=fresh, engine=engine,
-            settings=TickSettings(max_candles_per_tick=max_candles_per_tick), actor=_actor(),
+            settings=TickSettings.from_settings(settings.get(), max_candles_per_tick=max_candles_per_tick),
+            actor=_actor(),
         )
         opening = bot.start()
     except (SchemaNotReady, SessionError) as exc:
@@ -1161,6 +1163,51 @@ def schedules_list(as_json: bool) -> None:
                    f"({r.status}), next {r.next_deposit_at:%Y-%m-%d %H:%M} UTC: {r.reason}")
     if not rows:
         click.echo("No deposit schedules")
+
+
+# --- atb report: performance attribution (issue 13) --------------------------------------------------------------
+
+
+@main.command("report")
+@session_option
+@click.option("--by", "by", default="strategy", show_default=True,
+              help="Group by the strategy that opened each trade, or by symbol (strategy|symbol).")
+@click.option("--from", "date_from", default=None, help="Trades closed from this market time, YYYY-MM-DD (UTC, "
+                                                        "included; an ISO time works too).")
+@click.option("--to", "date_to", default=None, help="Trades closed before this market time, YYYY-MM-DD (UTC, "
+                                                    "excluded).")
+@click.option("--json", "as_json", is_flag=True, help="Print what GET /api/performance answers.")
+@domain_errors
+def report(session_id: int | None, by: str, date_from: str | None, date_to: str | None, as_json: bool) -> None:
+    """Realised P&L, fees, win rate, average win/loss and time-weighted contribution by strategy or symbol."""
+    from chalicelib import performance
+    from chalicelib.api.schemas import PerformanceResponse
+    from chalicelib.db.engine import get_engine
+
+    try:
+        grouping = performance.parse_by(by)
+        start, end = performance.window(date_from, date_to)
+    except performance.ReportError as exc:
+        fail(f"--{exc}")
+    result = performance.read_report(session_id, grouping, start, end, engine=get_engine())
+    if as_json:
+        print_json(PerformanceResponse.of(result).body())
+        return
+    since = f"from {start:%Y-%m-%d %H:%M} UTC" if start else "since the start"
+    span = f"{since} to {end:%Y-%m-%d %H:%M} UTC (excluded)" if end else since
+    mean = "n/a" if result.average_equity is None else format_usd(result.average_equity)
+    click.echo(f"Session #{result.session_id}: closed trades by {grouping}, {span}; average equity {mean}")
+    click.echo(f"  {grouping:<16} {'trades':>6} {'won':>4} {'win rate':>8} {'realised':>14} {'fees':>12} "
+               f"{'net':>14} {'avg win':>12} {'avg loss':>12} {'contrib.':>9}")
+    for g in (*result.groups, result.total):
+        rate = "n/a" if g.win_rate is None else f"{g.win_rate * 100:.1f}%"
+        contribution = "n/a" if g.contribution is None else f"{g.contribution * 100:+.2f}%"
+        win = "n/a" if g.average_win is None else format_usd(g.average_win)
+        loss = "n/a" if g.average_loss is None else format_usd(g.average_loss)
+        versions = f"  versions {', '.join(g.versions)}" if g.versions else ""
+        click.echo(f"  {g.key:<16} {g.trades:>6} {g.wins:>4} {rate:>8} {format_usd(g.realized_pnl):>14} "
+                   f"{format_usd(g.fees):>12} {format_usd(g.net_pnl):>14} {win:>12} {loss:>12} "
+                   f"{contribution:>9}{versions}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,7 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from chalicelib.trading.risk import RiskConfig
 
 DEFAULT_SQLITE_FILE = "atb.sqlite3"
 #: The powertools service name when ``POWERTOOLS_SERVICE_NAME`` is unset.
@@ -62,6 +65,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ATB_INITIAL_BALANCE", "1000", "starting capital of a bot's first session in Lambda"),
     Variable("ATB_MAX_CANDLES_PER_TICK", "500", "catch-up bound per tick"),
     Variable("ATB_EXCHANGE_TIMEOUT_MS", "10000", "ccxt request timeout"),
+    Variable("ATB_MAX_POSITION_FRACTION", "0.10", "most of equity one new position may cost"),
+    Variable("ATB_RISK_PER_TRADE", "0.02", "most of equity one trade may lose at its stop"),
+    Variable("ATB_MAX_TOTAL_EXPOSURE", "0.50", "most of equity all open positions together may be worth"),
+    Variable("ATB_MAX_ASSET_EXPOSURE", "0.25", "most of equity the positions in one asset may be worth"),
+    Variable("ATB_MAX_DRAWDOWN", "0.20", "drawdown of the value per unit at which entries stop"),
+    Variable("ATB_MAX_POSITIONS_PER_SYMBOL", "1", "open positions one pair may hold"),
+    Variable("ATB_SYMBOL_WAIT_S", "10", "seconds a tick waits for a pair that publishes its candle late"),
     Variable("ATB_OPERATOR", "", "the name the CLI records as updated_by"),
     Variable("ATB_DEBUG", "", "the CLI shows tracebacks"),
     Variable("ATB_TRACING", "", "X-Ray tracing of the tick"),
@@ -96,6 +106,8 @@ class Settings:
     initial_balance: Decimal
     max_candles_per_tick: int
     exchange_timeout_ms: int
+    risk: RiskConfig
+    symbol_wait_s: float
     operator: str
     debug: bool
     tracing: bool
@@ -132,6 +144,8 @@ class Settings:
             initial_balance=_money(raw("ATB_INITIAL_BALANCE") or "1000", "ATB_INITIAL_BALANCE"),
             max_candles_per_tick=_number(env, "ATB_MAX_CANDLES_PER_TICK", 500, "candles", int),
             exchange_timeout_ms=_number(env, "ATB_EXCHANGE_TIMEOUT_MS", 10000, "milliseconds", int),
+            risk=_risk(env),
+            symbol_wait_s=_wait(env),
             operator=env.get("ATB_OPERATOR", ""),
             debug=raw("ATB_DEBUG").lower() in ("1", "true", "yes"),
             tracing=raw("ATB_TRACING").lower() in _TRUE,
@@ -181,6 +195,45 @@ def _number(env: Mapping[str, str], name: str, default: int, unit: str, kind: Ca
                                  f"not {raw[:40]!r}") from None
     if not 0 < value < 10**9:
         raise ConfigurationError(f"{name} must be a positive number of {unit}")
+    return value
+
+
+_FRACTIONS = (("ATB_MAX_POSITION_FRACTION", "max_position_fraction"), ("ATB_RISK_PER_TRADE", "risk_per_trade"),
+              ("ATB_MAX_TOTAL_EXPOSURE", "max_total_exposure"), ("ATB_MAX_ASSET_EXPOSURE", "max_asset_exposure"),
+              ("ATB_MAX_DRAWDOWN", "max_drawdown"))
+
+
+def _risk(env: Mapping[str, str]) -> RiskConfig:
+    """The wallet's risk rules (``chalicelib.trading.risk``); each fraction a decimal in (0, 1]."""
+    from decimal import InvalidOperation
+
+    from chalicelib.trading.risk import RiskConfig
+
+    values: dict[str, Any] = {}
+    for name, field in _FRACTIONS:
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            value = Decimal("NaN")
+        if not (value.is_finite() and 0 < value <= 1):
+            raise ConfigurationError(f"{name} must be a fraction of equity above 0 and at most 1 (0.10 = 10 %), "
+                                     f"not {raw[:40]!r}")
+        values[field] = value
+    values["max_positions_per_symbol"] = _number(env, "ATB_MAX_POSITIONS_PER_SYMBOL", 1, "positions", int)
+    return RiskConfig(**values)
+
+
+def _wait(env: Mapping[str, str]) -> float:
+    raw = env.get("ATB_SYMBOL_WAIT_S", "").strip() or "10"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 300:
+        raise ConfigurationError(f"ATB_SYMBOL_WAIT_S must be a number of seconds from 0 to 300, not {raw[:40]!r}")
     return value
 
 

@@ -6,8 +6,10 @@ Per account, reading one snapshot:
      ≥ 0; the cached total/available/reserved and units equal the latest row's;
   3. each row's kind agrees with its reference and its sign (a fee is a charge on a position or trade, a
      deposit is money in from a request, an event moves nothing), so a relabelled row is caught;
-  4. each row's equity is its cash plus the quantities it holds at the close of its market time's candle (at
-     cost before any candle), and its units, value per unit and performance index follow from the row before
+  4. each row's equity is its cash plus the quantities it holds, each asset at its pair's close in force when the
+     row was written (the pair's own candle for a trade's rows; at cost before any candle; an asset two of the
+     bot's pairs share cannot be told apart in a row and is not revalued), and its units, value per unit and
+     performance index follow from the row before
      by the unit rules (``chalicelib.accounting``): flows issue or redeem units at the value per unit, trading
      moves the value, openings and resets start a series;
   5. each closed trade's P&L and fees equal its ledger rows; reserved = Σ cost of open positions;
@@ -41,6 +43,7 @@ from chalicelib.ledger import (
 )
 from chalicelib.ledger import unit_state as ledger_unit_state
 from chalicelib.money import ZERO, money_text, quantize_money
+from chalicelib.trading.symbols import parse_symbol
 
 #: What each kind's reference must look like (None: no reference).
 _REFERENCES: dict[str, tuple[str | None, ...]] = {
@@ -120,16 +123,18 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
     ticks = list(db.execute(
         select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None),
                               TickLog.ledger_version.is_not(None))
-        .order_by(TickLog.candle_time)
+        .order_by(TickLog.id)  # the order the candles were applied in (a late pair's candle comes after the others)
     ).scalars())
-    closes = {t.market_time: t.close_price for t in ticks if t.market_time is not None}
+    closes: dict[tuple[str, datetime | None], Decimal] = {
+        (t.symbol, t.market_time): t.close_price for t in ticks if t.market_time is not None}
+    pair_of = dict(db.execute(select(Position.id, Position.symbol).where(Position.session_id == session.id)).all())
     rows = db.execute(
         select(AccountBalance)
         .where(AccountBalance.session_id == session.id)
         .order_by(AccountBalance.id)
         .execution_options(yield_per=2000)
     ).scalars()
-    checker = _LedgerChecker(report, closes)
+    checker = _LedgerChecker(report, closes, pair_of, session.symbol.split(","))
     pending = iter(ticks)
     tick = next(pending, None)
     for row in rows:
@@ -154,9 +159,15 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
 class _LedgerChecker:
     """Walks one account's ledger in order, checking each row against the one before (rules 1–4)."""
 
-    def __init__(self, report: SessionReport, closes: dict[datetime, Decimal]) -> None:
+    def __init__(self, report: SessionReport, closes: dict[tuple[str, datetime | None], Decimal],
+                 pair_of: dict[int, str], symbols: list[str]) -> None:
         self.report = report
         self.closes = closes
+        self.pair_of = pair_of  # position id → its pair
+        #: each base asset's pair, when only one of the bot's pairs has it (a shared asset cannot be revalued)
+        bases = [parse_symbol(s).base for s in symbols]
+        self.asset_pair = {b: s for b, s in zip(bases, symbols, strict=True) if bases.count(b) == 1}
+        self.marks: dict[str, Decimal] = {}  # each pair's close in force, as the tick rows are walked
         self.last: AccountBalance | None = None
         self.first: AccountBalance | None = None
         self.state = accounting.EMPTY
@@ -208,8 +219,11 @@ class _LedgerChecker:
         if row is None:
             self.report.problems.append(f"{where}: a candle was applied before the account's first ledger row")
             return
-        held = _held(row)
-        equity = row.available_balance + quantize_money(held * tick.close_price)
+        self.marks[tick.symbol] = tick.close_price
+        holdings = self._holdings_value(row, self.marks)
+        if holdings is None:  # an asset two pairs share: take the row's own figure
+            holdings = (tick.equity or ZERO) - row.available_balance
+        equity = row.available_balance + holdings
         value = accounting.value_per_unit(equity, state.units) if state.units > 0 else state.unit_value
         index = UnitState(state.units, value, accounting.ONE, state.series_base).performance_index
         expected = (state.units, equity, value, index)
@@ -217,20 +231,50 @@ class _LedgerChecker:
         if got != expected:
             self.report.problems.append(
                 f"{where}: units, equity, value per unit and index {got} are not the ledger row {row.id}'s units "
-                f"with its cash and holdings at the close {money_text(tick.close_price)}: {expected}")
+                f"with its cash and holdings at the closes {self._show(self.marks)}: {expected}")
         self.peak_needed = max(self.peak_needed, value)
         self.state = UnitState(state.units, value, self.peak_needed, state.series_base)
         self.last_value = value
 
     def _check_equity(self, row: AccountBalance) -> None:
-        close = self.closes.get(row.market_time)
-        held = _held(row)
-        expected = (row.available_balance + quantize_money(held * close) if close is not None
-                    else row.total_balance)
-        if row.equity != expected:
-            mark = f"at the close {money_text(close)}" if close is not None else "at cost (no candle applied)"
+        marks = dict(self.marks)
+        pair = self._pair_of_row(row)
+        close = self.closes.get((pair, row.market_time)) if pair is not None else None
+        if pair is not None and close is not None:
+            marks[pair] = close  # a trade's rows value its pair at the close of the candle that traded
+        if not _held(row):
+            expected: Decimal | None = row.available_balance
+        elif not marks:
+            expected = row.total_balance  # at cost: no candle applied yet
+        else:
+            value = self._holdings_value(row, marks)
+            expected = row.available_balance + value if value is not None else None
+        if expected is not None and row.equity != expected:
+            mark = f"at the closes {self._show(marks)}" if marks else "at cost (no candle applied)"
             self.problem(row, f"equity {money_text(row.equity)} is not its cash plus its holdings {mark}: "
                               f"{money_text(expected)}")
+
+    def _pair_of_row(self, row: AccountBalance) -> str | None:
+        """The pair a trading row belongs to (its position's), None for any other row."""
+        match = re.fullmatch(r"(?:position|trade):(\d+):\w+", row.reference or "")
+        return self.pair_of.get(int(match.group(1))) if match else None
+
+    def _holdings_value(self, row: AccountBalance, marks: dict[str, Decimal]) -> Decimal | None:
+        """The row's quantities, each asset at its pair's close (money scale, once per asset as the tick rounds
+        once per pair); None when an asset cannot be valued (two pairs share it, or its pair has no close)."""
+        total = ZERO
+        for asset, quantity in row.asset_balances.items():
+            if asset == row.base_currency:
+                continue
+            pair = self.asset_pair.get(asset)
+            if pair is None or pair not in marks:
+                return None
+            total += quantize_money(Decimal(str(quantity)) * marks[pair])
+        return total
+
+    @staticmethod
+    def _show(marks: dict[str, Decimal]) -> str:
+        return ", ".join(f"{pair} {money_text(close)}" for pair, close in sorted(marks.items()))
 
     def _check_units(self, row: AccountBalance) -> None:
         """Units follow from the row before: a series start holds one unit per dollar at 1; a flow is priced at
@@ -281,7 +325,7 @@ class _LedgerChecker:
 
 
 def _held(row: AccountBalance) -> Decimal:
-    """The base-asset quantity a ledger row says the account holds (one symbol per account)."""
+    """The base-asset quantities a ledger row says the account holds, summed (zero: only cash)."""
     return sum((Decimal(str(q)) for asset, q in row.asset_balances.items() if asset != row.base_currency), ZERO)
 
 
@@ -310,10 +354,11 @@ def _check_cache(report: SessionReport, session: TradingSession, last: AccountBa
     if first is not None and first.kind == "initial" and session.initial_balance != first.delta:
         problems.append(f"cached initial balance {money_text(session.initial_balance)} ≠ the first ledger row "
                         f"{first.id}'s capital {money_text(first.delta)}")
-    at_cursor = next((t for t in reversed(ticks) if t.candle_time == session.candle_cursor), None)
-    if at_cursor is not None and session.mark_price != at_cursor.close_price:
-        problems.append(f"cached mark {session.mark_price} ≠ the close of the newest applied candle, tick row "
-                        f"{at_cursor.id}: {money_text(at_cursor.close_price)}")
+    for symbol, mark in session.marks.items():
+        at_cursor = next((t for t in reversed(ticks) if t.symbol == symbol and t.candle_time == mark.cursor), None)
+        if at_cursor is not None and mark.close != at_cursor.close_price:
+            problems.append(f"cached mark of {symbol} {mark.close} ≠ the close of its newest applied candle, tick row "
+                            f"{at_cursor.id}: {money_text(at_cursor.close_price)}")
     if session.series_base != checker.state.series_base:
         problems.append(f"cached series base {session.series_base} ≠ the ledger's {checker.state.series_base}")
 

@@ -446,10 +446,9 @@ class Simulator:
             raise self.fail("trading or tick rows were written without the cursor moving (a partial tick)")
         m.tick_rows = ticks
         m.cursor = s.candle_cursor
-        if s.mark_price is None:
-            m.positions_value = sum((p.cost for p in positions), Decimal(0))
-        else:
-            m.positions_value = _q8(sum((p.quantity * s.mark_price for p in positions), Decimal(0)))
+        # each position at its pair's mark (money scale), at cost before its pair has one
+        m.positions_value = sum((_q8(p.quantity * s.marks[p.symbol].close) if p.symbol in s.marks else p.cost
+                                 for p in positions), Decimal(0))
         if moved:  # each candle's mark moved the value per unit to E / U; the units did not move
             if m.units > 0 and s.unit_value != _q18(_CTX.divide(m.equity, m.units)):
                 raise self.fail(f"value per unit {s.unit_value} is not equity {m.equity} / units {m.units}")

@@ -31,3 +31,13 @@ def record_position_closed(db: Session, session: TradingSession, *, position_id:
     batch.position_closed(position_id=position_id, pnl=pnl, exit_fee=exit_fee, released_cost=released_cost,
                           exit_reason=exit_reason, now=now or utcnow())
     return batch.write()[-1]
+
+
+def marks_at(session, close, when=None):
+    """The marks of a one-pair account whose newest candle closed at ``close`` (opened at ``when``, default now)."""
+    from decimal import Decimal
+
+    from chalicelib.db.types import utcnow
+    from chalicelib.valuation import Mark
+
+    return {session.symbol: Mark(Decimal(close), when or utcnow())}

@@ -85,6 +85,16 @@ def fleet_paths() -> dict[str, Any]:
     }
 
 
+def performance_parameters() -> list[dict[str, Any]]:
+    """``by``, ``from`` and ``to`` of ``GET /api/performance`` (issue 13)."""
+    moment = {"type": "string", "description": "ISO 8601 date (midnight UTC) or date and time (UTC unless it "
+                                               "has an offset), e.g. 2024-01-31 or 2024-01-31T12:00:00Z"}
+    return [_param("by", "Group by the strategy that opened each trade, or by symbol.",
+                   {"type": "string", "enum": ["strategy", "symbol"], "default": "strategy"}),
+            _param("from", "Trades closed at or after this market time (included).", moment),
+            _param("to", "Trades closed before this market time (excluded); after from.", moment)]
+
+
 @functools.lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     from pydantic import BaseModel
@@ -98,7 +108,7 @@ def openapi_document() -> dict[str, Any]:
             schemas.ErrorResponse, schemas.BalanceResponse, schemas.BalanceChangeResponse, schemas.HistoryPage,
             schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse, schemas.HealthResponse,
             schemas.MeResponse, schemas.BotsResponse, schemas.BotOut, schemas.SchedulesResponse,
-            schemas.ScheduleOut)),
+            schemas.ScheduleOut, schemas.PerformanceResponse)),
         (schemas.BotRequest, "validation"), (schemas.BotPatch, "validation"), (schemas.ScheduleRequest, "validation"),
     ]
     _, top = models_json_schema(models, ref_template="#/components/schemas/{model}")
@@ -167,6 +177,15 @@ def openapi_document() -> dict[str, Any]:
                 "operationId": "getTrades", "summary": "Closed trades, newest first (keyset pages)",
                 "parameters": [SESSION_ID, LIMIT, _before(MAX_INT_ID)],
                 "responses": {"200": _ok("TradesPage", "One page"), **AUTH_ERRORS, **SESSION_ERRORS}}},
+            "/api/performance": {"get": {
+                "operationId": "getPerformance",
+                "summary": "Realised P&L, fees, win rate, averages and time-weighted contribution by strategy or "
+                           "symbol over a market-time window [from, to)",
+                "parameters": [SESSION_ID, *performance_parameters()],
+                "responses": {"200": _ok("PerformanceResponse", "The attribution"), **AUTH_ERRORS,
+                              "400": _error("Bad parameter (by, from, to; from must be before to), or several "
+                                            "active sessions (details list the choices)"),
+                              "404": _error("No such session, or no active session")}}},
             "/api/sessions": {"get": {
                 "operationId": "getSessions", "summary": "All trading sessions",
                 "parameters": [_param("status", "Only sessions with this status.",

@@ -38,6 +38,8 @@ from chalicelib.states import BotStatus, Mode, PositionStatus, ScheduleStatus, S
 if TYPE_CHECKING:
     from chalicelib.balances import BalanceSummary
     from chalicelib.db.models import AccountBalance, Bot, DepositSchedule, Position, Trade, TradingSession
+    from chalicelib.performance import GroupFigures, PerformanceReport
+    from chalicelib.valuation import Mark
 
 #: Largest request body accepted (bytes). A balance change is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
@@ -218,13 +220,17 @@ def parse_balance_change(raw: bytes | str) -> BalanceChangeRequest:
 Short = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, strict=True)]
 
 
+#: A bot's symbols: one (``BTCUSDT``) or several joined by commas or ``+`` (``BTCUSDT,ETHUSDT``).
+Symbols = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, strict=True)]
+
+
 class BotRequest(BaseModel):
-    """``{"strategy": "ml_basic", "symbol": "BTCUSDT", "timeframe": "1h", "exchange": "binanceus",
-    "initial_capital": 1000}``."""
+    """``{"strategy": "ml_basic", "symbol": "BTCUSDT,ETHUSDT", "timeframe": "1h", "exchange": "binanceus",
+    "initial_capital": 1000}``: several symbols trade from one wallet."""
 
     model_config = ConfigDict(extra="forbid", title="BotRequest")
     strategy: Short
-    symbol: Short
+    symbol: Symbols = Field(description="One symbol, or several joined by commas (BTCUSDT,ETHUSDT): one wallet.")
     timeframe: Short = "1h"
     exchange: Short = "binance"
     initial_capital: MoneyIn = Field(default=Decimal(1000), description="The account's opening capital (> 0).")
@@ -423,11 +429,13 @@ class PositionOut(_Out):
                                                      "first tick.")
 
     @classmethod
-    def of(cls, p: Position, last_close: Decimal | None) -> PositionOut:
-        from chalicelib import accounting
+    def of(cls, p: Position, mark: Mark | None) -> PositionOut:
+        from chalicelib import accounting, valuation
 
-        unrealized = (None if last_close is None
-                      else accounting.unrealized_pnl(accounting.marked_value([p.quantity], last_close), p.cost))
+        last_close = mark.close if mark is not None else None
+        unrealized = (None if mark is None else accounting.unrealized_pnl(
+            valuation.positions_value(valuation.holdings([(p.symbol, p.side, p.quantity, p.cost)], {p.symbol: mark})),
+            p.cost))
         return cls(id=p.id, session_id=p.session_id, symbol=p.symbol, side=p.side, status=p.status,
                    entry_price=p.entry_price, quantity=p.quantity, cost=p.cost, stop_loss=p.stop_loss,
                    take_profit=p.take_profit, entry_time=p.entry_time, exit_price=p.exit_price,
@@ -578,3 +586,50 @@ class ScheduleOut(_Out):
 
 class SchedulesResponse(_Out):
     schedules: list[ScheduleOut]
+
+
+class PerformanceGroup(_Out):
+    key: str = Field(description="The strategy that opened the trades (or the symbol); \"total\" for the total.")
+    versions: list[str] | None = Field(description="Grouped by strategy: the versions of its parameters or model "
+                                                   "that opened these trades; otherwise null.")
+    trades: int
+    wins: int = Field(description="Trades with net P&L > 0.")
+    losses: int = Field(description="Trades with net P&L ≤ 0 (wins + losses = trades).")
+    win_rate: Money | None = Field(description="wins / trades, a fraction (18 places); null without trades.")
+    realized_pnl: Money = Field(description="Σ gross realised P&L, (exit − entry) × quantity.")
+    fees: Money = Field(description="Σ entry and exit fees.")
+    net_pnl: Money = Field(description="realized_pnl − fees.")
+    average_win: Money | None = Field(description="Mean net P&L of the wins; null without any.")
+    average_loss: Money | None = Field(description="Mean net P&L of the losses; null without any.")
+    contribution: Money | None = Field(
+        description="Time-weighted contribution: net_pnl / average_equity, a fraction (18 places); contributions "
+                    "add up to the total's. Null without an average equity.")
+
+    @classmethod
+    def of(cls, g: GroupFigures) -> PerformanceGroup:
+        return cls(key=g.key, versions=list(g.versions) if g.versions is not None else None, trades=g.trades,
+                   wins=g.wins, losses=g.losses, win_rate=g.win_rate, realized_pnl=g.realized_pnl, fees=g.fees,
+                   net_pnl=g.net_pnl, average_win=g.average_win, average_loss=g.average_loss,
+                   contribution=g.contribution)
+
+
+class PerformanceResponse(_Out):
+    session_id: int
+    by: Literal["strategy", "symbol"]
+    from_: datetime | None = Field(alias="from", description="Start of the window (market time, included).")
+    to: datetime | None = Field(description="End of the window (market time, excluded).")
+    average_equity: Money | None = Field(
+        description="The account's mean equity over the window's candle closes (money scale); the denominator "
+                    "of every contribution. Null when the window holds no candle.")
+    groups: list[PerformanceGroup] = Field(description="One per strategy (or symbol), by key.")
+    total: PerformanceGroup
+
+    @classmethod
+    def of(cls, report: PerformanceReport) -> PerformanceResponse:
+        return cls.model_validate({
+            "session_id": report.session_id, "by": report.by, "from": report.start, "to": report.end,
+            "average_equity": report.average_equity, "groups": [PerformanceGroup.of(g) for g in report.groups],
+            "total": PerformanceGroup.of(report.total)})
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)

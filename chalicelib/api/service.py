@@ -69,18 +69,21 @@ def history(session_id: int | None, limit: int, before: int | None) -> schemas.H
 
 
 def positions(session_id: int | None) -> schemas.PositionsResponse:
-    """Open positions marked at the account's last close (the mark the tick keeps with the balance)."""
+    """Open positions, each marked at its pair's last close (the marks the tick keeps with the balance)."""
     from chalicelib.balances import select_session
     from chalicelib.db.uow import read_transaction
     from chalicelib.ledger import open_positions
 
     with read_transaction() as db:
         session = select_session(db, session_id)
-        close, close_at = session.mark_price, session.market_time
+        marks, close_at = session.marks, session.market_time
+        symbols = session.symbol.split(",")
         held = open_positions(db, session.id)
+    # One pair: its mark is the account's last close; several: each position carries its own.
+    close = marks[symbols[0]].close if len(symbols) == 1 and symbols[0] in marks else None
     return schemas.PositionsResponse(
-        session_id=session.id, last_close=close, last_close_at=close_at if close is not None else None,
-        positions=[schemas.PositionOut.of(p, close) for p in held])
+        session_id=session.id, last_close=close, last_close_at=close_at if marks else None,
+        positions=[schemas.PositionOut.of(p, marks.get(p.symbol)) for p in held])
 
 
 def trades(session_id: int | None, limit: int, before: int | None) -> schemas.TradesPage:

@@ -54,8 +54,13 @@ def prepare_database(engine: Engine, *, auto_migrate_sqlite: bool = True) -> str
 def replay_clock(feed: ReplayFeed, symbol: str, timeframe: str, step: int = 1) -> Clock:
     """"Now" for a replay tick: the close of the ``step``-th recorded candle after the session's cursor.
 
-    A session without a cursor starts at the newest closed candle, so its first tick reveals exactly one.
+    A session without a cursor starts at the newest closed candle, so its first tick reveals exactly one. With
+    several pairs (``symbol`` comma-joined, as sessions store it) the cursor is the newest candle applied over all
+    of them and "now" the earliest at which some pair has revealed ``step`` more.
     """
+    symbols = symbol.split(",")
+    if len(symbols) > 1:
+        return lambda cursor: feed.replay_now_all(timeframe, cursor, count=step if cursor is not None else 1)
     return lambda cursor: feed.replay_now(symbol, timeframe, cursor, count=step if cursor is not None else 1)
 
 
@@ -90,7 +95,7 @@ class LiveTradingEngine:
         exchange_id = exchange or str(getattr(data_provider, "exchange_id", default_exchange))
         self.spec = BotSpec(strategy=self.strategy.name, symbol=symbol, timeframe=timeframe, exchange=exchange_id)
         self.feed: Feed = (data_provider if data_provider is not None
-                           else ReplayFeed(symbol=self.spec.symbol, timeframe=self.spec.timeframe))
+                           else ReplayFeed.several(self.spec.symbols, self.spec.timeframe))
         self.initial_balance = parse_money(initial_balance, field="initial balance")
         if self.initial_balance < 0:
             raise SessionError("initial balance must not be negative")

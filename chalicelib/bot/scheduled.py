@@ -73,7 +73,7 @@ class TickFailed(RuntimeError):
 
 
 def _tick_settings() -> TickSettings:
-    return TickSettings(max_candles_per_tick=config.get().max_candles_per_tick)
+    return TickSettings.from_settings(config.get())
 
 
 def run_scheduled_tick(event_time: str | None = None, request_id: str | None = None) -> dict[str, Any]:

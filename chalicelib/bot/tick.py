@@ -24,12 +24,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from chalicelib import ledger
+from chalicelib import accounting, ledger, valuation
 from chalicelib.accounting import after_trading
 from chalicelib.bot.observability import logger, set_candle_time, tick_log_keys
 from chalicelib.db.models import Position, Trade, TradingSession
@@ -56,9 +56,23 @@ from chalicelib.trading.candles import (
     validate_candles,
 )
 from chalicelib.trading.feeds import Feed, FeedError
+from chalicelib.trading.markets import UNRESTRICTED, MarketRules
 from chalicelib.trading.position import PositionView
 from chalicelib.trading.risk import RiskConfig, can_open, size_position
-from chalicelib.trading.strategies import EnterLong, Exit, Strategy, StrategyError, decide_safely, get_strategy
+from chalicelib.trading.strategies import (
+    EnterLong,
+    Exit,
+    Strategy,
+    StrategyError,
+    decide_safely,
+    get_strategy,
+    strategy_version,
+)
+from chalicelib.trading.symbols import parse_symbol
+from chalicelib.valuation import Mark
+
+if TYPE_CHECKING:
+    from chalicelib.settings import Settings
 
 DEFAULT_MAX_CANDLES_PER_TICK = 500
 
@@ -72,13 +86,30 @@ TickStatus = Literal[
 
 @dataclass(frozen=True)
 class TickSettings:
+    #: the most candle *times* one tick applies (each of a several-pair bot's pairs at most this many candles)
     max_candles_per_tick: int = DEFAULT_MAX_CANDLES_PER_TICK
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
+    #: how long a tick on an exchange feed waits for a pair that has not yet published a candle the others have
+    #: closed, before it applies the others and leaves that pair to catch up on a later tick
+    symbol_wait_s: float = 10.0
+    #: how the wait sleeps (tests pass a fake)
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_candles_per_tick < 1:
             raise ValueError("max_candles_per_tick must be at least 1")
+        if not self.symbol_wait_s >= 0:
+            raise ValueError("symbol_wait_s must not be negative")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> TickSettings:
+        """The tick's settings from the process's checked configuration (``chalicelib.settings``): the catch-up
+        bound, the wallet's risk rules and the late-pair wait."""
+        values: dict[str, Any] = {"max_candles_per_tick": settings.max_candles_per_tick, "risk": settings.risk,
+                                  "symbol_wait_s": settings.symbol_wait_s}
+        values.update(overrides)
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -116,8 +147,9 @@ def _usd(value: Decimal | None) -> str:
 
 @dataclass(frozen=True)
 class CandleOutcome:
-    """What one candle did: the decision, the fills, and the balance after it."""
+    """What one candle of one pair did: the decision, the fills, and the balance after it."""
 
+    symbol: str
     candle_time: datetime
     close: Decimal
     decision: str
@@ -140,6 +172,9 @@ class TickResult:
     gaps: tuple[str, ...] = ()
     #: more closed candles were waiting than one tick may apply
     behind: bool = False
+    #: pairs left out of this tick (market data unavailable, refused, or not yet published), with why: each
+    #: catches up on a later tick while the others trade
+    skipped: tuple[str, ...] = ()
     balance: Decimal | None = None
     equity: Decimal | None = None
     duration_ms: float = 0.0
@@ -211,19 +246,13 @@ def _tick(engine: Engine, snapshot: TradingSession, feed: Feed, clock: Clock, st
         return TickResult(sid, "replay_finished", "no more recorded candles to replay", cursor=snapshot.candle_cursor,
                           balance=snapshot.total_balance)
 
-    # 1. Market data, with no transaction open and no lock held.
-    try:
-        fetched = fetch_candles(feed, snapshot.symbol, snapshot.timeframe, snapshot.candle_cursor,
-                                warmup=max(1, strategy.warmup), max_new=settings.max_candles_per_tick, now=now)
-        validate_candles(fetched, snapshot.timeframe)
-    except FeedError as exc:
-        logger.error(f"Session #{sid}: market data unavailable: {exc}")
-        return TickResult(sid, "feed_error", str(exc), cursor=snapshot.candle_cursor)
-    except BadCandleError as exc:
-        logger.error(f"Session #{sid}: refusing this tick, nothing written: {exc}")
-        return TickResult(sid, "bad_candles", str(exc), cursor=snapshot.candle_cursor)
+    # 1. Market data for every pair, with no transaction open and no lock held.
+    market = _fetch_market(feed, snapshot, strategy, settings, now)
+    if not market.candles:
+        status, message = market.failure
+        return TickResult(sid, status, message, cursor=snapshot.candle_cursor, skipped=market.skipped)
 
-    # 2. One transaction: lock, compare the cursor, apply, advance, commit.
+    # 2. One transaction: lock, compare the cursors, apply, advance, commit.
     with write_transaction(engine) as db:
         locked = ledger.lock(db, sid, skip_locked=True)  # with its open positions, in one statement
         if locked is None:
@@ -232,15 +261,108 @@ def _tick(engine: Engine, snapshot: TradingSession, feed: Feed, clock: Clock, st
         session = locked.session
         if session.status != "active" or session.strategy != strategy.name:
             return TickResult(sid, "inactive", f"session #{sid} changed while fetching", cursor=session.candle_cursor)
-        return _apply(db, session, strategy, fetched, settings, locked.positions)
+        return _apply(db, session, strategy, market, settings, locked.positions)
+
+
+@dataclass
+class _Market:
+    """What a tick fetched: each pair's validated candles in dollars, its order filters, and the pairs left out."""
+
+    symbols: tuple[str, ...]
+    candles: dict[str, list[Candle]]
+    rules: dict[str, MarketRules]
+    skipped: tuple[str, ...] = ()
+    failure: tuple[TickStatus, str] = ("feed_error", "")
+
+
+def _fetch_market(feed: Feed, snapshot: TradingSession, strategy: Strategy, settings: TickSettings,
+                  now: datetime) -> _Market:
+    """Each pair's candles (warm-up plus unprocessed, validated), fetched pair by pair so that one pair's outage or
+    bad data leaves it out (it catches up later) while the others trade. On an exchange feed a pair that has not yet
+    published a candle the others have closed is asked again until ``symbol_wait_s`` has passed."""
+    symbols = tuple(snapshot.symbol.split(","))
+    sid, warmup = snapshot.id, max(1, strategy.warmup)
+    fetched: dict[str, list[Candle]] = {}
+    problems: dict[str, tuple[TickStatus, str]] = {}
+
+    def fetch(symbol: str) -> None:
+        cursor = pair_cursor(snapshot, symbol)
+        try:
+            candles = fetch_candles(feed, symbol, snapshot.timeframe, cursor, warmup=warmup,
+                                    max_new=settings.max_candles_per_tick, now=now)
+            validate_candles(candles, snapshot.timeframe)
+        except FeedError as exc:
+            logger.error(f"Session #{sid}: market data unavailable for {symbol}: {exc}")
+            problems[symbol] = ("feed_error", str(exc) if len(symbols) == 1 else f"{symbol}: {exc}")
+            return
+        except BadCandleError as exc:
+            logger.error(f"Session #{sid}: refusing {symbol}'s candles this tick, nothing written for it: {exc}")
+            problems[symbol] = ("bad_candles", str(exc) if len(symbols) == 1 else f"{symbol}: {exc}")
+            return
+        problems.pop(symbol, None)
+        fetched[symbol] = candles
+
+    for symbol in symbols:
+        fetch(symbol)
+    if len(symbols) > 1 and not _is_replay(feed):
+        _wait_for_laggards(fetched, fetch, settings)
+    skipped = [problems[s][1] for s in symbols if s in problems]
+    newest = max((c[-1].open_time for c in fetched.values() if c), default=None)
+    skipped += [f"{s}: no candle at {format_time(newest)} yet" for s, c in fetched.items()
+                if newest is not None and (not c or c[-1].open_time < newest)]
+    try:
+        dollars = valuation.to_account_currency(fetched, symbols)
+    except valuation.ValuationError as exc:  # the bot definition refuses this; a stored row from elsewhere might not
+        return _Market(symbols, {}, {}, tuple(skipped), ("bad_candles", str(exc)))
+    rules: dict[str, MarketRules] = {}
+    if dollars:
+        market_rules = getattr(feed, "market_rules", None)
+        for symbol in dollars:
+            try:
+                rules[symbol] = market_rules(symbol) if market_rules is not None else UNRESTRICTED
+            except FeedError as exc:
+                logger.error(f"Session #{sid}: no order filters for {symbol}: {exc}")
+                skipped.append(f"{symbol}: {exc}")
+        dollars = {s: c for s, c in dollars.items() if s in rules}
+    failure = next(iter(problems.values()), ("feed_error", "no market data"))
+    return _Market(symbols, dollars, rules, tuple(skipped), failure)
+
+
+def pair_cursor(session: TradingSession, symbol: str) -> datetime | None:
+    """The open time of ``symbol``'s newest applied candle: its mark's, else the account's cursor (a pair that has
+    not traded yet joins where the account is; a new account's pairs start at their newest closed candle)."""
+    mark = session.marks.get(symbol)
+    return mark.cursor if mark is not None else session.candle_cursor
+
+
+def _is_replay(feed: Feed) -> bool:
+    return hasattr(feed, "replay_now")
+
+
+def _wait_for_laggards(fetched: dict[str, list[Candle]], fetch: Callable[[str], None],
+                       settings: TickSettings) -> None:
+    """Ask again, until ``symbol_wait_s`` has passed, for the pairs whose newest closed candle is older than the
+    newest any pair has closed (an exchange publishes each market a moment apart)."""
+    deadline = time.monotonic() + settings.symbol_wait_s
+    pause = 0.5
+    while True:
+        newest = max((c[-1].open_time for c in fetched.values() if c), default=None)
+        lagging = [s for s, c in fetched.items() if newest is not None and (not c or c[-1].open_time < newest)]
+        if not lagging or time.monotonic() >= deadline:
+            return
+        settings.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 2.0)
+        for symbol in lagging:
+            fetch(symbol)
 
 
 def fetch_candles(feed: Feed, symbol: str, timeframe: str, cursor: datetime | None, *, warmup: int, max_new: int,
                   now: datetime) -> list[Candle]:
-    """The candles one tick needs: ``warmup`` of history up to the cursor, then up to ``max_new`` newer ones.
+    """The candles one tick needs of one pair: ``warmup`` of history up to the pair's cursor, then up to ``max_new``
+    newer ones.
 
-    A session without a cursor starts at the newest closed candle (with its history), not at the beginning of
-    the exchange's memory.
+    A pair without a cursor starts at the newest closed candle (with its history), not at the beginning of the
+    exchange's memory.
     """
     if cursor is None:
         return feed.fetch_closed_candles(symbol, timeframe, None, warmup, now)
@@ -259,27 +381,40 @@ def _qty(value: Decimal) -> str:
 
 
 class _Book:
-    """The session's money and open positions during one transaction; every change goes through the ledger."""
+    """The account's money, open positions and marks during one transaction; every change goes through the
+    ledger."""
 
     def __init__(self, db: Session, session: TradingSession, settings: TickSettings, now: datetime,
-                 positions: Sequence[Position]) -> None:
+                 positions: Sequence[Position], strategy: Strategy) -> None:
         self.db = db
         self.session = session
         self.settings = settings
         self.now = now
         self.positions = list(positions)
+        self.marks: dict[str, Mark] = dict(session.marks)
         self.ledger = ledger.Batch(db, session, self.positions)
+        self.strategy_name = strategy.name
+        self.strategy_version = strategy_version(strategy)
         self.opened = 0
         self.closed = 0
 
-    def positions_value(self, close: Decimal) -> Decimal:
-        """Open positions marked at ``close`` as the tick row stores it (money scale), so the rows of a candle and
-        its tick row value the holdings at the same price."""
-        return ledger.marked_value(self.positions, quantize_money(close))
+    def mark_at(self, symbol: str, candle: Candle) -> None:
+        """This pair's positions are now valued at ``candle``'s close (money scale, as the tick row stores it)."""
+        self.marks[symbol] = Mark(quantize_money(candle.close), candle.open_time)
 
-    def equity(self, close: Decimal) -> Decimal:
-        """Cash plus open positions marked at ``close`` (money scale, as above)."""
-        return ledger.equity_of(self.session, self.positions, quantize_money(close))
+    def holdings(self) -> list[valuation.Holding]:
+        return ledger.holdings(self.positions, self.marks)
+
+    def positions_value(self) -> Decimal:
+        """Open positions, each marked at its pair's latest close."""
+        return valuation.positions_value(self.holdings())
+
+    def equity(self) -> Decimal:
+        """Cash plus every open position at its pair's mark."""
+        return accounting.equity(self.session.available_balance, self.positions_value())
+
+    def of_symbol(self, symbol: str) -> list[Position]:
+        return [p for p in self.positions if p.symbol == symbol]
 
     def close(self, position: Position, fill: Fill, candle: Candle, reason: str,
               market_time: datetime) -> FillReport:
@@ -296,31 +431,42 @@ class _Book:
             entry_price=position.entry_price, exit_price=fill.price, quantity=fill.quantity,
             entry_time=position.entry_time, exit_time=candle.open_time, realized_pnl=trade.gross_pnl,
             fees=trade.fees, exit_reason=reason, market_time=market_time, recorded_at=self.now,
+            strategy=position.strategy, strategy_version=position.strategy_version,
         ))
         self.ledger.position_closed(
             position_id=position.id, pnl=trade.gross_pnl, exit_fee=fill.fee, released_cost=position.cost,
             exit_reason=reason, held=held_quantities(self.positions),
-            positions_value=self.positions_value(candle.close), now=self.now, market_time=market_time,
+            positions_value=self.positions_value(), now=self.now, market_time=market_time,
         )
         self.closed += 1
         return FillReport(side="sell", reason=reason, quantity=fill.quantity, price=fill.price, fee=fill.fee,
                           pnl=trade.gross_pnl, fees=trade.fees, net=trade.net_pnl)
 
-    def open(self, candle: Candle, decision: EnterLong, symbol: str,
+    def open(self, candle: Candle, decision: EnterLong, symbol: str, rules: MarketRules,
              market_time: datetime) -> tuple[str, FillReport | str | None]:
-        """Enter long at the close (plus slippage), sized by the risk rules. Returns the decision and the fill,
-        or why there was none.
+        """Enter long at the close (plus slippage), sized by the wallet's risk rules. Returns the decision and the
+        fill, or why there was none.
 
-        The drawdown limit is measured on the value per unit marked at this close, from the series' peak, so
-        deposits and withdrawals never move it."""
+        The drawdown limit is measured on the whole account's value per unit marked at the latest closes, from the
+        series' peak, so deposits and withdrawals never move it."""
         s, broker, risk = self.session, self.settings.broker, self.settings.risk
-        value = after_trading(ledger.unit_state(s), self.equity(candle.close))
+        held = self.of_symbol(symbol)
+        if len(held) >= risk.max_positions_per_symbol:
+            return "hold", (f"entry skipped: {symbol} already holds {len(held)} open position"
+                            f"{'s' if len(held) != 1 else ''} (at most {risk.max_positions_per_symbol})")
+        equity = self.equity()
+        value = after_trading(ledger.unit_state(s), equity)
         if not can_open(value.unit_value, value.peak_unit_value, risk.max_drawdown):
             return "blocked", (f"entry refused: drawdown {value.drawdown * 100:.2f}% from the peak value per unit "
                                f"reached the {risk.max_drawdown * 100:.0f}% limit")
         price = buy_price(candle.close, broker.slippage_bps)
-        sizing = size_position(s.total_balance, s.available_balance, price, decision.stop_loss,
-                               fee_rate=broker.fee_rate, config=risk)
+        items = self.holdings()
+        sizing = size_position(equity, s.available_balance, price, decision.stop_loss, fee_rate=broker.fee_rate,
+                               config=risk, exposure=valuation.gross_exposure(items),
+                               asset_exposure=valuation.asset_exposure(items, parse_symbol(symbol).base),
+                               rules=rules)
+        if sizing.binding == "min_order":
+            return "hold", "entry skipped: the size is below the exchange's minimum order"
         if sizing.quantity <= 0:
             return "hold", "entry skipped: the position size rounds to zero"
         fill = market_buy(candle, sizing.quantity, broker)
@@ -330,13 +476,14 @@ class _Book:
             session_id=s.id, symbol=symbol, side="long", status="open", entry_price=fill.price,
             quantity=fill.quantity, cost=fill.notional, stop_loss=decision.stop_loss,
             take_profit=decision.take_profit, entry_time=candle.open_time, fees=fill.fee,
+            strategy=self.strategy_name, strategy_version=self.strategy_version,
         )
         self.db.add(position)
         self.db.flush()  # the position id names its ledger row
         self.positions.append(position)
         self.ledger.position_opened(cost=fill.notional, fee=fill.fee, reference=ledger.position_reference(position.id),
                                     held=held_quantities(self.positions),
-                                    positions_value=self.positions_value(candle.close), now=self.now,
+                                    positions_value=self.positions_value(), now=self.now,
                                     market_time=market_time)
         self.opened += 1
         return "enter_long", FillReport(side="buy", reason="enter_long", quantity=fill.quantity, price=fill.price,
@@ -344,113 +491,142 @@ class _Book:
                                         stop_loss=decision.stop_loss, take_profit=decision.take_profit)
 
 
-def _fresh_candles(fetched: Sequence[Candle], cursor: datetime | None, limit: int) -> tuple[list[Candle], bool]:
-    """The candles past the cursor, oldest first, at most ``limit`` (and whether more were waiting). A new session
-    starts at the newest closed candle."""
+def _fresh_candles(fetched: Sequence[Candle], cursor: datetime | None) -> list[Candle]:
+    """One pair's candles past its cursor, oldest first. A new pair starts at its newest closed candle."""
     fresh = [c for c in fetched if cursor is None or c.open_time > cursor]
-    if cursor is None:
-        fresh = fresh[-1:]
-    return fresh[:limit], len(fresh) > limit
+    return fresh[-1:] if cursor is None else fresh
 
 
-def _apply(db: Session, session: TradingSession, strategy: Strategy, fetched: Sequence[Candle],
+def _schedule(market: _Market, session: TradingSession, limit: int) -> tuple[list[tuple[str, Candle]], bool]:
+    """Every pair's fresh candles in the order a tick applies them — market time, then the bot's fixed symbol
+    order — for at most ``limit`` candle times (and whether more were waiting). The same candles in the same order
+    whatever the ticks' rhythm: the replay-equivalence promise with several pairs."""
+    order = {s: i for i, s in enumerate(market.symbols)}
+    queue = [(c.open_time, order[s], s, c) for s, candles in market.candles.items()
+             for c in _fresh_candles(candles, pair_cursor(session, s))]
+    queue.sort(key=lambda item: (item[0], item[1]))
+    times = sorted({t for t, *_ in queue})
+    if len(times) > limit:
+        cut = times[limit - 1]
+        return [(s, c) for t, _, s, c in queue if t <= cut], True
+    return [(s, c) for _, _, s, c in queue], False
+
+
+def _apply(db: Session, session: TradingSession, strategy: Strategy, market: _Market,
            settings: TickSettings, positions: Sequence[Position]) -> TickResult:
-    """Apply the fresh candles of ``fetched`` (validated once, before the transaction) under the session lock."""
+    """Apply the fresh candles of every pair (validated once, before the transaction) under the session lock."""
     sid, cursor = session.id, session.candle_cursor
-    fresh, behind = _fresh_candles(fetched, cursor, settings.max_candles_per_tick)
-    if not fresh:
-        return TickResult(sid, "up_to_date", "no new closed candle", cursor=cursor, balance=session.total_balance)
+    schedule, behind = _schedule(market, session, settings.max_candles_per_tick)
+    if not schedule:
+        return TickResult(sid, "up_to_date", "no new closed candle", cursor=cursor, balance=session.total_balance,
+                          skipped=market.skipped)
 
-    found_gaps = find_gaps(fresh, session.timeframe, after=cursor)
-    gaps = tuple(g.describe() for g in found_gaps)
-    for gap in gaps:
-        logger.warning(f"Session #{sid}: gap in market data, skipped over: {gap}")
+    gap_before: set[tuple[str, datetime]] = set()
+    gaps: list[str] = []
+    for symbol in market.symbols:
+        mine = [c for s, c in schedule if s == symbol]
+        for gap in find_gaps(mine, session.timeframe, after=pair_cursor(session, symbol)):
+            gap_before.add((symbol, gap.before))
+            gaps.append(gap.describe() if len(market.symbols) == 1 else f"{symbol}: {gap.describe()}")
+    for gap_text in gaps:
+        logger.warning(f"Session #{sid}: gap in market data, skipped over: {gap_text}")
 
     now = utcnow()
-    book = _Book(db, session, settings, now, positions)
+    book = _Book(db, session, settings, now, positions, strategy)
+    newest = max(c.open_time for _, c in schedule)
     # Advance the cursor now: it rides along with the ledger's one session UPDATE at the end (fewer
     # statements); the transaction makes it all-or-nothing either way.
-    book.ledger.set(candle_cursor=fresh[-1].open_time, last_tick_at=now)
-    step = _CandleStep(book, strategy, fetched, {g.before for g in found_gaps},
-                       timeframe_to_timedelta(session.timeframe))
+    book.ledger.set(candle_cursor=newest if cursor is None else max(cursor, newest), last_tick_at=now)
+    step = _CandleStep(book, strategy, market, gap_before, timeframe_to_timedelta(session.timeframe))
     outcomes: list[CandleOutcome] = []
     logs: list[dict[str, object]] = []
-    for candle in fresh:
-        outcome, row = step.apply(candle)
+    for symbol, candle in schedule:
+        outcome, row = step.apply(symbol, candle)
         outcomes.append(outcome)
         logs.append(row)
-    # The ledger's rows, the session's balance and cursor and the tick rows, together (one statement on PostgreSQL).
+    # The ledger's rows, the session's balance, marks and cursor and the tick rows, together (one statement on
+    # PostgreSQL).
     book.ledger.write(tick_rows=logs)
     last = outcomes[-1]
+    for skipped in market.skipped:
+        logger.warning(f"Session #{sid}: left out of this tick, catches up later: {skipped}")
     logger.info(f"Session #{sid}: applied {len(outcomes)} candle(s) up to {format_time(last.candle_time)}; balance "
                 f"{format_usd(session.total_balance)}, equity {format_usd(last.equity)}")
-    return TickResult(sid, "applied", cursor=session.candle_cursor, outcomes=tuple(outcomes), gaps=gaps, behind=behind,
-                      balance=session.total_balance, equity=last.equity)
+    return TickResult(sid, "applied", cursor=session.candle_cursor, outcomes=tuple(outcomes), gaps=tuple(gaps),
+                      behind=behind, balance=session.total_balance, equity=last.equity, skipped=market.skipped)
 
 
 class _CandleStep:
-    """One candle of a tick: exits first, then the strategy, then the mark and the candle's tick row."""
+    """One candle of one pair: that pair's exits first, then the strategy on that pair, then the pair's mark and
+    the candle's tick row."""
 
-    def __init__(self, book: _Book, strategy: Strategy, fetched: Sequence[Candle], gap_before: set[datetime],
+    def __init__(self, book: _Book, strategy: Strategy, market: _Market, gap_before: set[tuple[str, datetime]],
                  step: timedelta) -> None:
-        self.book, self.strategy, self.fetched, self.gap_before, self.step = book, strategy, fetched, gap_before, step
-        self.index_of = {c.open_time: i for i, c in enumerate(fetched)}
+        self.book, self.strategy, self.market, self.gap_before, self.step = book, strategy, market, gap_before, step
+        self.index_of = {s: {c.open_time: i for i, c in enumerate(candles)} for s, candles in market.candles.items()}
         self.warmup = max(1, strategy.warmup)
 
-    def apply(self, candle: Candle) -> tuple[CandleOutcome, dict[str, object]]:
+    def apply(self, symbol: str, candle: Candle) -> tuple[CandleOutcome, dict[str, object]]:
         book, session = self.book, self.book.session
         set_candle_time(candle.open_time)
         market_time = candle.open_time + self.step
         opened_before, closed_before = book.opened, book.closed
-        notes = ["after a gap in market data"] if candle.open_time in self.gap_before else []
-        # 1. Stops and targets of positions opened on earlier candles.
-        fills = self._exits(candle, market_time)
-        # 2. The strategy, on the candles up to and including this one.
-        kind, note, fill = self._decide(candle, market_time)
+        # Every row of this candle values this pair's holdings at its close (the others at their latest closes).
+        book.mark_at(symbol, candle)
+        notes = ["after a gap in market data"] if (symbol, candle.open_time) in self.gap_before else []
+        # 1. Stops and targets of this pair's positions opened on earlier candles.
+        fills = self._exits(symbol, candle, market_time)
+        # 2. The strategy, on this pair's candles up to and including this one.
+        kind, note, fill = self._decide(symbol, candle, market_time)
         if fill is not None:
             fills.append(fill)
         if note:
             notes.append(note)
         detail = "; ".join([*notes, *(describe_fill(f) for f in fills)])
         close = quantize_money(candle.close)
-        equity = book.equity(close)
-        book.ledger.mark(close=close, equity=equity, market_time=market_time)
+        items = book.holdings()
+        equity = accounting.equity(session.available_balance, valuation.positions_value(items))
+        book.ledger.mark(marks=book.marks, equity=equity, market_time=market_time)
         row: dict[str, object] = {
-            "session_id": session.id, "candle_time": candle.open_time, "close_price": close, "decision": kind,
-            "detail": detail[:2000] or None, "processed_at": book.now, "market_time": market_time, "equity": equity,
-            "units": session.units, "unit_value": session.unit_value, "ledger_version": session.version,
-            "performance_index": ledger.unit_state(session).performance_index}
+            "session_id": session.id, "symbol": symbol, "candle_time": candle.open_time, "close_price": close,
+            "decision": kind, "detail": detail[:2000] or None, "processed_at": book.now, "market_time": market_time,
+            "equity": equity, "units": session.units, "unit_value": session.unit_value,
+            "ledger_version": session.version, "performance_index": ledger.unit_state(session).performance_index,
+            "exposure": valuation.gross_exposure(items)}
         outcome = CandleOutcome(
-            candle_time=candle.open_time, close=candle.close, decision=kind, detail="; ".join(notes),
-            fills=tuple(fills), balance=session.total_balance, available=session.available_balance,
-            equity=equity, opened=book.opened - opened_before, closed=book.closed - closed_before,
+            symbol=symbol, candle_time=candle.open_time, close=candle.close, decision=kind,
+            detail="; ".join(notes), fills=tuple(fills), balance=session.total_balance,
+            available=session.available_balance, equity=equity, opened=book.opened - opened_before,
+            closed=book.closed - closed_before,
         )
         if fills or kind in ("error", "blocked"):
-            logger.info(f"Session #{session.id} {format_time(candle.open_time)}: {kind}; {detail}")
+            logger.info(f"Session #{session.id} {symbol} {format_time(candle.open_time)}: {kind}; {detail}")
         return outcome, row
 
-    def _exits(self, candle: Candle, market_time: datetime) -> list[FillReport]:
+    def _exits(self, symbol: str, candle: Candle, market_time: datetime) -> list[FillReport]:
         fills = []
-        for position in list(self.book.positions):
+        for position in self.book.of_symbol(symbol):
             signal = check_exit(_view(position), candle)
             if signal is not None:
                 fill = exit_fill(_view(position), signal, self.book.settings.broker)
                 fills.append(self.book.close(position, fill, candle, signal.reason, market_time))
         return fills
 
-    def _decide(self, candle: Candle, market_time: datetime) -> tuple[str, str, FillReport | None]:
-        """The strategy's decision and what came of it: (decision, note, fill)."""
+    def _decide(self, symbol: str, candle: Candle, market_time: datetime) -> tuple[str, str, FillReport | None]:
+        """The strategy's decision on this pair and what came of it: (decision, note, fill)."""
         book = self.book
-        i = self.index_of[candle.open_time]
-        window = self.fetched[max(0, i - self.warmup + 1) : i + 1]
-        current = book.positions[-1] if book.positions else None
+        candles = self.market.candles[symbol]
+        i = self.index_of[symbol][candle.open_time]
+        window = candles[max(0, i - self.warmup + 1) : i + 1]
+        held = book.of_symbol(symbol)
+        current = held[-1] if held else None
         try:
             decision = decide_safely(self.strategy, window, _view(current) if current is not None else None)
         except StrategyError as exc:
-            logger.error(f"Session #{book.session.id}: {exc}; holding for this candle")
+            logger.error(f"Session #{book.session.id}: {exc}; holding {symbol} for this candle")
             return "error", str(exc), None
         if isinstance(decision, EnterLong):
-            kind, result = book.open(candle, decision, book.session.symbol, market_time)
+            kind, result = book.open(candle, decision, symbol, self.market.rules[symbol], market_time)
             if isinstance(result, FillReport):
                 return kind, decision.reason, result
             note = f"{decision.reason}; {result}" if decision.reason and result else (result or decision.reason)

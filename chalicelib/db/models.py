@@ -26,9 +26,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from chalicelib.db.types import Money, Quantity, Units, UTCDateTime
+from chalicelib.db.types import MarksJSON, Money, Quantity, Units, UTCDateTime
 from chalicelib.ledger.vocabulary import KINDS, MAX_ACTOR_LENGTH, MAX_REASON_LENGTH, REFERENCE_LENGTH
 from chalicelib.states import BotStatus, Mode, PositionStatus, ScheduleStatus, SessionStatus, Side
+from chalicelib.valuation import Mark
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -80,7 +81,8 @@ class TradingSession(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     strategy: Mapped[str] = mapped_column(String(64))
-    symbol: Mapped[str] = mapped_column(String(32))
+    #: the bot's symbols, comma-joined in its fixed order (``BTCUSDT,ETHUSDT``); see ``bots.BotSpec.symbols``
+    symbol: Mapped[str] = mapped_column(String(200))
     timeframe: Mapped[str] = mapped_column(String(8))
     exchange: Mapped[str] = mapped_column(String(32))
     mode: Mapped[Mode] = mapped_column(String(8))
@@ -96,8 +98,10 @@ class TradingSession(Base):
     series_base: Mapped[Decimal] = mapped_column(Units(), server_default="1")
     net_contributions: Mapped[Decimal] = mapped_column(Money(), server_default="0")
     version: Mapped[int] = mapped_column(Integer, server_default="0")
-    #: the close of the newest applied candle (what open positions are marked at) and its market time
-    mark_price: Mapped[Decimal | None] = mapped_column(Money())
+    #: per symbol, the close (in USD) of its newest applied candle — what its positions are marked at — and that
+    #: candle's open time (the symbol's cursor); ``candle_cursor`` is the newest over all symbols
+    marks: Mapped[dict[str, Mark]] = mapped_column(MarksJSON())
+    #: the market time of the newest applied candle (its close)
     market_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     candle_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_tick_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -180,6 +184,9 @@ class Position(Base):
     exit_reason: Mapped[str | None] = mapped_column(String(32))
     realized_pnl: Mapped[Decimal | None] = mapped_column(Money())
     fees: Mapped[Decimal] = mapped_column(Money(), server_default="0")
+    #: the strategy that opened it and the version of its parameters or model (attribution survives a switch)
+    strategy: Mapped[str | None] = mapped_column(String(64))
+    strategy_version: Mapped[str | None] = mapped_column(String(64))
 
 
 class Trade(Base):
@@ -212,16 +219,20 @@ class Trade(Base):
     #: the close of the candle the trade closed in, and when it was recorded
     market_time: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: the strategy that opened the position (and its version), copied from it
+    strategy: Mapped[str | None] = mapped_column(String(64))
+    strategy_version: Mapped[str | None] = mapped_column(String(64))
 
 
 class TickLog(Base):
     """One row per (session, candle) applied: the database guarantees a candle is processed once."""
 
     __tablename__ = "tick_log"
-    __table_args__ = (UniqueConstraint("session_id", "candle_time"),)
+    __table_args__ = (UniqueConstraint("session_id", "symbol", "candle_time"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("trading_sessions.id"))
+    symbol: Mapped[str] = mapped_column(String(32))
     candle_time: Mapped[datetime] = mapped_column(UTCDateTime())
     close_price: Mapped[Decimal] = mapped_column(Money())
     decision: Mapped[str] = mapped_column(String(32))
@@ -235,6 +246,8 @@ class TickLog(Base):
     performance_index: Mapped[Decimal | None] = mapped_column(Units())
     #: how many ledger rows the account had when this candle was done (places the tick in the ledger's order)
     ledger_version: Mapped[int | None] = mapped_column(Integer)
+    #: gross exposure after the candle: open positions marked at the marks (empty on rows from before 0005)
+    exposure: Mapped[Decimal | None] = mapped_column(Money())
 
 
 class Bot(Base):
@@ -250,7 +263,7 @@ class Bot(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     strategy: Mapped[str] = mapped_column(String(64))
-    symbol: Mapped[str] = mapped_column(String(32))
+    symbol: Mapped[str] = mapped_column(String(200))
     timeframe: Mapped[str] = mapped_column(String(8))
     exchange: Mapped[str] = mapped_column(String(32))
     mode: Mapped[Mode] = mapped_column(String(8))

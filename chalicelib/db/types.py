@@ -7,15 +7,17 @@ Timestamps are timezone-aware UTC everywhere; SQLite keeps them as naive UTC tex
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Context, Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, Numeric, String
+from sqlalchemy import JSON, DateTime, Dialect, Numeric, String
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from chalicelib.accounting import UNITS_SCALE
 from chalicelib.money import MONEY_SCALE, QUANTITY_SCALE
+from chalicelib.valuation import Mark
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -92,6 +94,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class MarksJSON(TypeDecorator[dict[str, Mark]]):
+    """A session's marks (``chalicelib.valuation.Mark`` per symbol) as JSON of exact decimal text and ISO times:
+    ``{"BTCUSDT": {"close": "60000.00000000", "cursor": "2024-01-01T00:00:00+00:00"}}``."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return {}
+        return {symbol: {"close": format(mark.close, "f"), "cursor": mark.cursor.astimezone(UTC).isoformat()}
+                for symbol, mark in value.items()}
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dict[str, Mark]:
+        if isinstance(value, str):  # a driver that hands JSON back as text
+            value = json.loads(value)
+        return {symbol: Mark(Decimal(item["close"]), datetime.fromisoformat(item["cursor"]))
+                for symbol, item in (value or {}).items()
+                if item.get("close") is not None and item.get("cursor") is not None}
 
 
 def utcnow() -> datetime:

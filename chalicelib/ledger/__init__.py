@@ -32,6 +32,7 @@ from chalicelib.ledger.rules import (
     check,
     equity_of,
     held_quantities,
+    holdings,
     marked_value,
     unit_state,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "check",
     "equity_of",
     "held_quantities",
+    "holdings",
     "lock",
     "lock_session",
     "marked_value",

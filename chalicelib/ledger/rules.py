@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import accounting
+from chalicelib import accounting, valuation
 from chalicelib.accounting import UnitState
 from chalicelib.ledger.vocabulary import (
     CAPITAL_FLOW_KINDS,
@@ -26,6 +26,7 @@ from chalicelib.ledger.vocabulary import (
     trade_reference,
 )
 from chalicelib.money import ZERO, format_usd, money_text, quantize_money
+from chalicelib.valuation import Mark
 
 if TYPE_CHECKING:
     from chalicelib.db.models import Position, TradingSession
@@ -78,11 +79,14 @@ def held_quantities(positions: list[Position]) -> dict[str, Decimal]:
     return held
 
 
-def marked_value(positions: Sequence[Position], mark: Decimal | None) -> Decimal:
-    """What open positions are worth at ``mark`` (the last close); at cost while no candle has been applied."""
-    if mark is None:
-        return sum((p.cost for p in positions), ZERO)
-    return accounting.marked_value((p.quantity for p in positions), mark)
+def holdings(positions: Sequence[Position], marks: Mapping[str, Mark]) -> list[valuation.Holding]:
+    """The open positions as ``chalicelib.valuation`` values them: each at its pair's mark."""
+    return valuation.holdings(((p.symbol, p.side, p.quantity, p.cost) for p in positions), marks)
+
+
+def marked_value(positions: Sequence[Position], marks: Mapping[str, Mark]) -> Decimal:
+    """What open positions are worth, each at its pair's mark (the last close, in USD); at cost before one."""
+    return valuation.positions_value(holdings(positions, marks))
 
 
 def unit_state(session: TradingSession) -> UnitState:
@@ -91,10 +95,11 @@ def unit_state(session: TradingSession) -> UnitState:
                      series_base=session.series_base)
 
 
-def equity_of(session: TradingSession, positions: Sequence[Position], mark: Decimal | None = None) -> Decimal:
-    """Equity: cash plus open positions marked at ``mark`` (default: the session's last close)."""
+def equity_of(session: TradingSession, positions: Sequence[Position],
+              marks: Mapping[str, Mark] | None = None) -> Decimal:
+    """Equity: cash plus open positions marked at ``marks`` (default: the session's marks)."""
     return accounting.equity(session.available_balance,
-                             marked_value(positions, mark if mark is not None else session.mark_price))
+                             marked_value(positions, marks if marks is not None else session.marks))
 
 
 def _check_text(value: str, what: str, limit: int) -> str:

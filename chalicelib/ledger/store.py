@@ -37,6 +37,7 @@ from chalicelib.ledger.rules import (
 )
 from chalicelib.ledger.vocabulary import EVENT_KINDS
 from chalicelib.money import ZERO
+from chalicelib.valuation import Mark
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ class Batch:
     """
 
     _COLUMNS = ("total_balance", "available_balance", "reserved_balance", "units", "unit_value", "peak_unit_value",
-                "series_base", "net_contributions", "version", "mark_price", "market_time")
+                "series_base", "net_contributions", "version", "marks", "market_time")
 
     def __init__(self, db: Session, session: TradingSession, positions: Sequence[Position] | None = None) -> None:
         self.db = db
@@ -201,7 +202,7 @@ class Batch:
             positions = self.positions if self.positions is not None else open_positions(self.db, self.session.id)
             held = held_quantities(list(positions)) if held is None else held
             if positions_value is None:
-                positions_value = marked_value(positions, self.session.mark_price)
+                positions_value = marked_value(positions, self.session.marks)
         posting = check(self.session, kind=kind, delta=delta, reason=reason, actor=actor,
                          reserved_delta=reserved_delta, reference=reference, held=held, when=now,
                          positions_value=positions_value, market_time=market_time)
@@ -223,12 +224,14 @@ class Batch:
         for kwargs in position_closed(position_id, pnl, exit_fee, released_cost, exit_reason):
             self.post(**kwargs, held=held, positions_value=positions_value, now=now, market_time=market_time)
 
-    def mark(self, *, close: Decimal, equity: Decimal, market_time: datetime) -> None:
-        """The candle closed at ``close``: open positions are marked there, which moves the value per unit (and
-        the peak) without a ledger row."""
+    def mark(self, *, marks: Mapping[str, Mark], equity: Decimal, market_time: datetime) -> None:
+        """A candle closed: its pair's positions are marked at its close (``marks``, every pair's), which moves the
+        value per unit (and the peak) without a ledger row. The account's market time is the newest candle's close
+        (a late pair's candle, caught up after the others, does not move it back)."""
         state = accounting.after_trading(unit_state(self.session), equity)
-        self._cache({"unit_value": state.unit_value, "peak_unit_value": state.peak_unit_value, "mark_price": close,
-                     "market_time": market_time})
+        newest = market_time if self.session.market_time is None else max(self.session.market_time, market_time)
+        self._cache({"unit_value": state.unit_value, "peak_unit_value": state.peak_unit_value, "marks": dict(marks),
+                     "market_time": newest})
 
     def set(self, **columns: Any) -> None:
         """Other session columns (the tick's cursor) to write with the balance, in the same UPDATE."""
@@ -319,6 +322,7 @@ def start_session(
         version=0,
         started_at=when,
         market_time=market_time,
+        marks={},
     )
     db.add(session)
     db.flush()

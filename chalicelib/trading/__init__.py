@@ -27,7 +27,7 @@ feeds (``chalicelib.trading.feeds``)
 
 symbols (``chalicelib.trading.symbols``) -- the one symbol parser
     parse_symbol("btc/usdt") -> Symbol(base="BTC", quote="USDT"); .plain "BTCUSDT", .ccxt "BTC/USDT"
-    require_usd_quote(symbol) -> Symbol;  parse_usd_symbol(text) -> Symbol   # SymbolError(ValueError), one line
+    .usd_quoted: USD or a USD stablecoin (how other quotes become dollars: ``chalicelib.valuation``)
 
 strategies (``chalicelib.trading.strategies``)
     get_strategy(name) -> Strategy   # UnknownStrategyError lists the names;  available_strategies() -> list[str]

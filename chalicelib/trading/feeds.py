@@ -23,7 +23,7 @@ import gzip
 import io
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -37,6 +37,7 @@ from chalicelib.trading.candles import (
     timeframe_to_timedelta,
     to_epoch_ms,
 )
+from chalicelib.trading.markets import UNRESTRICTED, MarketRules, bundled_rules
 from chalicelib.trading.symbols import SymbolError, parse_symbol
 
 #: Where the recorded market data shipped with the package lives: ``SYMBOL_TIMEFRAME.csv.gz`` (Binance spot,
@@ -182,15 +183,16 @@ class ReplayFeed:
     """
 
     def __init__(
-        self, csv_path: str | Path | None = None, *, symbol: str | None = None, timeframe: str | None = None
+        self, csv_path: str | Path | None = None, *, symbol: str | None = None, timeframe: str | None = None,
+        rules: MarketRules | None = None,
     ) -> None:
         wanted_symbol = _plain(symbol) if symbol is not None else None
         if csv_path is None:
             self.bundled = True
             self.path = bundled_csv(wanted_symbol or "BTCUSDT", timeframe or "1h")
         else:
-            self.bundled = False
             self.path = Path(csv_path)
+            self.bundled = self.path.resolve().parent == BUNDLED_DATA  # the bundled file, named by its path
         inferred_symbol, inferred_timeframe = _infer_symbol_timeframe(self.path)
         for what, inferred, wanted in (("symbol", inferred_symbol, wanted_symbol),
                                        ("timeframe", inferred_timeframe, timeframe)):
@@ -202,12 +204,51 @@ class ReplayFeed:
         timeframe_to_timedelta(self.timeframe)
         self._data: _Dataset | None = None
         self._label: str | None = None
+        #: the bundled recordings trade under the exchange's bundled filters; a user's file under none (unknown)
+        self._rules = rules if rules is not None else bundled_rules(self.symbol) if self.bundled else UNRESTRICTED
+        #: the other pairs of a several-pair replay (:meth:`several`), by symbol
+        self._others: dict[str, ReplayFeed] = {}
 
     @classmethod
-    def from_candles(cls, candles: Sequence[Candle], *, symbol: str, timeframe: str, label: str) -> ReplayFeed:
+    def several(cls, symbols: Sequence[str], timeframe: str = "1h",
+                data: Mapping[str, str | Path] | None = None) -> ReplayFeed:
+        """One replay of several pairs over the same hours: each pair's bundled candles, or its file from ``data``
+        (``--data SYMBOL=FILE``). Every method takes the symbol and answers from that pair's recording."""
+        data = {_plain(k): v for k, v in (data or {}).items()}
+        unknown = sorted(set(data) - {_plain(s) for s in symbols})
+        if unknown:
+            raise FeedError(f"--data names {', '.join(unknown)}, which the bot does not trade")
+        feeds = [cls(data.get(_plain(s)), symbol=s, timeframe=timeframe) for s in symbols]
+        if not feeds:
+            raise FeedError("a replay needs at least one symbol")
+        first = feeds[0]
+        first._others = {f.symbol: f for f in feeds[1:]}
+        return first
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The pairs this replay serves, in the order given."""
+        return (self.symbol, *self._others)
+
+    def _pair(self, symbol: str) -> ReplayFeed:
+        plain = _plain(symbol)
+        if plain == self.symbol:
+            return self
+        other = self._others.get(plain)
+        if other is None:
+            raise FeedError(f"this replay holds {', '.join(self.symbols)}, not {plain}")
+        return other
+
+    def market_rules(self, symbol: str) -> MarketRules:
+        """The order filters of ``symbol`` in this replay (``chalicelib.trading.markets``)."""
+        return self._pair(symbol)._rules
+
+    @classmethod
+    def from_candles(cls, candles: Sequence[Candle], *, symbol: str, timeframe: str, label: str,
+                     rules: MarketRules | None = None) -> ReplayFeed:
         """A replay of candles already in memory (a slice of a recording, or a recording with a changed future:
         ``atb check``); ``label`` names them in :meth:`describe`."""
-        feed = cls(Path("memory"), symbol=symbol, timeframe=timeframe)
+        feed = cls(Path("memory"), symbol=symbol, timeframe=timeframe, rules=rules)
         feed._label = label
         times = tuple(c.open_time for c in candles)
         feed._data = _Dataset(feed.symbol, feed.timeframe, tuple(candles), times,
@@ -216,12 +257,19 @@ class ReplayFeed:
 
     def describe(self) -> str:
         """One line for the trader: which candles this replay serves."""
+        if self._others:
+            return "; ".join(self._pair(s)._describe_one() for s in self.symbols)
+        return self._describe_one()
+
+    def _describe_one(self) -> str:
         if self._label is not None:
             return self._label
         where = "bundled " if self.bundled else ""
         return f"replay of {where}{self.symbol} {self.timeframe} candles ({self.path})"
 
     def _dataset(self, symbol: str, timeframe: str) -> _Dataset:
+        if self._others and _plain(symbol) != self.symbol:
+            return self._pair(symbol)._dataset(symbol, timeframe)
         if _plain(symbol) != self.symbol or timeframe != self.timeframe:
             raise FeedError(
                 f"replay data {self.path.name} holds {self.symbol} {self.timeframe}, not {symbol} {timeframe}"
@@ -266,6 +314,13 @@ class ReplayFeed:
         if not revealed:
             return None
         return revealed[-1].close_time(timeframe)
+
+    def replay_now_all(self, timeframe: str, after: datetime | None, count: int = 1) -> datetime | None:
+        """:meth:`replay_now` over every pair: the earliest "now" at which some pair has revealed ``count`` more
+        candles after ``after`` (a several-pair account's cursor is its newest applied candle time). None when
+        every recording has ended."""
+        nows = [now for s in self.symbols if (now := self.replay_now(s, timeframe, after, count)) is not None]
+        return min(nows) if nows else None
 
 
 # ----------------------------------------------------------------------------------------------------- ccxt
@@ -362,6 +417,17 @@ class CcxtFeed:
                 raise FeedError(f"{self.exchange_id} refused {what}: {_one_line(exc)}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def market_rules(self, symbol: str) -> MarketRules:
+        """The exchange's lot step, minimum quantity and minimum notional for ``symbol``, from ccxt's market data
+        (loaded once); a figure the exchange does not publish is no limit."""
+        exchange = self.exchange
+        self._call("loading markets", exchange.load_markets)
+        try:
+            market = exchange.market(parse_symbol(symbol).ccxt)
+        except Exception as exc:  # ccxt.BadSymbol and friends: one line, like every feed failure
+            raise FeedError(f"{self.exchange_id} has no market {symbol}: {_one_line(exc)}") from None
+        return rules_from_ccxt(market, exchange.precisionMode)
+
     def _fetch_page(self, market: str, timeframe: str, since_ms: int | None, limit: int) -> list[list[Any]]:
         exchange = self.exchange
         self._call("loading markets", exchange.load_markets)
@@ -414,3 +480,30 @@ class CcxtFeed:
             except (TypeError, ValueError, IndexError, InvalidOperation):
                 raise FeedError(f"{self.exchange_id} sent an unreadable candle: {row!r}"[:240]) from None
             yield Candle(from_epoch_ms(timestamp_ms), o, h, lo, c, v)
+
+
+#: ccxt's precision modes (``ccxt.base.decimal_to_precision``): a step size, or a number of decimal places.
+_CCXT_TICK_SIZE, _CCXT_DECIMAL_PLACES = 4, 2
+
+
+def rules_from_ccxt(market: Mapping[str, Any], precision_mode: int) -> MarketRules:
+    """:class:`MarketRules` from one ccxt market structure (``precision.amount``, ``limits.amount.min``,
+    ``limits.cost.min``)."""
+
+    def number(value: Any) -> Decimal | None:
+        if value is None:
+            return None
+        try:
+            result = Decimal(str(value))
+        except InvalidOperation:
+            return None
+        return result if result.is_finite() and result >= 0 else None
+
+    amount = number((market.get("precision") or {}).get("amount"))
+    if amount is not None and precision_mode == _CCXT_DECIMAL_PLACES:
+        amount = Decimal(1).scaleb(-int(amount))
+    limits = market.get("limits") or {}
+    min_quantity = number((limits.get("amount") or {}).get("min")) or Decimal(0)
+    min_notional = number((limits.get("cost") or {}).get("min")) or Decimal(0)
+    step = amount if amount is not None and amount > 0 else UNRESTRICTED.step
+    return MarketRules(step=max(step, UNRESTRICTED.step), min_quantity=min_quantity, min_notional=min_notional)

@@ -2,8 +2,8 @@
 
 A symbol without a separator is split at the longest known quote it ends with (``BTCTUSD`` is BTC/TUSD, not
 BTCT/USD). Sessions store :attr:`Symbol.plain` (``BTCUSDT``); ccxt is asked for :attr:`Symbol.ccxt`
-(``BTC/USDT``). Until several quote currencies are supported, :func:`require_usd_quote` refuses a pair whose
-quote is not USD or a USD stablecoin: its prices are not dollars.
+(``BTC/USDT``). Whether a pair's prices are dollars (:attr:`Symbol.usd_quoted`), or how they become dollars, is
+``chalicelib.valuation``'s rule.
 """
 
 from __future__ import annotations
@@ -70,16 +70,3 @@ def parse_symbol(text: str) -> Symbol:
     if base == quote:
         raise SymbolError(f"cannot read symbol {shown}: base and quote are the same asset")
     return Symbol(base, quote)
-
-
-def require_usd_quote(symbol: Symbol) -> Symbol:
-    """``symbol`` if its quote is USD or a USD stablecoin; :class:`SymbolError` otherwise."""
-    if not symbol.usd_quoted:
-        raise SymbolError(f"{symbol.plain}: quote {symbol.quote} is not USD or a USD stablecoin; "
-                          "only USD-quoted pairs are supported")
-    return symbol
-
-
-def parse_usd_symbol(text: str) -> Symbol:
-    """:func:`parse_symbol` then :func:`require_usd_quote`: what a bot may trade today."""
-    return require_usd_quote(parse_symbol(text))

@@ -34,6 +34,20 @@ def test_a_bot_is_added_listed_paused_and_resumed_through_the_api(engine: Engine
     assert _json(resumed)["status"] == "active"
 
 
+def test_a_bot_of_several_pairs_is_one_bot_with_one_wallet(engine: Engine, client: Client) -> None:
+    created = client.http.post("/api/bots", headers=post_json(), body=body(
+        {"strategy": "ml_basic", "symbol": "eth/usdt, BTCUSDT", "exchange": "replay", "initial_capital": "1000"}))
+    assert created.status_code == 201, created.body
+    assert _json(created)["symbol"] == "BTCUSDT,ETHUSDT"
+    again = client.http.post("/api/bots", headers=post_json(), body=body(
+        {"strategy": "ma_crossover", "symbol": "BTCUSDT+ETHUSDT", "exchange": "replay"}))
+    assert again.status_code == 409, again.body  # the same pairs in another spelling are the same bot
+    priced = client.http.post("/api/bots", headers=post_json(), body=body(
+        {"strategy": "ml_basic", "symbol": "ETHBTC,BTCUSDT", "exchange": "replay"}))
+    assert priced.status_code == 201 and _json(priced)["symbol"] == "BTCUSDT,ETHBTC"
+    assert [b.symbol for b in fleet.list_bots(engine)] == ["BTCUSDT,ETHUSDT", "BTCUSDT,ETHBTC"]
+
+
 BAD_BOTS = [
     ({"strategy": "nosuch", "symbol": "BTCUSDT"}, 422, "unknown strategy"),
     ({"strategy": "ml_basic", "symbol": "ETHBTC"}, 422, "not USD"),

@@ -19,7 +19,7 @@ from chalicelib.db.uow import write_transaction
 from chalicelib.jsonutil import loads_exact
 
 ROUTES = ["/api/balance", "/api/balance/history", "/api/positions", "/api/trades", "/api/sessions",
-          "/api/openapi.json"]
+          "/api/openapi.json", "/api/performance"]
 
 
 def test_every_read_route_answers_a_read_token_and_matches_its_documented_schema(
@@ -27,7 +27,7 @@ def test_every_read_route_answers_a_read_token_and_matches_its_documented_schema
     session_id = start_session("5000.12345678")
     contracts = {"/api/balance": schemas.BalanceResponse, "/api/balance/history": schemas.HistoryPage,
                  "/api/positions": schemas.PositionsResponse, "/api/trades": schemas.TradesPage,
-                 "/api/sessions": schemas.SessionsResponse}
+                 "/api/sessions": schemas.SessionsResponse, "/api/performance": schemas.PerformanceResponse}
     for path in ROUTES:
         response = client.http.get(path, headers=auth(READ_TOKEN))
         assert response.status_code == 200, (path, response.body)
@@ -238,8 +238,8 @@ def test_setting_the_total_below_what_open_positions_hold_is_409(
                                       reference=f"position:{position.id}:open", held={"BTC": Decimal("0.1")})
         # A candle closes at 61,234.50: the tick marks the open position there.
         book = ledger.Batch(db, session)
-        book.mark(close=Decimal("61234.5"), equity=ledger.equity_of(session, [position], Decimal("61234.5")),
-                  market_time=utcnow())
+        marks = ledger_testing.marks_at(session, "61234.5")
+        book.mark(marks=marks, equity=ledger.equity_of(session, [position], marks), market_time=utcnow())
         book.write()
     before = ledger_rows(engine)
     r = client.http.post("/api/balance", headers=post_json(), body=body({"balance": 5000, "reason": "too low"}))

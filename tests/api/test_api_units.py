@@ -112,11 +112,13 @@ def test_a_positions_unrealised_pnl_is_the_accounts_formula_so_the_figures_add_u
     from chalicelib.db.models import Position
     from chalicelib.db.types import utcnow
     from chalicelib.money import quantize_money
+    from chalicelib.valuation import Mark
 
     entry, quantity, close = Decimal("7914.17863492"), Decimal("0.30703946"), Decimal("9882.81540384")
     position = Position(id=1, session_id=1, symbol="BTCUSDT", side="long", status="open", entry_price=entry,
                         quantity=quantity, cost=quantize_money(entry * quantity), stop_loss=None, take_profit=None,
                         entry_time=utcnow(), exit_price=None, exit_time=None, exit_reason=None, realized_pnl=None,
                         fees=Decimal(0))
-    account_unrealised = ledger.marked_value([position], close) - position.cost  # what BalanceResponse shows
-    assert PositionOut.of(position, close).unrealized_pnl == account_unrealised == Decimal("604.44917046")
+    mark = Mark(close, utcnow())
+    account_unrealised = ledger.marked_value([position], {"BTCUSDT": mark}) - position.cost  # BalanceResponse's
+    assert PositionOut.of(position, mark).unrealized_pnl == account_unrealised == Decimal("604.44917046")

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))  # after the project: bench/lab.py never hides lab/
 
 import _common
 

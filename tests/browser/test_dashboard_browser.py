@@ -176,11 +176,12 @@ def seed(database_url: str) -> Seeded:
         ledger.record_deposit(db, s, Decimal("500"), reason="Top-up", actor=owner, now=now - timedelta(hours=2))
         # the last candle closed an hour ago at 61,250: the tick marks the open position there
         book = ledger.Batch(db, s)
-        book.mark(close=Decimal("61250.00"), equity=ledger.equity_of(s, [position], Decimal("61250.00")),
+        marks = ledger_testing.marks_at(s, "61250.00")
+        book.mark(marks=marks, equity=ledger.equity_of(s, [position], marks),
                   market_time=now - timedelta(hours=1))
         book.write()
-        db.add(TickLog(session_id=s.id, candle_time=now - timedelta(hours=2), close_price=Decimal("61250.00"),
-                       decision="hold", processed_at=now - timedelta(minutes=20)))
+        db.add(TickLog(session_id=s.id, symbol=s.symbol, candle_time=now - timedelta(hours=2),
+                       close_price=Decimal("61250.00"), decision="hold", processed_at=now - timedelta(minutes=20)))
         s.last_tick_at = now - timedelta(minutes=20)
 
         other = ledger.start_session(db, strategy="ma_crossover", symbol="ETHUSDT", timeframe="4h",

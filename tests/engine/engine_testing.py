@@ -148,12 +148,13 @@ def snapshot(engine: Engine, *, with_times: bool = False) -> dict[str, Any]:
         ]
         ticks = [
             (t.session_id, t.candle_time, t.close_price, t.decision, t.detail, t.market_time, t.equity, t.units,
-             t.unit_value, t.performance_index)
-            for t in db.execute(select(TickLog).order_by(TickLog.session_id, TickLog.candle_time)).scalars()
+             t.unit_value, t.performance_index, t.symbol, t.exposure)
+            for t in db.execute(select(TickLog).order_by(TickLog.session_id, TickLog.candle_time,
+                                                         TickLog.symbol)).scalars()
         ]
         sess = [
             (s.strategy, s.symbol, s.status, s.total_balance, s.available_balance, s.reserved_balance,
-             s.units, s.unit_value, s.peak_unit_value, s.series_base, s.net_contributions, s.mark_price, s.market_time,
+             s.units, s.unit_value, s.peak_unit_value, s.series_base, s.net_contributions, s.marks, s.market_time,
              s.candle_cursor, s.version) + ((s.last_tick_at,) if with_times else ())
             for s in sessions
         ]

@@ -109,7 +109,7 @@ def test_an_unreadable_bot_entry_is_a_clear_error_not_a_crash(pg_engine, monkeyp
 BAD_BOTS = {
     "nosuch:BTCUSDT:1h:binance": "unknown strategy 'nosuch' (available: ma_crossover, ml_basic",
     "ml_basic:BTCUSDT:7x:binance": "unsupported timeframe '7x'",
-    "ml_basic:ETHBTC:1h:binance": "ETHBTC: quote BTC is not USD or a USD stablecoin",
+    "ml_basic:ETHBTC:1h:binance": "ETHBTC is quoted in BTC, which is not USD",
     "ml_basic:???:1h:binance": "cannot read symbol '???'",
     "ml_basic:BTCUSDT:1h:nosuchexchange": "unknown exchange 'nosuchexchange'",
     "ml_basic:btc/usdt:1h:BINANCE": "the same bot as 'ma_crossover:BTCUSDT:1h:binance'",

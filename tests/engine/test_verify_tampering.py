@@ -80,7 +80,7 @@ POSITION_COLUMNS = ("entry_price", "quantity", "cost", "fees")
 CLOSED_COLUMNS = ("exit_price", "realized_pnl")
 TRADE_COLUMNS = ("entry_price", "exit_price", "quantity", "realized_pnl", "fees")
 SESSION_COLUMNS = ("initial_balance", "total_balance", "available_balance", "reserved_balance", "units", "unit_value",
-                   "peak_unit_value", "series_base", "net_contributions", "mark_price")
+                   "peak_unit_value", "series_base", "net_contributions")
 FINE_COLUMNS = {"units", "unit_value", "performance_index", "peak_unit_value", "series_base", "quantity"}
 
 
@@ -145,3 +145,17 @@ def test_a_tampered_first_row_is_blamed_on_the_first_row(engine):
             delta=Decimal(1100), total_balance=Decimal(1100), available_balance=Decimal(1100)))
     [account] = verify(engine).sessions
     assert account.problems[0].startswith(f"ledger row {first} (initial)"), account.problems
+
+
+def test_a_tampered_mark_is_named_with_its_pair_and_the_tick_row_it_contradicts(engine):
+    from chalicelib.valuation import Mark
+
+    sid = _trade_a_while(engine)
+    assert verify(engine).ok
+    with write_transaction(engine) as db:
+        session = db.get(TradingSession, sid)
+        [(symbol, mark)] = session.marks.items()
+        session.marks = {symbol: Mark(mark.close + MONEY, mark.cursor)}
+    problems = verify(engine).sessions[0].problems
+    assert any(p.startswith(f"cached mark of {symbol} {mark.close + MONEY} ≠ the close of its newest applied "
+                            "candle, tick row") for p in problems), problems

@@ -45,6 +45,9 @@ class AnySymbolExchange(ReplayFeed):
         self.calls += 1
         return super().fetch_closed_candles("BTCUSDT", timeframe, since, limit, now)
 
+    def market_rules(self, symbol: str) -> Any:
+        return super().market_rules("BTCUSDT")
+
 
 class BrokenExchange:
     def fetch_closed_candles(self, *args: Any, **kwargs: Any) -> list[Any]:

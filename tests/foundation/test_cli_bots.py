@@ -27,7 +27,7 @@ BAD_DEFINITIONS = [
     ("nosuch", "BTCUSDT", "1h", "unknown strategy 'nosuch' (available: ma_crossover, ml_basic)"),
     ("ml_basic", "BTCUSDT", "7x", "unsupported timeframe '7x'"),
     ("ml_basic", "ETHBTC", "1h",
-     "ETHBTC: quote BTC is not USD or a USD stablecoin; only USD-quoted pairs are supported"),
+     "ETHBTC is quoted in BTC, which is not USD: add a BTC/USD pair (like BTCUSDT)"),
     ("ml_basic", "???", "1h", "cannot read symbol '???'"),
 ]
 

@@ -63,10 +63,12 @@ def _apply(db, session: TradingSession, op: str, amount: Decimal, step: int) -> 
                                       exit_fee=Decimal(0), released_cost=pos.cost)
     elif op == "mark":  # a candle closed at ``amount``: open positions are marked there (no ledger row)
         book = ledger.Batch(db, session)
-        equity = ledger.equity_of(session, ledger.open_positions(db, session.id), amount)
-        book.mark(close=amount, equity=equity, market_time=now)
+        marks = ledger_testing.marks_at(session, amount, now)
+        equity = ledger.equity_of(session, ledger.open_positions(db, session.id), marks)
+        book.mark(marks=marks, equity=equity, market_time=now)
         book.write()
-        db.add(TickLog(session_id=session.id, candle_time=now, close_price=amount, decision="hold", processed_at=now,
+        db.add(TickLog(session_id=session.id, symbol=session.symbol,
+                       candle_time=now, close_price=amount, decision="hold", processed_at=now,
                        market_time=now, equity=equity, units=session.units, unit_value=session.unit_value,
                        performance_index=ledger.unit_state(session).performance_index,
                        ledger_version=session.version))

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import boto3
@@ -125,6 +126,13 @@ BAD_VALUES = [
     ("ATB_INITIAL_BALANCE", "lots"),
     ("ATB_MAX_CANDLES_PER_TICK", "many"),
     ("ATB_EXCHANGE_TIMEOUT_MS", "10s"),
+    ("ATB_MAX_TOTAL_EXPOSURE", "1.5"),
+    ("ATB_MAX_ASSET_EXPOSURE", "25%"),
+    ("ATB_MAX_POSITION_FRACTION", "0"),
+    ("ATB_RISK_PER_TRADE", "NaN"),
+    ("ATB_MAX_DRAWDOWN", "-0.2"),
+    ("ATB_MAX_POSITIONS_PER_SYMBOL", "two"),
+    ("ATB_SYMBOL_WAIT_S", "forever"),
 ]
 
 
@@ -152,6 +160,22 @@ def test_defaults_match_the_documented_ones() -> None:
             config.exchange_timeout_ms) == (900, 1000, 500, 10000)
     assert config.database_sslmode == "disable" and not config.debug and not config.tracing
     assert (config.service_name, config.metrics_namespace) == ("atb", "ATB")
+    risk = config.risk
+    assert (risk.max_position_fraction, risk.risk_per_trade, risk.max_total_exposure, risk.max_asset_exposure,
+            risk.max_drawdown, risk.max_positions_per_symbol, config.symbol_wait_s) == (
+        Decimal("0.10"), Decimal("0.02"), Decimal("0.50"), Decimal("0.25"), Decimal("0.20"), 1, 10.0)
+
+
+def test_the_wallets_risk_rules_reach_the_tick_from_the_environment() -> None:
+    from chalicelib.bot.tick import TickSettings
+
+    config = settings.Settings.from_env({"ATB_MAX_TOTAL_EXPOSURE": "0.3", "ATB_MAX_ASSET_EXPOSURE": "0.15",
+                                         "ATB_MAX_POSITIONS_PER_SYMBOL": "2", "ATB_SYMBOL_WAIT_S": "2.5",
+                                         "ATB_MAX_CANDLES_PER_TICK": "40"})
+    tick = TickSettings.from_settings(config)
+    assert (tick.risk.max_total_exposure, tick.risk.max_asset_exposure, tick.risk.max_positions_per_symbol,
+            tick.symbol_wait_s, tick.max_candles_per_tick) == (Decimal("0.3"), Decimal("0.15"), 2, 2.5, 40)
+    assert TickSettings.from_settings(config, max_candles_per_tick=7).max_candles_per_tick == 7
 
 
 @pytest.mark.parametrize(("name", "value"), [BAD_VALUES[2], BAD_VALUES[7], BAD_VALUES[8]])

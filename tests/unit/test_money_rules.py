@@ -8,13 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from chalicelib import accounting
+from chalicelib import accounting, valuation
 from chalicelib.accounting import EMPTY, UnitState
 from chalicelib.money import MoneyError, format_usd, money_text, parse_money, quantize_money, quantize_quantity
 from chalicelib.trading.broker import BrokerConfig, check_exit, exit_fill, market_buy, market_sell
 from chalicelib.trading.candles import Candle
 from chalicelib.trading.position import PositionView
 from chalicelib.trading.risk import RiskConfig, Sizing, can_open, size_position
+from chalicelib.valuation import Mark
 
 D = Decimal
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -341,14 +342,20 @@ def test_an_equal_high_keeps_the_first_peak_and_an_equal_low_keeps_the_first_tro
 # --- equity and unrealised P&L: the one formula the tick, the API and the CLI share (accounting) ---------------
 
 
-def test_holdings_are_marked_at_the_last_close_to_the_money_scale_half_even() -> None:
+def test_holdings_are_marked_at_the_last_close_to_the_money_scale_half_even_once_per_pair() -> None:
+    def value(*quantities: str, close: str = "60000.07") -> Decimal:
+        mark = {"BTCUSDT": Mark(Decimal(close), datetime(2024, 1, 1, tzinfo=UTC))}
+        return valuation.positions_value(valuation.holdings(
+            [("BTCUSDT", "long", Decimal(q), Decimal(1)) for q in quantities], mark))
+
     # (0.123456789012 + 0.5) BTC at $60,000.07 = $37,407.45098269523084 → 8 places: $37,407.45098270
-    value = accounting.marked_value([Decimal("0.123456789012"), Decimal("0.5")], Decimal("60000.07"))
-    assert value == Decimal("37407.45098270")
-    assert accounting.marked_value([], Decimal("60000")) == Decimal(0)
+    assert value("0.123456789012", "0.5") == Decimal("37407.45098270")
+    assert value() == Decimal(0)
     # exactly half a unit of the last place rounds to even: 0.000000005 → 0.00000000, 0.000000015 → 0.00000002
-    assert accounting.marked_value([Decimal("0.000000005")], Decimal(1)) == Decimal("0.00000000")
-    assert accounting.marked_value([Decimal("0.000000015")], Decimal(1)) == Decimal("0.00000002")
+    assert value("0.000000005", close="1") == Decimal("0.00000000")
+    assert value("0.000000015", close="1") == Decimal("0.00000002")
+    # two positions of half a unit each are one holding: 0.000000005 + 0.000000005 → 0.00000001 (not 0 + 0)
+    assert value("0.000000005", "0.000000005", close="1") == Decimal("0.00000001")
 
 
 def test_equity_is_cash_plus_marked_holdings_and_unrealised_pnl_is_marked_minus_cost() -> None:

@@ -303,3 +303,53 @@ def test_without_network_the_exchange_feed_fails_with_one_line_after_retrying():
     assert "\n" not in message
     assert sleeps == [0.01]  # two attempts, one backoff in between
     assert info.value.__cause__ is None  # the CLI can print it without a traceback chain
+
+
+def test_the_exchange_feed_reads_the_lot_step_and_minimums_from_the_markets_filters_through_ccxt():
+    """Sizing follows the exchange's LOT_SIZE and NOTIONAL filters (issue 13): ccxt parses Binance's exchangeInfo
+    and the feed turns its market structure into exact MarketRules."""
+    import copy
+
+    from chalicelib.trading.markets import MarketRules
+
+    info = copy.deepcopy(FakeBinance.EXCHANGE_INFO)
+    info["symbols"][0]["filters"] = [
+        {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000",
+         "tickSize": "0.01000000"},
+        {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
+        {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
+         "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+    ]
+    feed = CcxtFeed("binance", retries=1)
+    feed.exchange.fetch = lambda url, *a, **k: info
+    assert feed.market_rules("BTC/USDT") == MarketRules(step=Decimal("0.00001"), min_quantity=Decimal("0.00001"),
+                                                         min_notional=Decimal(5))
+    with pytest.raises(FeedError, match="binance has no market DOGEUSDT"):
+        feed.market_rules("DOGEUSDT")
+
+
+def test_market_rules_from_ccxt_read_decimal_places_and_treat_missing_figures_as_no_limit():
+    from chalicelib.trading.feeds import rules_from_ccxt
+    from chalicelib.trading.markets import UNRESTRICTED, MarketRules
+
+    tick_size, decimal_places = 4, 2  # ccxt.TICK_SIZE, ccxt.DECIMAL_PLACES
+    assert rules_from_ccxt({"precision": {"amount": 3}, "limits": {"amount": {"min": 0.001}, "cost": {"min": 10}}},
+                           decimal_places) == MarketRules(Decimal("0.001"), Decimal("0.001"), Decimal(10))
+    assert rules_from_ccxt({"precision": {"amount": "0.1"}}, tick_size) == MarketRules(step=Decimal("0.1"))
+    assert rules_from_ccxt({}, tick_size) == UNRESTRICTED
+    assert rules_from_ccxt({"precision": {"amount": None}, "limits": {"cost": {"min": "nonsense"}}},
+                           tick_size) == UNRESTRICTED
+
+
+def test_the_bundled_replay_trades_under_the_bundled_filters_and_a_users_file_under_none(tmp_path: Path):
+    from chalicelib.trading.markets import BUNDLED_RULES, UNRESTRICTED
+
+    assert ReplayFeed(symbol="ETHUSDT").market_rules("ETHUSDT") == BUNDLED_RULES["ETHUSDT"]
+    several = ReplayFeed.several(["BTCUSDT", "ETHUSDT"])
+    assert [several.market_rules(s) for s in ("BTCUSDT", "ETHUSDT")] == [BUNDLED_RULES["BTCUSDT"],
+                                                                        BUNDLED_RULES["ETHUSDT"]]
+    own = tmp_path / "BTCUSDT_1h.csv"
+    own.write_text("timestamp_ms,open,high,low,close,volume\n1704067200000,1,1,1,1,1\n")
+    assert ReplayFeed(own).market_rules("BTCUSDT") == UNRESTRICTED
+    with pytest.raises(FeedError, match="this replay holds BTCUSDT, ETHUSDT, not SOLUSDT"):
+        several.market_rules("SOLUSDT")

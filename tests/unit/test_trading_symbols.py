@@ -4,7 +4,8 @@ quoted in USD or a USD stablecoin is refused (its prices are not dollars)."""
 import pytest
 
 from chalicelib import ledger
-from chalicelib.trading.symbols import Symbol, SymbolError, parse_symbol, parse_usd_symbol, require_usd_quote
+from chalicelib.trading.symbols import Symbol, SymbolError, parse_symbol
+from chalicelib.valuation import ValuationError, conversion_pair
 
 
 @pytest.mark.parametrize("text", ["BTCUSDT", "btcusdt", "BTC/USDT", "btc/usdt", "BTC-USDT", "BTC_USDT", " BTCUSDT "])
@@ -27,8 +28,9 @@ def test_every_spelling_of_btc_usdt_reads_as_the_same_symbol(text):
     ],
 )
 def test_usd_and_stablecoin_quotes_are_split_at_the_longest_known_quote_and_accepted(text, base, quote):
-    symbol = parse_usd_symbol(text)
+    symbol = parse_symbol(text)
     assert (symbol.base, symbol.quote) == (base, quote)
+    assert symbol.usd_quoted and conversion_pair(symbol, [symbol.plain]) is None
 
 
 def test_the_ledger_takes_the_base_asset_from_the_same_parser():
@@ -40,17 +42,23 @@ def test_the_ledger_takes_the_base_asset_from_the_same_parser():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("ETHBTC", "ETHBTC: quote BTC is not USD or a USD stablecoin; only USD-quoted pairs are supported"),
-        ("ETH/BTC", "ETHBTC: quote BTC is not USD or a USD stablecoin; only USD-quoted pairs are supported"),
-        ("BTCEUR", "BTCEUR: quote EUR is not USD or a USD stablecoin; only USD-quoted pairs are supported"),
-        ("BNB-GBP", "BNBGBP: quote GBP is not USD or a USD stablecoin; only USD-quoted pairs are supported"),
+        ("ETHBTC", "ETHBTC is quoted in BTC, which is not USD: add a BTC/USD pair (like BTCUSDT) to the bot's "
+                   "symbols to value it"),
+        ("ETH/BTC", "ETHBTC is quoted in BTC, which is not USD: add a BTC/USD pair (like BTCUSDT) to the bot's "
+                    "symbols to value it"),
+        ("BTCEUR", "BTCEUR is quoted in EUR, which is not USD: add a EUR/USD pair (like EURUSDT) to the bot's "
+                   "symbols to value it"),
+        ("BNB-GBP", "BNBGBP is quoted in GBP, which is not USD: add a GBP/USD pair (like GBPUSDT) to the bot's "
+                    "symbols to value it"),
     ],
 )
-def test_a_pair_not_quoted_in_usd_is_read_but_refused_with_one_line(text, message):
+def test_a_pair_not_quoted_in_usd_is_read_but_refused_without_a_pair_that_prices_it(text, message):
     assert parse_symbol(text).quote in ("BTC", "EUR", "GBP")
-    with pytest.raises(SymbolError) as caught:
-        require_usd_quote(parse_symbol(text))
+    with pytest.raises(ValuationError) as caught:
+        conversion_pair(text, [text, "ETHUSDT"])
     assert str(caught.value) == message
+    quote = parse_symbol(text).quote
+    assert conversion_pair(text, [text, f"{quote}USDC"]) == f"{quote}USDC"
 
 
 @pytest.mark.parametrize(

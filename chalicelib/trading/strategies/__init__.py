@@ -159,4 +159,20 @@ __all__ = [
     "require_strategy",
     "strategy_entry",
     "strategy_paths",
+    "strategy_version",
 ]
+
+
+def strategy_version(strategy: Strategy) -> str:
+    """Which parameters (or model) a strategy decides with, recorded on each position it opens: its own
+    ``version`` attribute when it has one, else the first 12 hex digits of the SHA-256 of its fields (a dataclass's
+    repr: parameters and model weights); "" when it has neither."""
+    import dataclasses
+    import hashlib
+
+    own = getattr(strategy, "version", None)
+    if isinstance(own, str) and own:
+        return own[:64]
+    if dataclasses.is_dataclass(strategy):
+        return hashlib.sha256(repr(strategy).encode()).hexdigest()[:12]
+    return ""
