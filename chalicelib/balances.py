@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import Engine, Select, and_, bindparam, func, literal_column, select, true
+from sqlalchemy import Engine, Select, and_, bindparam, func, literal, literal_column, select, true
 from sqlalchemy.orm import Session, aliased
 
 from chalicelib import accounting, ledger, valuation
@@ -63,18 +63,12 @@ def select_account(db: Session, session_id: int | None = None, *,
         if session is None:
             raise ledger.SessionNotFound(f"no trading session #{session_id}")
         return session, []
-    entities: list[Any] = [TradingSession, Position] if positions else [TradingSession]
-    stmt = select(*entities)
-    if positions:
-        stmt = stmt.outerjoin(
-            Position, and_(Position.session_id == TradingSession.id, Position.status == "open"))
     if session_id is not None:
-        rows = db.execute(stmt.where(TradingSession.id == session_id).order_by(*_position_order(positions))).all()
+        rows = db.execute(_account_statement(positions=positions, named=True), {"sid": session_id}).all()
         if not rows:
             raise ledger.SessionNotFound(f"no trading session #{session_id}")
         return rows[0][0], _held(rows)
-    rows = db.execute(stmt.where(TradingSession.status == "active")
-                      .order_by(TradingSession.id, *_position_order(positions))).all()
+    rows = db.execute(_account_statement(positions=positions, named=False)).all()
     active = list(dict.fromkeys(row[0] for row in rows))
     if not active:
         accounts = list(db.execute(select(TradingSession).order_by(TradingSession.id).limit(2)).scalars())
@@ -84,6 +78,20 @@ def select_account(db: Session, session_id: int | None = None, *,
     if len(active) > 1:
         raise AmbiguousSession(active)
     return active[0], _held(rows)
+
+
+@functools.lru_cache(maxsize=8)
+def _account_statement(*, positions: bool, named: bool) -> Select[Any]:
+    """``select_account``'s statement: the session named by ``:sid`` (else the active ones), LEFT JOIN its open
+    positions when ``positions``. Built once per shape, so SQLAlchemy builds, keys and compiles it once."""
+    entities: list[Any] = [TradingSession, Position] if positions else [TradingSession]
+    stmt = select(*entities)
+    if positions:
+        stmt = stmt.outerjoin(
+            Position, and_(Position.session_id == TradingSession.id, Position.status == "open"))
+    if named:
+        return stmt.where(TradingSession.id == bindparam("sid")).order_by(*_position_order(positions))
+    return stmt.where(TradingSession.status == "active").order_by(TradingSession.id, *_position_order(positions))
 
 
 def _position_order(positions: bool) -> list[Any]:
@@ -338,7 +346,9 @@ def _summary_statement(recent: int, *, sums: bool) -> Select[Any]:
         totals = (
             select(*(func.sum(ab.delta).filter(ab.kind == k).label(f"s_{k}") for k in _WINDOW_KINDS),
                    *(func.sum(ab.delta).filter(ab.kind == k, ab.id > first_id).label(f"f_{k}") for k in _WINDOW_KINDS))
-            .where(ab.session_id == sid, ab.kind.in_(_WINDOW_KINDS), ab.market_time > since)
+            # IN over one bound value per kind, rendered once: a plain in_() of a list is an "expanding" parameter
+            # that SQLAlchemy renders into the SQL text again on every execution (≈ 0.1 ms of regex per summary).
+            .where(ab.session_id == sid, ab.kind.in_([literal(k) for k in _WINDOW_KINDS]), ab.market_time > since)
             .subquery("totals")
         )
         stmt = stmt.add_columns(*totals.c)
