@@ -35,6 +35,11 @@ def balance_history() -> Response:
     return api.get_history(app.current_request)
 
 
+@app.route("/api/exposure", methods=["GET"], **api.route_kwargs())
+def exposure() -> Response:
+    return api.get_exposure(app.current_request)
+
+
 @app.route("/api/positions", methods=["GET"], **api.route_kwargs())
 def positions() -> Response:
     return api.get_positions(app.current_request)

@@ -16,7 +16,7 @@ import click
 
 from chalicelib.ids import MAX_BIGINT_ID, MAX_INT_ID
 from chalicelib.ledger.vocabulary import MAX_PAGE
-from chalicelib.money import MoneyError, format_usd, parse_money
+from chalicelib.money import MoneyError, format_usd, parse_money, quantize_money
 
 if TYPE_CHECKING:
     from chalicelib.api.schemas import BotOut
@@ -284,8 +284,8 @@ def balance() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @domain_errors
 def balance_show(session_id: int | None, as_json: bool) -> None:
-    """The current balance, its 24-hour change and the last changes."""
-    from chalicelib import accounting
+    """The current balance, its 24-hour change, the asset breakdown and exposure, and the last change."""
+    from chalicelib import accounting, valuation
     from chalicelib.api.schemas import BalanceResponse
     from chalicelib.balances import read_summary
     from chalicelib.db.engine import get_engine
@@ -307,6 +307,23 @@ def balance_show(session_id: int | None, as_json: bool) -> None:
                f"+ P&L {_signed_usd(summary.pnl_24h)}")
     click.echo(f"  since start: time-weighted return {_pct(accounting.percent(twr))}, P&L "
                f"{_signed_usd(summary.total_pnl)}; drawdown {summary.drawdown * 100:.2f}% from the peak value per unit")
+    def _share(value: Decimal | None) -> str:  # a share of equity (0.25) as 25.00 %; n/a without equity
+        return "n/a" if value is None else f"{value * 100:.2f}%"
+
+    wallet = summary.wallet
+    for symbol in wallet.symbols:
+        mark = wallet.marks.get(symbol)
+        click.echo(f"  mark:        {symbol} " + ("no candle applied yet" if mark is None else
+                                                  f"{format_usd(mark.close)} (candle {mark.cursor:%Y-%m-%d %H:%M}"
+                                                  f" UTC; {valuation.priced_as(symbol, wallet.symbols)})"))
+    click.echo(f"  {'asset':<6} {'quantity':>18} {'price':>14} {'value':>14} {'share':>8}")
+    for a in wallet.assets:
+        quantity = format_usd(a.quantity) if a.asset == valuation.ACCOUNT_CURRENCY else f"{a.quantity.normalize():f}"
+        click.echo(f"  {a.asset:<6} {quantity:>18} {format_usd(a.price):>14} {format_usd(a.value):>14} "
+                   f"{_share(a.share_of_equity):>8}")
+    for e in wallet.exposure:
+        click.echo(f"  exposure {e.asset}: gross {format_usd(e.gross)} ({_share(e.gross_share)}), net "
+                   f"{format_usd(e.net)} ({_share(e.net_share)}) of equity")
     if summary.latest is not None:
         click.echo(f"  last change: {summary.latest.update_reason} ({summary.latest.updated_by}, "
                    f"{summary.latest.last_updated:%Y-%m-%d %H:%M} UTC)")
@@ -442,14 +459,15 @@ def sessions_list(as_json: bool, show_all: bool) -> None:
 
 @sessions.command("start", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
-@click.option("--symbol", required=True)
+@click.option("--symbol", "symbols", multiple=True, required=True,
+              help="Market; repeat it (or write BTCUSDT,ETHUSDT) for one wallet trading several pairs.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--exchange", default="binance", show_default=True)
 @click.option("--initial-balance", default="1000", show_default=True)
 @click.option("--paper-trading/--live-trading", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @domain_errors
-def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, initial_balance: str,
+def sessions_start(strategy: str, symbols: tuple[str, ...], timeframe: str, exchange: str, initial_balance: str,
                    paper_trading: bool, as_json: bool) -> None:
     """Start a bot's session and record its initial capital in the ledger; a bot that already has one keeps it."""
     import logging
@@ -466,7 +484,7 @@ def sessions_start(strategy: str, symbol: str, timeframe: str, exchange: str, in
     amount = amount_arg(initial_balance, "initial balance")
     if amount < 0:
         fail("initial balance must not be negative")
-    spec = _bot_arg(strategy, symbol, timeframe, exchange)
+    spec = _bot_arg(strategy, _symbols_arg(symbols), timeframe, exchange)
     _require_schema()  # after the bot is checked: a bad definition says what is wrong with it first
     use_plain_logs(logging.WARNING)
     engine = get_engine()
@@ -554,6 +572,49 @@ def _bot_arg(strategy: str, symbol: str, timeframe: str, exchange: str) -> Any:
         fail(str(exc))
 
 
+def _symbols_arg(values: tuple[str, ...] | str) -> str:
+    """``--symbol`` given once or repeated (each may itself list pairs: ``BTCUSDT,ETHUSDT``) as the one text a
+    ``BotSpec`` reads; the spec checks and orders the pairs."""
+    return values if isinstance(values, str) else ",".join(values)
+
+
+def _data_arg(values: tuple[str, ...], symbols: tuple[str, ...]) -> dict[str, str]:
+    """``--data SYMBOL=FILE`` (repeatable) as {symbol: file}; a plain ``--data FILE`` names the file of a one-pair
+    bot. Which pairs the bot trades is checked by the replay itself (``ReplayFeed.several``)."""
+    from pathlib import Path
+
+    from chalicelib.trading.symbols import SymbolError, parse_symbol
+
+    files: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if sep and not Path(value).exists():
+            try:
+                symbol = parse_symbol(name).plain
+            except SymbolError as exc:
+                fail(f"--data {value!r}: {exc} (write --data SYMBOL=FILE)")
+            if not path:
+                fail(f"--data {value!r}: name the file after '=' (--data SYMBOL=FILE)")
+        elif len(symbols) > 1:
+            fail(f"--data {value!r}: the bot trades {', '.join(symbols)}; say which pair the file holds with "
+                 "--data SYMBOL=FILE")
+        else:
+            symbol, path = symbols[0], value
+        if symbol in files:
+            fail(f"--data gives two files for {symbol}")
+        files[symbol] = path
+    return files
+
+
+def _one_pair(strategy: str, symbols: tuple[str, ...], timeframe: str, tool: str) -> Any:
+    """The bot of a single-pair tool (``atb check``, ``atb optimize``), or exit 2 when it names several pairs."""
+    spec = _bot_arg(strategy, _symbols_arg(symbols), timeframe, "replay")
+    if len(spec.symbols) > 1:
+        fail(f"{tool} works on one pair at a time, not {spec.symbol}: give one --symbol (`atb backtest` takes "
+             "several)")
+    return spec
+
+
 def _given(name: str) -> bool:
     """Whether the user passed option ``name`` (rather than its default)."""
     from click.core import ParameterSource
@@ -570,22 +631,26 @@ def _existing_account_note(opening: Any) -> str | None:
             f"{format_usd(opening.total_balance)}; --initial-balance applies only to a new account")
 
 
-def _print_tick(result: Any, verbose: bool) -> None:
+def _print_tick(result: Any, verbose: bool, several: bool = False) -> None:
+    """One tick as lines: each candle applied (with its pair when the bot trades several) and its fills, the pairs
+    left out of the tick and why."""
     from chalicelib.bot.tick import describe_fill
     from chalicelib.trading.candles import format_time
 
     if result.status == "applied":
         for gap in result.gaps:
             click.echo(f"  gap in market data, skipped over: {gap}")
+        last_of = {o.symbol: o for o in result.outcomes}  # each pair's newest candle is always shown
         for o in result.outcomes:
-            if not verbose and not o.fills and o is not result.outcomes[-1] and o.decision == "hold":
+            if not verbose and not o.fills and o is not last_of[o.symbol] and o.decision == "hold":
                 continue
-            line = (f"{format_time(o.candle_time)}  close {format_usd(o.close):>12}  {o.decision:<10}  "
+            pair = f"  {o.symbol:<9}" if several else ""
+            line = (f"{format_time(o.candle_time)}{pair}  close {format_usd(o.close):>12}  {o.decision:<10}  "
                     f"balance {format_usd(o.balance)}  equity {format_usd(o.equity)}")
             click.echo(line + (f"  ({o.detail})" if verbose and o.detail else ""))
             for fill in o.fills:
-                click.echo(f"    {describe_fill(fill)}")
-        if result.candles_applied > 1:
+                click.echo(f"    {o.symbol + ' ' if several else ''}{describe_fill(fill)}")
+        if len({o.candle_time for o in result.outcomes}) > 1:  # catching up (one hour of every pair is one step)
             click.echo(f"  applied {result.candles_applied} candles in this tick"
                        + ("; more are waiting for the next tick" if result.behind else ""))
     elif result.status == "up_to_date":
@@ -596,39 +661,42 @@ def _print_tick(result: Any, verbose: bool) -> None:
         click.echo("replay finished: no more recorded candles")
     else:
         click.echo(f"tick {result.status}: {result.message}", err=True)
+    for skipped in result.skipped:
+        click.echo(f"  skipped {skipped} (caught up on a later tick)")
 
 
 def _check_live_options(paper_trading: bool, fresh: bool, confirm: bool, feed_kind: str,
-                        data_path: str | None) -> None:
+                        data_paths: tuple[str, ...]) -> None:
     if not paper_trading:
         fail("pass --paper-trading: live trading is not implemented, this bot only paper-trades")
     if fresh and not confirm:
         fail("--fresh resets the account to the initial balance and drops its open positions (recorded as a "
              "reset in the same ledger, whose history stays readable); add --confirm to do that")
-    if data_path is not None and feed_kind != "replay":
+    if data_paths and feed_kind != "replay":
         fail("--data only applies to --feed replay")
     if feed_kind == "replay" and _given("exchange_id"):
         fail("--exchange only applies to --feed exchange (a replay bot trades recorded candles)")
 
 
-def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
-    """The bot's market data, checked before anything is created: one line and a non-zero exit without it."""
-    from pathlib import Path
-
+def _live_feed(feed_kind: str, data: dict[str, str], spec: Any) -> Any:
+    """The bot's market data for every pair it trades, checked before anything is created: one line and a
+    non-zero exit without it."""
     from chalicelib.db.types import utcnow
     from chalicelib.trading.feeds import CcxtFeed, FeedError, ReplayFeed
 
     if feed_kind == "replay":
         try:
-            replay = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol, timeframe=spec.timeframe)
-            if not replay.reveal_next(spec.symbol, spec.timeframe, None, 1):
-                fail(f"no candles in {replay.path}")
+            replay = ReplayFeed.several(spec.symbols, spec.timeframe, data=data)
+            for symbol in spec.symbols:
+                if not replay.reveal_next(symbol, spec.timeframe, None, 1):
+                    fail(f"no {symbol} candles in {data.get(symbol) or 'the bundled data'}")
         except FeedError as exc:
             fail(str(exc))
         return replay
     exchange_feed = CcxtFeed(spec.exchange)
     try:
-        exchange_feed.fetch_closed_candles(spec.symbol, spec.timeframe, None, 1, utcnow())
+        for symbol in spec.symbols:
+            exchange_feed.fetch_closed_candles(symbol, spec.timeframe, None, 1, utcnow())
     except FeedError as exc:
         fail(str(exc), EXIT_REFUSED)
     return exchange_feed
@@ -636,7 +704,9 @@ def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
 
 @main.command("live", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
-@click.option("--symbol", required=True, help="Market, e.g. BTCUSDT or BTC/USDT (quoted in USD or a USD stablecoin).")
+@click.option("--symbol", "symbols", multiple=True, required=True,
+              help="Market, e.g. BTCUSDT or BTC/USDT; repeat it (or write BTCUSDT,ETHUSDT) to trade several pairs "
+                   "from one wallet.")
 @click.option("--paper-trading", is_flag=True, help="Trade on paper (required: live trading is not implemented).")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--initial-balance", default="1000", show_default=True, help="Capital of a new account.")
@@ -645,8 +715,9 @@ def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
 @click.option("--feed", "feed_kind", type=click.Choice(["exchange", "replay"]), default="exchange",
               show_default=True,
               help="exchange: live prices through ccxt on the clock; replay: recorded candles, one per tick.")
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="CSV of candles for --feed replay (default: the bundled candles of the symbol).")
+@click.option("--data", "data_paths", multiple=True,
+              help="SYMBOL=FILE: a CSV of candles for --feed replay (repeatable; default: the bundled candles of "
+                   "each symbol); a one-pair bot may give just FILE.")
 @click.option("--ticks", type=click.IntRange(min=1), default=None, help="Stop after this many ticks.")
 @click.option("--fresh", is_flag=True, help="Reset the account to the initial balance (a reset row; history kept).")
 @click.option("--confirm", is_flag=True, help="Confirm --fresh.")
@@ -654,10 +725,11 @@ def _live_feed(feed_kind: str, data_path: str | None, spec: Any) -> Any:
 @click.option("-v", "--verbose", is_flag=True, help="Print every candle with the strategy's reason, and info logs.")
 @strategy_path_option
 @domain_errors
-def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initial_balance: str, exchange_id: str,
-         feed_kind: str, data_path: str | None, ticks: int | None, fresh: bool, confirm: bool,
-         max_candles_per_tick: int, verbose: bool) -> None:
-    """Paper-trade STRATEGY on SYMBOL: recover the session (balance, open positions), then tick.
+def live(strategy: str, symbols: tuple[str, ...], paper_trading: bool, timeframe: str, initial_balance: str,
+         exchange_id: str, feed_kind: str, data_paths: tuple[str, ...], ticks: int | None, fresh: bool,
+         confirm: bool, max_candles_per_tick: int, verbose: bool) -> None:
+    """Paper-trade STRATEGY on SYMBOL (or several, from one wallet): recover the session (balance, open
+    positions), then tick.
 
     Without DATABASE_URL the session lives in ./atb.sqlite3 (created on first run). Ctrl-C finishes the current
     tick, then exits; run the same command again to carry on where it stopped.
@@ -666,8 +738,9 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     import signal
     import threading
 
-    _check_live_options(paper_trading, fresh, confirm, feed_kind, data_path)
-    spec = _bot_arg(strategy, symbol, timeframe, exchange_id if feed_kind == "exchange" else "replay")
+    _check_live_options(paper_trading, fresh, confirm, feed_kind, data_paths)
+    spec = _bot_arg(strategy, _symbols_arg(symbols), timeframe, exchange_id if feed_kind == "exchange" else "replay")
+    data = _data_arg(data_paths, spec.symbols)
     capital = amount_arg(initial_balance, "initial balance")
     if capital < 0:
         fail("initial balance must not be negative")
@@ -681,7 +754,7 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
 
     use_plain_logs(logging.INFO if verbose else logging.WARNING)
     # Market data first: with no data (no network, wrong file) nothing is created or changed.
-    feed = _live_feed(feed_kind, data_path, spec)
+    feed = _live_feed(feed_kind, data, spec)
     click.echo(f"Feed: {feed.describe()}")
 
     engine = get_engine()
@@ -718,7 +791,7 @@ def live(strategy: str, symbol: str, paper_trading: bool, timeframe: str, initia
     try:
         for result in bot.results(ticks, stop):
             done += 1
-            _print_tick(result, verbose)
+            _print_tick(result, verbose, several=len(spec.symbols) > 1)
     except KeyboardInterrupt:
         click.echo("Aborted: the tick in progress was rolled back.", err=True)
     finally:
@@ -735,10 +808,18 @@ def _print_session_end(session_id: int, ticks: int) -> None:
         session = dbs.get(TradingSession, session_id)
         assert session is not None
         held = open_positions(dbs, session_id)
-    cursor = session.candle_cursor.strftime("%Y-%m-%dT%H:%MZ") if session.candle_cursor else "none"
+        marks = dict(session.marks)
+    cursor = _minute(session.candle_cursor)
+    pairs = session.symbol.split(",")
+    if len(pairs) > 1:  # each pair's own newest candle: a pair that was skipped is behind the others
+        cursor += " (" + ", ".join(f"{p} {_minute(marks[p].cursor) if p in marks else 'none'}" for p in pairs) + ")"
     click.echo(f"Stopped after {ticks} tick(s): session #{session_id} balance {format_usd(session.total_balance)} "
                f"(available {format_usd(session.available_balance)}), {len(held)} open position(s), "
                f"last candle {cursor}")
+
+
+def _minute(when: Any) -> str:
+    return when.strftime("%Y-%m-%dT%H:%MZ") if when else "none"
 
 
 def _date_arg(value: str | None, option: str) -> Any:
@@ -754,32 +835,34 @@ def _date_arg(value: str | None, option: str) -> Any:
 
 @main.command("backtest", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
-@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--symbol", "symbols", multiple=True, default=("BTCUSDT",), show_default=True,
+              help="Market; repeat it (or write BTCUSDT,ETHUSDT) to trade several pairs from one wallet.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--days", type=click.IntRange(min=1), default=None,
               help="Test on the last N days of the data (30 unless --from/--to is given).")
 @click.option("--from", "date_from", default=None, help="First day to test, YYYY-MM-DD (UTC).")
 @click.option("--to", "date_to", default=None, help="Last day to test, YYYY-MM-DD (UTC, included).")
 @click.option("--initial-balance", default="1000", show_default=True)
-@click.option("--data", "data_path", type=click.Path(dir_okay=False, path_type=str), default=None,
-              help="CSV of candles (default: the bundled candles of the symbol).")
+@click.option("--data", "data_paths", multiple=True,
+              help="SYMBOL=FILE: a CSV of candles (repeatable; default: the bundled candles of each symbol); one "
+                   "pair may give just FILE.")
 @click.option("--param", "params", multiple=True, help="NAME=VALUE: a strategy parameter (repeatable).")
 @click.option("--output", type=click.Path(file_okay=False, path_type=str), default=None,
               help="Write trades (CSV, JSON), ledger, report.json and report.html per strategy into this directory.")
 @strategy_path_option
 @domain_errors
-def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_from: str | None,
-             date_to: str | None, initial_balance: str, data_path: str | None, params: tuple[str, ...],
+def backtest(strategy: str, symbols: tuple[str, ...], timeframe: str, days: int | None, date_from: str | None,
+             date_to: str | None, initial_balance: str, data_paths: tuple[str, ...], params: tuple[str, ...],
              output: str | None) -> None:
     """Run STRATEGY (or several: a,b,c, on the same candles) through the real engine over recorded candles, in a
-    throwaway database; print a summary and the statistics beside buy and hold (docs/lab.md)."""
+    throwaway database; print a summary and the statistics beside buy and hold — of the pair, or of an equal-weight
+    basket when one wallet trades several pairs (docs/lab.md)."""
     import logging
     from datetime import timedelta
     from pathlib import Path
 
     from chalicelib.bot.backtest import BacktestError, run_backtest
     from chalicelib.bot.observability import use_plain_logs
-    from chalicelib.trading.candles import format_time
     from chalicelib.trading.feeds import FeedError
     from chalicelib.trading.strategies import StrategyLoadError, strategy_entry
     from lab.params import ParamError, parse_values
@@ -788,7 +871,8 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_
     names = [n.strip() for n in strategy.split(",")]
     if not all(names) or len(set(names)) != len(names):
         fail(f"STRATEGY {strategy!r}: give one name or several separated by commas, each once")
-    specs = [_bot_arg(name, symbol, timeframe, "replay") for name in names]
+    specs = [_bot_arg(name, _symbols_arg(symbols), timeframe, "replay") for name in names]
+    data = _data_arg(data_paths, specs[0].symbols)
     try:
         values = [parse_values(strategy_entry(name), params) for name in names]
     except ParamError as exc:
@@ -815,24 +899,14 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_
 
         try:
             summary = run_backtest(spec.strategy, spec.symbol, spec.timeframe, days=days, start=start, end=end,
-                                   initial_balance=capital, data=Path(data_path) if data_path else None,
-                                   params=chosen, progress=progress)
+                                   initial_balance=capital, data=data, params=chosen, progress=progress)
         except (BacktestError, FeedError, StrategyLoadError) as exc:
             fail(str(exc))
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
         s = summary
-        click.echo(f"{s.strategy} on {s.symbol} {s.timeframe}: {s.candles} candles, {format_time(s.first_candle)} → "
-                   f"{format_time(s.last_candle)}")
-        click.echo(f"  data             {s.data}")
-        click.echo(f"  initial balance  {format_usd(s.initial_balance)}")
-        click.echo(f"  final balance    {format_usd(s.final_balance)}   equity {format_usd(s.final_equity)}")
-        click.echo(f"  return           {s.return_pct:+.2f}%   (buy and hold {s.buy_and_hold_pct:+.2f}%)")
-        click.echo(f"  max drawdown     {s.max_drawdown_pct:.2f}%")
-        click.echo(f"  trades           {s.trades} ({s.winning_trades} winning)")
-        click.echo(f"  fees             {format_usd(s.fees)}")
-        click.echo(f"  ledger verified  {'ok' if s.verified else 'FAILED'}")
+        _print_backtest(s)
         if not s.verified:
             sys.exit(EXIT_REFUSED)
         reports.append(analyse(summary))
@@ -846,9 +920,51 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_
         click.echo(f"\nReports in {out_dir}/: " + ", ".join(f"{r.run.strategy}/report.html" for r in reports))
 
 
+def _print_backtest(s: Any) -> None:
+    """One backtest's summary: the wallet, and with several pairs each pair's closed trades beside the basket."""
+    from chalicelib.trading.candles import format_time
+
+    several = len(s.symbols) > 1
+    counted = f"{s.candle_times} hours × {len(s.symbols)} pairs = {s.candles} candles" if several else (
+        f"{s.candles} candles")
+    click.echo(f"{s.strategy} on {s.symbol} {s.timeframe}: {counted}, {format_time(s.first_candle)} → "
+               f"{format_time(s.last_candle)}")
+    click.echo(f"  data             {s.data}")
+    click.echo(f"  initial balance  {format_usd(s.initial_balance)}")
+    click.echo(f"  final balance    {format_usd(s.final_balance)}   equity {format_usd(s.final_equity)}")
+    if s.basket is not None:
+        click.echo(f"  return           {s.return_pct:+.2f}%   (equal-weight basket {s.buy_and_hold_pct:+.2f}%: "
+                   f"{format_usd(quantize_money(s.basket.final_value))} after {format_usd(s.basket.fees)} fees)")
+    else:
+        click.echo(f"  return           {s.return_pct:+.2f}%   (buy and hold {s.buy_and_hold_pct:+.2f}%)")
+    click.echo(f"  max drawdown     {s.max_drawdown_pct:.2f}%")
+    click.echo(f"  trades           {s.trades} ({s.winning_trades} winning)")
+    click.echo(f"  fees             {format_usd(s.fees)}")
+    click.echo(f"  ledger verified  {'ok' if s.verified else 'FAILED'}")
+    if not several:
+        return
+    rows = [(p.symbol, format_usd(p.realized_pnl), format_usd(p.fees), format_usd(p.net), str(p.trades),
+             "—" if p.win_rate_pct is None else f"{p.win_rate_pct:.1f}%", f"{p.buy_and_hold_pct:+.2f}%")
+            for p in s.pairs]
+    wallet = s.pairs
+    trades = sum(p.trades for p in wallet)
+    wins = sum(p.winning_trades for p in wallet)
+    rows.append(("wallet", format_usd(sum((p.realized_pnl for p in wallet), Decimal(0))),
+                 format_usd(sum((p.fees for p in wallet), Decimal(0))),
+                 format_usd(sum((p.net for p in wallet), Decimal(0))), str(trades),
+                 "—" if not trades else f"{Decimal(wins) / trades * 100:.1f}%", f"{s.buy_and_hold_pct:+.2f}%"))
+    head = ("pair", "realised P&L", "fees", "net", "trades", "win rate", "buy and hold")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    click.echo("  closed trades by pair (buy and hold: the pair alone, no fees; the wallet's: the basket):")
+    for row in (head, *rows):
+        click.echo("    " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                                      enumerate(zip(row, widths, strict=True))))
+
+
 @main.command("check")
 @click.argument("strategy")
-@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--symbol", "symbols", multiple=True, default=("BTCUSDT",), show_default=True,
+              help="One market: the check tests one pair at a time.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--days", type=click.IntRange(min=2), default=60, show_default=True,
               help="Check over the last N days of the data.")
@@ -859,8 +975,8 @@ def backtest(strategy: str, symbol: str, timeframe: str, days: int | None, date_
 @click.option("--param", "params", multiple=True, help="NAME=VALUE: a strategy parameter (repeatable).")
 @strategy_path_option
 @domain_errors
-def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: int, data_path: str | None,
-                  params: tuple[str, ...]) -> None:
+def check_command(strategy: str, symbols: tuple[str, ...], timeframe: str, days: int, cuts: int,
+                  data_path: str | None, params: tuple[str, ...]) -> None:
     """Check STRATEGY for look-ahead (decisions and fills up to a candle never change with what follows it) and
     for a sufficient warm-up; exit 1 naming the first offending candle (docs/lab.md)."""
     import logging
@@ -873,7 +989,7 @@ def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: i
     from lab.check import check
     from lab.params import ParamError, parse_values
 
-    spec = _bot_arg(strategy, symbol, timeframe, "replay")
+    spec = _one_pair(strategy, symbols, timeframe, "atb check")
     try:
         values = parse_values(strategy_entry(spec.strategy), params)
         candles = ReplayFeed(Path(data_path) if data_path else None, symbol=spec.symbol,
@@ -906,7 +1022,8 @@ def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: i
                                              "expectancy"]), default="sharpe", show_default=True)
 @click.option("--trials", type=click.IntRange(min=1, max=100_000), default=100, show_default=True,
               help="Total trials of the study (a resumed study counts the ones it has).")
-@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--symbol", "symbols", multiple=True, default=("BTCUSDT",), show_default=True,
+              help="One market: the search runs on one pair.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--from", "date_from", default=None, help="First day of the data to use, YYYY-MM-DD (UTC).")
 @click.option("--to", "date_to", default=None, help="Last day of the data to use, YYYY-MM-DD (UTC, included).")
@@ -926,7 +1043,8 @@ def check_command(strategy: str, symbol: str, timeframe: str, days: int, cuts: i
               help="Write optimize.json (both sides, each fold, the verdict) into this directory.")
 @strategy_path_option
 @domain_errors
-def optimize(strategy: str, ranges: tuple[str, ...], metric: str, trials: int, symbol: str, timeframe: str,
+def optimize(strategy: str, ranges: tuple[str, ...], metric: str, trials: int, symbols: tuple[str, ...],
+             timeframe: str,
              date_from: str | None, date_to: str | None, data_path: str | None, train_fraction: float, folds: int,
              jobs: int, storage: str, seed: int | None, initial_balance: str, output: str | None) -> None:
     """Search STRATEGY's parameters on a training window, then show the best on held-out data beside the
@@ -946,7 +1064,7 @@ def optimize(strategy: str, ranges: tuple[str, ...], metric: str, trials: int, s
     from lab.optimize import OptimizeError, Plan, report_table, run, split, study_name
     from lab.params import ParamError, parse_ranges, parse_values
 
-    spec = _bot_arg(strategy, symbol, timeframe, "replay")
+    spec = _one_pair(strategy, symbols, timeframe, "atb optimize")
     entry = strategy_entry(spec.strategy)
     try:
         searched = parse_ranges(entry, [r for r in ranges if ":" in r.partition("=")[2]])
@@ -1054,19 +1172,21 @@ def _bot_line(b: BotOut) -> str:
 
 @bots.command("add", context_settings=AMOUNT_ARG)
 @click.argument("strategy")
-@click.option("--symbol", required=True)
+@click.option("--symbol", "symbols", multiple=True, required=True,
+              help="Market; repeat it (or write BTCUSDT,ETHUSDT) for one wallet trading several pairs.")
 @click.option("--timeframe", default="1h", show_default=True)
 @click.option("--exchange", default="binance", show_default=True)
 @click.option("--initial-capital", default="1000", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @domain_errors
-def bots_add(strategy: str, symbol: str, timeframe: str, exchange: str, initial_capital: str, as_json: bool) -> None:
+def bots_add(strategy: str, symbols: tuple[str, ...], timeframe: str, exchange: str, initial_capital: str,
+             as_json: bool) -> None:
     """Add a bot; the next scheduled tick opens its account and trades it."""
     from chalicelib import fleet
     from chalicelib.db.engine import get_engine
 
     amount = amount_arg(initial_capital, "initial capital")
-    spec = _bot_arg(strategy, symbol, timeframe, exchange)
+    spec = _bot_arg(strategy, _symbols_arg(symbols), timeframe, exchange)
     view = fleet.add_bot(spec, amount, actor=_actor(), engine=get_engine())
     print_json(view.body()) if as_json else click.echo(f"Added bot {_bot_line(view)}")
 

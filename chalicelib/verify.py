@@ -242,9 +242,8 @@ class _LedgerChecker:
         close = self.closes.get((pair, row.market_time)) if pair is not None else None
         if pair is not None and close is not None:
             marks[pair] = close  # a trade's rows value its pair at the close of the candle that traded
-        if not _held(row):
-            expected: Decimal | None = row.available_balance
-        elif not marks:
+        expected: Decimal | None
+        if not marks:
             expected = row.total_balance  # at cost: no candle applied yet
         else:
             value = self._holdings_value(row, marks)
@@ -322,11 +321,6 @@ class _LedgerChecker:
         peak = accounting.ONE if starts else max(prev.peak_unit_value, self.peak_needed, row.unit_value)
         self.state = UnitState(row.units, row.unit_value, peak, base)
         self.peak_needed = peak
-
-
-def _held(row: AccountBalance) -> Decimal:
-    """The base-asset quantities a ledger row says the account holds, summed (zero: only cash)."""
-    return sum((Decimal(str(q)) for asset, q in row.asset_balances.items() if asset != row.base_currency), ZERO)
 
 
 def _check_cache(report: SessionReport, session: TradingSession, last: AccountBalance,

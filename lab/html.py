@@ -14,7 +14,7 @@ from html import escape
 
 from chalicelib.accounting import drawdown
 from chalicelib.trading.candles import format_time
-from lab.report import RunReport, headline_rows
+from lab.report import RunReport, baseline_name, headline_rows
 
 MAX_POINTS = 1200
 WIDTH, HEIGHT, PAD = 1000, 260, 62
@@ -111,12 +111,16 @@ def drawdown_chart(r: RunReport) -> str:
 
 
 def price_chart(r: RunReport) -> str:
-    outcomes = r.run.outcomes
+    """The first pair's closes with its trades (a several-pair run's other pairs are in its tables)."""
+    symbol = r.run.symbols[0]
+    outcomes = [o for o in r.run.outcomes if o.symbol == symbol]
     closes = [float(r.run.start_close), *(float(o.close) for o in outcomes)]
     frame = _Frame(len(closes), min(closes), max(closes))
     index = {o.candle_time: i + 1 for i, o in enumerate(outcomes)}
     marks = []
     for t in r.run.trade_records:
+        if t.symbol != symbol:
+            continue
         for when, price, colour, shape in ((t.entry_time, t.entry_price, "#137333", "entry"),
                                            (t.exit_time, t.exit_price, "#b3261e", "exit")):
             i = index.get(when)
@@ -151,7 +155,7 @@ def render(r: RunReport) -> str:
     run = r.run
     params = ", ".join(f"{k}={v}" for k, v in run.params.items()) or "defaults"
     headline = _table(
-        ["", escape(run.strategy), "buy and hold"],
+        ["", escape(run.strategy), baseline_name(run)],
         [(escape(a), escape(b), escape(c)) for (a, b), (_, c) in zip(headline_rows(r.strategy),
                                                                        headline_rows(r.hold), strict=True)],
         "headline")
@@ -165,13 +169,15 @@ def render(r: RunReport) -> str:
     reasons = _table(["exit reason", "trades", "wins", "net"],
                      [(escape(k), str(v["trades"]), str(v["wins"]), f"${v['net']:,.2f}")
                       for k, v in r.strategy.by_exit_reason.items()], "exit-reasons")
-    months = _table(["month", escape(run.strategy), "buy and hold"],
+    months = _table(["month", escape(run.strategy), baseline_name(run)],
                     [(k, _signed(v * 100), _signed(r.hold.monthly_returns.get(k, Decimal(0)) * 100))
                      for k, v in r.strategy.monthly_returns.items()], "monthly")
-    trades = _table(["entry", "exit", "entry price", "exit price", "quantity", "net", "exit reason"],
-                    [(format_time(t.entry_time), format_time(t.exit_time), f"{t.entry_price}", f"{t.exit_price}",
+    trades = _table(["entry", "exit", "pair", "entry price", "exit price", "quantity", "net", "exit reason"],
+                    [(format_time(t.entry_time), format_time(t.exit_time), escape(t.symbol), f"{t.entry_price}",
+                      f"{t.exit_price}",
                       f"{t.quantity}", _signed(t.net, ""), escape(t.exit_reason)) for t in run.trade_records],
                     "trades")
+    chart_pair = f" ({escape(run.symbols[0])})" if len(run.symbols) > 1 else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>atb backtest: {escape(run.strategy)} on {escape(run.symbol)}</title>
 <style>{CSS}</style></head><body>
@@ -183,11 +189,11 @@ ledger verified: {"ok" if run.verified else "FAILED"}. Data: {escape(run.data)}.
 <p class="k">Sharpe and Sortino from per-candle returns, annualised, risk-free rate 0; the ratios are floats,
 money is exact. Definitions: docs/lab.md.</p>
 <h2>Equity</h2><p class="legend"><span style="color:#1a5fd0">■ {escape(run.strategy)}</span>
-<span style="color:#9aa3b2">■ buy and hold</span></p>
+<span style="color:#9aa3b2">■ {baseline_name(run)}</span></p>
 {equity_chart(r)}
 <h2>Drawdown</h2><p class="k">Deepest: {escape(dd_text)}.</p>
 {drawdown_chart(r)}
-<h2>Trades on the price chart</h2><p class="legend"><span style="color:#137333">▲ entry</span>
+<h2>Trades on the price chart{chart_pair}</h2><p class="legend"><span style="color:#137333">▲ entry</span>
 <span style="color:#b3261e">▼ exit</span></p>
 {price_chart(r)}
 <h2>Trades by exit reason</h2>{reasons}

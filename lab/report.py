@@ -17,15 +17,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from chalicelib.bot.backtest import BacktestSummary, spec_step
+from chalicelib.bot.backtest import BacktestSummary, PairSummary, spec_step
+from chalicelib.bot.tick import CandleOutcome
 from chalicelib.jsonutil import dumps
-from chalicelib.money import quantize_money
+from chalicelib.money import ZERO, quantize_money
 from lab import metrics as m
 
 
 @dataclass(frozen=True)
 class RunReport:
-    """One strategy's backtest with its statistics and buy and hold's over the same candles."""
+    """One strategy's backtest with its statistics and its baseline's (buy and hold, or the equal-weight basket of
+    several pairs) over the same candles."""
 
     run: BacktestSummary
     times: tuple[datetime, ...]  # when each equity value was marked (candle closes; the first is the start)
@@ -36,26 +38,42 @@ class RunReport:
 
 
 def analyse(run: BacktestSummary) -> RunReport:
-    """The statistics of a finished backtest and of buying and holding over the same candles."""
+    """The statistics of a finished backtest and of its baseline over the same candles: buying and holding the pair,
+    or, with several pairs, the equal-weight basket (``chalicelib.bot.backtest.Basket``). One value per candle time:
+    the wallet after every pair's candle of that time."""
     step = timedelta(seconds=spec_step(run.timeframe))
-    outcomes = run.outcomes
-    start_time = outcomes[0].candle_time if outcomes else run.first_candle
-    times = (start_time, *(o.candle_time + step for o in outcomes))
-    equity = (run.initial_balance, *(o.equity for o in outcomes))
-    base = outcomes[0].close if outcomes else run.start_close  # bought at the first close the strategy could
-    hold = (run.initial_balance, *(quantize_money(run.initial_balance * o.close / base) if base > 0
-                                   else run.initial_balance for o in outcomes))
-    holding, exposed = 0, []
-    for o in outcomes:
+    last_of: dict[datetime, CandleOutcome] = {}
+    exposed_at: dict[datetime, bool] = {}
+    holding = 0
+    for o in run.outcomes:
         holding += o.opened - o.closed
-        exposed.append(holding > 0)
+        last_of[o.candle_time] = o
+        exposed_at[o.candle_time] = holding > 0
+    marks = list(last_of.values())
+    start_time = marks[0].candle_time if marks else run.first_candle
+    times = (start_time, *(o.candle_time + step for o in marks))
+    equity = (run.initial_balance, *(o.equity for o in marks))
+    if run.basket is not None:
+        hold = (run.initial_balance, *run.basket.values[:len(marks)])
+        hold_fees = run.basket.fees
+    else:
+        base = marks[0].close if marks else run.start_close  # bought at the first close the strategy could
+        hold = (run.initial_balance, *(quantize_money(run.initial_balance * o.close / base) if base > 0
+                                       else run.initial_balance for o in marks))
+        hold_fees = ZERO
     trades = [m.TradeResult(t.exit_time, t.net, t.exit_reason) for t in run.trade_records]
     seconds = step.total_seconds()
     return RunReport(
         run=run, times=times, equity=equity, hold_equity=hold,
-        strategy=m.compute(times, equity, period_seconds=seconds, trades=trades, exposed=exposed, fees=run.fees),
-        hold=m.compute(times, hold, period_seconds=seconds, exposed=[True] * len(outcomes)),
+        strategy=m.compute(times, equity, period_seconds=seconds, trades=trades,
+                           exposed=[exposed_at[o.candle_time] for o in marks], fees=run.fees),
+        hold=m.compute(times, hold, period_seconds=seconds, exposed=[True] * len(marks), fees=hold_fees),
     )
+
+
+def baseline_name(run: BacktestSummary) -> str:
+    """What the strategy is compared with: buy and hold of its pair, or of an equal-weight basket of its pairs."""
+    return "equal-weight basket" if run.basket is not None else "buy and hold"
 
 
 # ------------------------------------------------------------------------------------------------ plain values
@@ -105,7 +123,14 @@ def report_dict(r: RunReport) -> dict[str, Any]:
                                         "risk-free rate 0"},
         "strategy_metrics": metrics_dict(r.strategy),
         "buy_and_hold_metrics": metrics_dict(r.hold),
+        "baseline": baseline_name(run),
+        **({"by_symbol": {p.symbol: pair_dict(p) for p in run.pairs}} if run.pairs else {}),
     }
+
+
+def pair_dict(p: PairSummary) -> dict[str, Any]:
+    return {"trades": p.trades, "winning_trades": p.winning_trades, "win_rate_pct": p.win_rate_pct,
+            "realized_pnl": p.realized_pnl, "fees": p.fees, "net": p.net, "buy_and_hold_pct": p.buy_and_hold_pct}
 
 
 # ------------------------------------------------------------------------------------------------ the files
@@ -157,7 +182,7 @@ def write_summary(reports: Sequence[RunReport], directory: Path) -> Path:
     path.write_text(dumps({
         "symbol": first.run.symbol, "timeframe": first.run.timeframe, "first_candle": first.run.first_candle,
         "last_candle": first.run.last_candle, "candles": first.run.candles,
-        "buy_and_hold": metrics_dict(first.hold),
+        "buy_and_hold": metrics_dict(first.hold), "baseline": baseline_name(first.run),
         "strategies": {r.run.strategy: metrics_dict(r.strategy) for r in reports},
     }, indent=2), encoding="utf-8")
     return path
@@ -203,7 +228,7 @@ def headline_rows(x: m.Metrics) -> list[tuple[str, str]]:
 def headline_table(reports: Sequence[RunReport]) -> str:
     """Strategies side by side with buy and hold always in the last column."""
     columns = [(r.run.strategy, headline_rows(r.strategy)) for r in reports]
-    columns.append(("buy and hold", headline_rows(reports[0].hold)))
+    columns.append((baseline_name(reports[0].run), headline_rows(reports[0].hold)))
     labels = [label for label, _ in columns[0][1]]
     width0 = max(len(s) for s in labels)
     widths = [max(len(title), *(len(v) for _, v in rows)) for title, rows in columns]

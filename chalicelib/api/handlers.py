@@ -111,6 +111,20 @@ def get_balance(request: ApiRequest, _: Principal | None) -> Response:
     return json_response(service.balance(_session_id(request)).body())
 
 
+@endpoint("read", ("session_id", "limit", "before"))
+def get_exposure(request: ApiRequest, _: Principal | None) -> Response:
+    """The exposure now and its history, newest first; ``before`` is the previous page's ``next_cursor``."""
+    from datetime import UTC, datetime
+
+    from chalicelib.api.schemas import MAX_EPOCH_SECONDS
+
+    limit = _int_param(request, "limit", low=1, high=MAX_PAGE, default=MAX_PAGE)
+    assert limit is not None
+    before = _int_param(request, "before", low=1, high=MAX_EPOCH_SECONDS)
+    at = None if before is None else datetime.fromtimestamp(before, UTC)
+    return json_response(service.exposure(_session_id(request), limit, at).body())
+
+
 @endpoint("write", ("session_id",))
 def post_balance(request: ApiRequest, principal: Principal | None) -> Response:
     assert principal is not None

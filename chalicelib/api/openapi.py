@@ -106,7 +106,8 @@ def openapi_document() -> dict[str, Any]:
         (schemas.BalanceChangeRequest, "validation"),
         *((m, "serialization") for m in (
             schemas.ErrorResponse, schemas.BalanceResponse, schemas.BalanceChangeResponse, schemas.HistoryPage,
-            schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse, schemas.HealthResponse,
+            schemas.ExposureResponse, schemas.PositionsResponse, schemas.TradesPage, schemas.SessionsResponse,
+            schemas.HealthResponse,
             schemas.MeResponse, schemas.BotsResponse, schemas.BotOut, schemas.SchedulesResponse,
             schemas.ScheduleOut, schemas.PerformanceResponse)),
         (schemas.BotRequest, "validation"), (schemas.BotPatch, "validation"), (schemas.ScheduleRequest, "validation"),
@@ -168,6 +169,16 @@ def openapi_document() -> dict[str, Any]:
                 "operationId": "getBalanceHistory", "summary": "Ledger entries, newest first (keyset pages)",
                 "parameters": [SESSION_ID, LIMIT, _before(MAX_BIGINT_ID)],
                 "responses": {"200": _ok("HistoryPage", "One page"), **AUTH_ERRORS, **SESSION_ERRORS}}},
+            "/api/exposure": {"get": {
+                "operationId": "getExposure",
+                "summary": "Gross and net exposure now, per asset and total, and its history (newest first)",
+                "parameters": [SESSION_ID, _param("limit", "Points of history per page.",
+                                                  {"type": "integer", "minimum": 1, "maximum": MAX_PAGE,
+                                                   "default": MAX_PAGE}),
+                               _param("before", "Cursor from the previous page's next_cursor (older points).",
+                                      {"type": "integer", "minimum": 1, "maximum": schemas.MAX_EPOCH_SECONDS})],
+                "responses": {"200": _ok("ExposureResponse", "The exposure and one page of its history"),
+                              **AUTH_ERRORS, **SESSION_ERRORS}}},
             "/api/positions": {"get": {
                 "operationId": "getPositions", "summary": "Open positions with unrealised P&L at the last close",
                 "parameters": [SESSION_ID],

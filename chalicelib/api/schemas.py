@@ -36,10 +36,10 @@ from chalicelib.money import MAX_AMOUNT, MONEY_SCALE, parse_money
 from chalicelib.states import BotStatus, Mode, PositionStatus, ScheduleStatus, SessionStatus, Side
 
 if TYPE_CHECKING:
-    from chalicelib.balances import BalanceSummary
+    from chalicelib.balances import BalanceSummary, ExposurePoint, ExposureReport, Wallet
     from chalicelib.db.models import AccountBalance, Bot, DepositSchedule, Position, Trade, TradingSession
     from chalicelib.performance import GroupFigures, PerformanceReport
-    from chalicelib.valuation import Mark
+    from chalicelib.valuation import AssetLine, ExposureLine, Mark
 
 #: Largest request body accepted (bytes). A balance change is a few hundred bytes.
 MAX_BODY_BYTES = 16 * 1024
@@ -328,17 +328,92 @@ class LedgerEntry(_Out):
                    market_time=row.market_time, timestamp=row.last_updated)
 
 
+Share = Annotated[Decimal, WithJsonSchema({"type": "number", "description": "a fraction of equity, 6 decimal places "
+                                                                        "(0.25 = 25 %); null when equity is not "
+                                                                        "positive"})]
+
+
+class AssetOut(_Out):
+    """One line of the asset breakdown, in the account's currency at the last close."""
+
+    asset: str = Field(description="USD (the cash, first) or a base asset held (BTC, ETH …).")
+    quantity: Money = Field(description="Cash in USD, or the quantity held over every open position in the asset "
+                                        "(a short counts negative).")
+    price: Money = Field(description="USD per unit: 1 for cash, else the close in USD of the asset's pair.")
+    value: Money = Field(description="Σ quantity × mark of the positions in the asset; the values sum to equity.")
+    share_of_equity: Share | None
+    priced_as: str = Field(description="How the price becomes dollars, e.g. 'BTCUSDT close; USDT counted 1:1 as "
+                                       "USD' or 'ETHBTC close × BTCUSDT close'.")
+
+    @classmethod
+    def of(cls, line: AssetLine) -> AssetOut:
+        return cls(asset=line.asset, quantity=line.quantity, price=line.price, value=line.value,
+                   share_of_equity=line.share_of_equity, priced_as=line.priced_as)
+
+
+class ExposureLineOut(_Out):
+    asset: str = Field(description="A base asset, or 'total' for the whole wallet.")
+    gross: Money = Field(description="Σ |position value| (what the exposure caps limit).")
+    net: Money = Field(description="Σ signed position value (longs +, shorts −); equal to gross for long-only.")
+    gross_share: Share | None
+    net_share: Share | None
+
+    @classmethod
+    def of(cls, line: ExposureLine) -> ExposureLineOut:
+        return cls(asset=line.asset, gross=line.gross, net=line.net, gross_share=line.gross_share,
+                   net_share=line.net_share)
+
+
+class ExposureOut(_Out):
+    """Gross and net exposure, per asset held and in total, as amounts and as a share of equity."""
+
+    assets: list[ExposureLineOut] = Field(description="Per asset held, in the bot's symbol order.")
+    total: ExposureLineOut
+
+    @classmethod
+    def of(cls, lines: list[ExposureLine]) -> ExposureOut:
+        *assets, total = lines
+        return cls(assets=[ExposureLineOut.of(a) for a in assets], total=ExposureLineOut.of(total))
+
+
+class MarkOut(_Out):
+    """A pair's mark: the close in USD of its newest applied candle, what its positions are valued at."""
+
+    symbol: str
+    close: Money = Field(description="The close in USD (a non-USD quote converted, see priced_as).")
+    candle_time: datetime = Field(description="Open time of that candle (the pair's own cursor).")
+    priced_as: str
+
+    @classmethod
+    def of(cls, symbol: str, mark: Mark, symbols: tuple[str, ...]) -> MarkOut:
+        from chalicelib.valuation import priced_as
+
+        return cls(symbol=symbol, close=mark.close, candle_time=mark.cursor, priced_as=priced_as(symbol, symbols))
+
+
+def _marks(wallet: Wallet) -> list[MarkOut]:
+    """The pairs' marks in the bot's symbol order (a pair with no candle applied yet has none)."""
+    return [MarkOut.of(s, wallet.marks[s], wallet.symbols) for s in wallet.symbols if s in wallet.marks]
+
+
 class BalanceResponse(_Out):
     session_id: int
     strategy: str = Field(description="The strategy the account trades now (it may have changed over time).")
-    symbol: str
+    symbol: str = Field(description="The bot's symbols, comma-joined in its fixed order (BTCUSDT,ETHUSDT).")
+    symbols: list[str] = Field(description="The bot's symbols as a list, in its fixed order.")
+    marks: list[MarkOut] = Field(description="Each pair's last close in USD (what its positions are valued at).")
     base_currency: str
     current_balance: Money = Field(description="Total balance: cash plus the cost of open positions.")
     available_balance: Money
     reserved_balance: Money
     equity: Money = Field(description="Cash plus open positions marked at the last close.")
     unrealized_pnl: Money
-    asset_balances: dict[str, Money]
+    assets: list[AssetOut] = Field(description="The asset breakdown: cash (USD) first, then each asset held, valued "
+                                               "at the last close; the values sum to equity.")
+    exposure: ExposureOut
+    asset_balances: dict[str, Money] = Field(description="Quantities per asset as the last ledger row recorded them "
+                                                         "(kept for existing clients; `assets` adds price, value and "
+                                                         "share).")
     market_time: datetime = Field(description="The market time the figures are for (the last applied close).")
     balance_24h_ago: Money = Field(description="Equity 24 market hours ago (or at the account's start).")
     balance_change_24h: Money | None = Field(
@@ -365,11 +440,13 @@ class BalanceResponse(_Out):
 
     @classmethod
     def of(cls, summary: BalanceSummary) -> BalanceResponse:
-        s, latest = summary.session, summary.latest
+        s, latest, wallet = summary.session, summary.latest, summary.wallet
         return cls(
-            session_id=s.id, strategy=s.strategy, symbol=s.symbol, base_currency=s.base_currency,
+            session_id=s.id, strategy=s.strategy, symbol=s.symbol, symbols=list(wallet.symbols),
+            marks=_marks(wallet), base_currency=s.base_currency,
             current_balance=s.total_balance, available_balance=s.available_balance,
             reserved_balance=s.reserved_balance, equity=summary.now.equity, unrealized_pnl=summary.unrealized_pnl,
+            assets=[AssetOut.of(a) for a in wallet.assets], exposure=ExposureOut.of(wallet.exposure),
             asset_balances=_assets(latest.asset_balances) if latest else {s.base_currency: s.available_balance},
             market_time=summary.now.market_time, balance_24h_ago=summary.balance_24h_ago,
             balance_change_24h=summary.change_24h_percent, balance_delta_24h=summary.balance_delta_24h,
@@ -381,6 +458,47 @@ class BalanceResponse(_Out):
             last_update_reason=latest.update_reason if latest else None,
             recent_history=[LedgerEntry.of(r) for r in summary.recent],
         )
+
+
+#: ``GET /api/exposure``'s cursor (``?before=``): a candle open time in Unix seconds, at most 9999-12-31.
+MAX_EPOCH_SECONDS = 253_402_300_799
+
+
+class ExposurePointOut(_Out):
+    market_time: datetime = Field(description="Close of the candle(s) after which the figures hold.")
+    equity: Money
+    gross_exposure: Money = Field(description="Σ |position value| after the candles of that market time.")
+    gross_share: Share | None
+
+    @classmethod
+    def of(cls, point: ExposurePoint) -> ExposurePointOut:
+        from chalicelib.valuation import share
+
+        return cls(market_time=point.market_time, equity=point.equity, gross_exposure=point.exposure,
+                   gross_share=share(point.exposure, point.equity))
+
+
+class ExposureResponse(_Out):
+    """``GET /api/exposure``: the exposure now (as in ``GET /api/balance``) and its history, newest first."""
+
+    session_id: int
+    symbols: list[str]
+    market_time: datetime | None = Field(description="The last applied close (null before the first candle).")
+    equity: Money
+    exposure: ExposureOut
+    marks: list[MarkOut]
+    limit: int
+    history: list[ExposurePointOut] = Field(description="One point per market time the bot applied candles at "
+                                                        "(after every pair of that time), newest first.")
+    next_cursor: str | None = Field(description="Pass as ?before= for the next (older) page; null at the end.")
+
+    @classmethod
+    def of(cls, report: ExposureReport, limit: int) -> ExposureResponse:
+        s, wallet = report.session, report.wallet
+        cursor = None if report.next_before is None else str(int(report.next_before.timestamp()))
+        return cls(session_id=s.id, symbols=list(wallet.symbols), market_time=s.market_time, equity=report.equity,
+                   exposure=ExposureOut.of(wallet.exposure), marks=_marks(wallet), limit=limit,
+                   history=[ExposurePointOut.of(p) for p in report.history], next_cursor=cursor)
 
 
 class BalanceChangeResponse(_Out):

@@ -33,6 +33,15 @@ def balance(session_id: int | None) -> schemas.BalanceResponse:
     return schemas.BalanceResponse.of(summary)  # built after the snapshot: the connection goes back at once
 
 
+def exposure(session_id: int | None, limit: int, before: datetime | None) -> schemas.ExposureResponse:
+    """The exposure now and a page of its history (``balances.read_exposure``: one snapshot)."""
+    from chalicelib.balances import read_exposure
+    from chalicelib.db.engine import get_engine
+
+    report = read_exposure(session_id, limit=limit, before=before, engine=get_engine())
+    return schemas.ExposureResponse.of(report, limit)
+
+
 @dataclass(frozen=True)
 class ChangeOutcome:
     body: schemas.BalanceChangeResponse

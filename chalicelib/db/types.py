@@ -31,6 +31,7 @@ class ExactDecimal(TypeDecorator[Decimal]):
         self.precision = precision
         self.scale = scale
         self._context = Context(prec=precision + 2)
+        self._quantum = Decimal(1).scaleb(-scale)  # made once: every money value read or written is quantized
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
@@ -43,8 +44,7 @@ class ExactDecimal(TypeDecorator[Decimal]):
         if isinstance(value, float):
             raise TypeError("money and quantities are Decimal, never float")
         dec = Decimal(value)
-        quantum = Decimal(1).scaleb(-self.scale)
-        exact = dec.quantize(quantum, context=self._context)
+        exact = dec.quantize(self._quantum, context=self._context)
         if dec != exact:
             raise ValueError(f"{dec} has more than {self.scale} decimal places")
         if dialect.name == "sqlite":
@@ -54,7 +54,8 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(str(value)).quantize(Decimal(1).scaleb(-self.scale), context=self._context)
+        dec = value if isinstance(value, Decimal) else Decimal(str(value))  # PostgreSQL's NUMERIC: a Decimal already
+        return dec.quantize(self._quantum, context=self._context)
 
 
 def Money() -> ExactDecimal:

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, Update, and_, bindparam, insert, select, update
+from sqlalchemy import Insert, Select, Table, Update, and_, bindparam, insert, select, update
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -54,6 +54,32 @@ class Locked:
 _STARTED = aliased(TradingSession)
 
 
+@functools.lru_cache(maxsize=8)
+def _lock_statement(*, reference: bool, locking: bool, skip_locked: bool) -> Select[Any]:
+    """``lock``'s read (the session LEFT JOIN its open positions, the session's version as the statement started,
+    with ``reference`` the id of a ledger row carrying ``:reference``), ``FOR UPDATE OF`` the session when
+    ``locking``. Built once per shape with bound parameters (``:sid``, ``:reference``), so SQLAlchemy builds,
+    keys and compiles it once and the connection prepares it once: building it per call cost ≈ 0.2 ms of Python
+    on every balance change."""
+    sid: Any = bindparam("sid")
+    version_at_start = select(_STARTED.version).where(_STARTED.id == sid).scalar_subquery()
+    columns: list[Any] = [TradingSession, Position, version_at_start]
+    if reference:
+        columns.append(select(AccountBalance.id)
+                       .where(AccountBalance.session_id == TradingSession.id,
+                              AccountBalance.reference == bindparam("reference"))
+                       .limit(1)
+                       .scalar_subquery())
+    read = (
+        select(*columns)
+        .outerjoin(Position, and_(Position.session_id == TradingSession.id, Position.status == "open"))
+        .where(TradingSession.id == sid)
+        .order_by(Position.id)
+        .execution_options(populate_existing=True)
+    )
+    return read.with_for_update(of=TradingSession, skip_locked=skip_locked) if locking else read
+
+
 def lock(db: Session, session_id: int, *, skip_locked: bool = False, reference: str | None = None) -> Locked | None:
     """Lock and load a session row with its open positions (the session LEFT JOIN its open positions, ``FOR UPDATE
     OF`` the session) and look ``reference`` up — in one statement when nobody changed the account meanwhile.
@@ -63,31 +89,17 @@ def lock(db: Session, session_id: int, *, skip_locked: bool = False, reference: 
     ledger rows bumps the session's ``version``, so the statement also reads the version as it started; when the
     two differ the positions and the reference are read again, after the lock (a fresh snapshot). With
     ``skip_locked`` returns None when another transaction holds the lock; otherwise a missing session raises."""
-    earlier = (
-        select(AccountBalance.id)
-        .where(AccountBalance.session_id == TradingSession.id, AccountBalance.reference == reference)
-        .limit(1)
-        .scalar_subquery()
-        if reference is not None else None
-    )
-    version_at_start = select(_STARTED.version).where(_STARTED.id == session_id).scalar_subquery()
-    columns: list[Any] = [TradingSession, Position, version_at_start] + ([earlier] if earlier is not None else [])
-    read = (
-        select(*columns)
-        .outerjoin(Position, and_(Position.session_id == TradingSession.id, Position.status == "open"))
-        .where(TradingSession.id == session_id)
-        .order_by(Position.id)
-        .execution_options(populate_existing=True)
-    )
-    rows = db.execute(read.with_for_update(of=TradingSession, skip_locked=skip_locked)).all()
+    shape = reference is not None
+    params: dict[str, Any] = {"sid": session_id, "reference": reference} if shape else {"sid": session_id}
+    rows = db.execute(_lock_statement(reference=shape, locking=True, skip_locked=skip_locked), params).all()
     if not rows:
         if skip_locked:
             return None
         raise SessionNotFound(f"no trading session #{session_id}")
     if rows[0][0].version != rows[0][2]:  # waited for another writer: the same read again, under the lock
-        rows = db.execute(read).all()
+        rows = db.execute(_lock_statement(reference=shape, locking=False, skip_locked=False), params).all()
     positions = [row[1] for row in rows if row[1] is not None]
-    return Locked(rows[0][0], positions, rows[0][3] if earlier is not None else None)
+    return Locked(rows[0][0], positions, rows[0][3] if shape else None)
 
 
 def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> TradingSession | None:
@@ -105,6 +117,8 @@ def open_positions(db: Session, session_id: int) -> list[Position]:
 _LEDGER_TABLE = cast(Table, AccountBalance.__table__)
 _SESSION_TABLE = cast(Table, TradingSession.__table__)
 _TICK_LOG_TABLE = cast(Table, TickLog.__table__)
+_LEDGER_CLASS = AccountBalance.__mapper__.class_manager
+_TICK_INSERT = insert(_TICK_LOG_TABLE).returning(_TICK_LOG_TABLE.c.id)
 
 
 @functools.lru_cache(maxsize=64)
@@ -236,7 +250,9 @@ class Batch:
         rows, self.rows = self.rows, []
         ids: list[int] = []
         if tick_rows:  # first, so that a tick's last statement is the one that moves its money
-            conn.execute(insert(_TICK_LOG_TABLE).returning(_TICK_LOG_TABLE.c.id), list(tick_rows))
+            # One row (a tick of one candle) as a single execute: a list of rows goes through SQLAlchemy's
+            # "insertmanyvalues", which renders the statement again on every call.
+            conn.execute(_TICK_INSERT, dict(tick_rows[0]) if len(tick_rows) == 1 else list(tick_rows))
         account = _account_update(tuple(values))
         params = {f"set_{key}": value for key, value in values.items()}
         params["account_id"] = s.id
@@ -251,10 +267,12 @@ class Batch:
             conn.execute(account.returning(_SESSION_TABLE.c.id), params)
         if not ids:
             return []
+        # The rows as written, set as a load sets them (committed state, no change history): the instrumented
+        # constructor records a change for each of the 19 attributes, ≈ 17 µs a row for history nobody reads.
         written_rows = []
         for row, row_id in zip(rows, ids, strict=True):
-            entry = AccountBalance(**row)
-            entry.id = row_id
+            entry = _LEDGER_CLASS.new_instance()
+            entry.__dict__.update(row, id=row_id)
             written_rows.append(entry)
         return written_rows
 

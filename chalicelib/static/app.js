@@ -13,6 +13,7 @@
   const CHART_PAGE = 500;
   const CHART_MAX_PAGES = 40; // 20,000 ledger rows at most per chart
   const REFRESH_MS = 60_000;
+  const EXPOSURE_POINTS = 500; // the newest market times on the exposure chart (one page of GET /api/exposure)
   const BOUNDARIES = { strategy_switch: 'strategy switched', reset: 'account reset (--fresh)', reopened: 'bot started again' };
   const RANGES = { '24h': 86_400_000, '7d': 7 * 86_400_000, '30d': 30 * 86_400_000, all: null };
 
@@ -90,6 +91,8 @@
     const rest = m[3].slice(2);
     return `${m[1]}${digits.replace(/^0+(?=\d)/, '')}${rest ? `.${rest}` : ''}`;
   }
+
+  const pairs = (symbol) => String(symbol || '').split(',').join(' + '); // a bot's symbols, stored comma-joined
 
   const fmtQty = (text) => (text === null || text === undefined ? '—' : String(text).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, ''));
 
@@ -253,11 +256,11 @@
     const picker = $('#session-picker');
     picker.replaceChildren(...state.sessions.map((s) => el('option', {
       value: s.session_id,
-      text: `#${s.session_id} ${s.strategy} · ${s.symbol} ${s.timeframe}`,
+      text: `#${s.session_id} ${s.strategy} · ${pairs(s.symbol)} ${s.timeframe}`,
     })));
     if (chosen) picker.value = chosen.session_id;
     show($('#session-picker-label'), state.sessions.length > 1);
-    $('#session-label').textContent = chosen ? `· #${chosen.session_id} ${chosen.symbol} ${chosen.timeframe}` : '';
+    $('#session-label').textContent = chosen ? `· #${chosen.session_id} ${pairs(chosen.symbol)} ${chosen.timeframe}` : '';
   }
 
   function chooseSession(id) {
@@ -266,7 +269,7 @@
     state.sessionId = id;
     state.historyCursors = [null];
     const s = state.session;
-    $('#session-label').textContent = s ? `· #${s.session_id} ${s.symbol} ${s.timeframe}` : '';
+    $('#session-label').textContent = s ? `· #${s.session_id} ${pairs(s.symbol)} ${s.timeframe}` : '';
     refreshAll();
   }
 
@@ -277,6 +280,7 @@
     // The chart runs on the account's market time, which the balance tells: it waits for it.
     const results = await Promise.allSettled([
       loadBalance().then(loadChart), loadHistory(), loadPositions(), loadTrades(), loadHealth(), loadDeposits(),
+      loadExposure(), loadAttribution(),
     ]);
     const failed = results.filter((r) => r.status === 'rejected').map((r) => describe(r.reason));
     const banner = $('#global-error');
@@ -334,10 +338,102 @@
     drawdown.textContent = Number(b.drawdown) > 0 ? `${fmtMoney(percentOf(b.drawdown))}% below the peak value per unit`
       : 'at the peak value per unit';
 
-    const assets = Object.entries(b.asset_balances || {});
+    const assets = Array.isArray(b.assets) ? b.assets.map((a) => [a.asset, a.quantity])
+      : Object.entries(b.asset_balances || {});
     $('#assets').replaceChildren(...(assets.length ? assets.map(([asset, qty]) => el('li', {},
       el('span', { class: 'asset', text: asset }),
       el('span', { class: 'num', text: asset === state.currency ? fmtMoney(qty) : fmtQty(qty) }))) : [el('li', { class: 'muted', text: 'none' })]));
+    renderBreakdown(b);
+    renderExposure(b.exposure);
+  }
+
+  const fmtShare = (text) => (text === null || text === undefined ? '—' : `${fmtMoney(percentOf(text))}%`);
+
+  // The asset breakdown: cash first, then each asset, valued by the server (chalicelib/valuation) at the last close.
+  function renderBreakdown(b) {
+    const tbody = $('#breakdown tbody');
+    const rows = b.assets || [];
+    if (!rows.length) emptyRow(tbody, 5, 'No assets.');
+    else {
+      tbody.replaceChildren(...rows.map((a) => el('tr', { 'data-asset': a.asset, title: a.priced_as },
+        el('td', { class: 'asset', text: a.asset }),
+        el('td', { class: 'num', 'data-value': a.quantity, text: a.asset === state.currency ? fmtMoney(a.quantity) : fmtQty(a.quantity) }),
+        el('td', { class: 'num', 'data-value': a.price, text: fmtMoney(a.price) }),
+        el('td', { class: 'num', 'data-value': a.value, text: fmtMoney(a.value) }),
+        el('td', { class: 'num', 'data-value': a.share_of_equity ?? '', text: fmtShare(a.share_of_equity) }))));
+    }
+    labelCells($('#breakdown'));
+    const marks = b.marks || [];
+    $('#marks').replaceChildren(...marks.map((m) => el('li', { 'data-symbol': m.symbol, title: m.priced_as },
+      `${m.symbol} ${fmtMoney(m.close)} ${state.currency} · candle ${fmtTime(m.candle_time)} · ${m.priced_as}`)));
+  }
+
+  // Gross and net exposure per asset and in total, as amounts and as a share of equity.
+  function renderExposure(exposure) {
+    const tbody = $('#exposure tbody');
+    if (!exposure) { emptyRow(tbody, 5, '—'); return; }
+    const lines = [...(exposure.assets || []), exposure.total];
+    tbody.replaceChildren(...lines.map((e) => el('tr', { 'data-asset': e.asset, class: e.asset === 'total' ? 'total' : null },
+      el('td', { class: 'asset', text: e.asset === 'total' ? 'Total' : e.asset }),
+      el('td', { class: 'num', 'data-value': e.gross, text: fmtMoney(e.gross) }),
+      el('td', { class: 'num', 'data-value': e.gross_share ?? '', text: fmtShare(e.gross_share) }),
+      el('td', { class: 'num', 'data-value': e.net, text: fmtMoney(e.net, { signed: signOf(e.net) < 0 }) }),
+      el('td', { class: 'num', 'data-value': e.net_share ?? '', text: fmtShare(e.net_share) }))));
+    labelCells($('#exposure'));
+  }
+
+  // Exposure over market time: the newest points of GET /api/exposure (one per market time, after every pair).
+  async function loadExposure() {
+    const data = await api(url('api/exposure', { limit: EXPOSURE_POINTS }));
+    const points = (data.history || []).filter((p) => p.gross_share !== null && p.gross_share !== undefined)
+      .map((p) => ({ t: Date.parse(p.market_time), v: Number(percentOf(p.gross_share)) })).reverse();
+    const end = data.market_time ? Date.parse(data.market_time) : (points.length ? points[points.length - 1].t : Date.now());
+    state.exposureSeries = points.length ? { series: points, start: points[0].t, end: Math.max(end, points[points.length - 1].t) } : null;
+    drawExposure();
+    const note = $('#exposure-note');
+    note.textContent = points.length
+      ? `Gross exposure as a share of equity, ${points.length} market time${points.length === 1 ? '' : 's'}`
+        + ` from ${fmtTime(data.history[data.history.length - 1].market_time)} to ${fmtTime(data.history[0].market_time)}`
+        + (data.next_cursor ? ` (the newest ${points.length})` : '')
+      : 'No exposure recorded yet (it is recorded with each candle the bot applies).';
+  }
+
+  // Attribution by strategy and by symbol (GET /api/performance); "—" and the server's reason when it refuses.
+  async function loadAttribution() {
+    const notes = [];
+    await Promise.all([['strategy', '#attribution-strategy'], ['symbol', '#attribution-symbol']].map(async ([by, id], i) => {
+      const table = $(id);
+      const tbody = table.querySelector('tbody');
+      let data;
+      try {
+        data = await api(url('api/performance', { by }));
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.status === 401) throw error;
+        tbody.replaceChildren(el('tr', { class: 'unavailable', 'data-status': String(error.status) },
+          ...Array.from({ length: 8 }, () => el('td', { class: 'num', text: '—' }))));
+        labelCells(table);
+        notes[i] = `by ${by}: ${describe(error)}`;
+        return;
+      }
+      const groups = data.groups || [];
+      const rows = groups.map((g) => attributionRow(g, g.key));
+      if (data.total && groups.length > 1) rows.push(attributionRow(data.total, 'Total', 'total'));
+      if (!rows.length) emptyRow(tbody, 8, 'No closed trades in this period.');
+      else tbody.replaceChildren(...rows);
+      labelCells(table);
+    }));
+    const said = notes.filter(Boolean);
+    $('#attribution-note').textContent = said.length ? `Attribution ${said.join('; ')}.` : '';
+  }
+
+  function attributionRow(g, key, cls) {
+    const cell = (text, tone) => el('td', { class: `num ${tone ? toneClass(text) : ''}`.trim(), 'data-value': text ?? '', text: fmtMoney(text, { signed: tone }) });
+    return el('tr', { 'data-key': key, class: cls || null },
+      el('td', { class: 'asset', text: key ?? '—' }),
+      el('td', { class: 'num', 'data-value': g.trades ?? '', text: g.trades === undefined || g.trades === null ? '—' : String(g.trades) }),
+      el('td', { class: 'num', 'data-value': g.win_rate ?? '', text: fmtShare(g.win_rate) }),
+      cell(g.net_pnl, true), cell(g.fees), cell(g.average_win), cell(g.average_loss),
+      el('td', { class: 'num', 'data-value': g.contribution ?? '', text: fmtShare(g.contribution) }));
   }
 
   async function loadHealth() {
@@ -397,12 +493,13 @@
     const tbody = $('#positions tbody');
     const rows = data.positions || [];
     $('#last-close').textContent = data.last_close ? `· last close ${fmtMoney(data.last_close)} (${fmtTime(data.last_close_at)})` : '';
-    if (!rows.length) { emptyRow(tbody, 7, 'No open positions.'); return; }
+    if (!rows.length) { emptyRow(tbody, 8, 'No open positions.'); return; }
     tbody.replaceChildren(...rows.map((p) => el('tr', { 'data-id': p.id },
       el('td', { text: p.symbol }),
       el('td', { class: `side side-${p.side}`, text: p.side }),
       el('td', { class: 'num', text: fmtQty(p.quantity) }),
       el('td', { class: 'num', text: fmtMoney(p.entry_price) }),
+      el('td', { class: 'num', 'data-value': p.last_close ?? '', text: fmtMoney(p.last_close) }),
       el('td', { class: 'num', text: fmtMoney(p.stop_loss) }),
       el('td', { class: 'num', text: fmtMoney(p.take_profit) }),
       el('td', { class: `num ${toneClass(p.unrealized_pnl)}`, 'data-value': p.unrealized_pnl ?? '', text: fmtMoney(p.unrealized_pnl, { signed: true }) }))));
@@ -506,9 +603,12 @@
     return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
   }
 
-  function drawChart() {
-    const box = $('#chart');
-    const data = state.chartSeries;
+  function drawChart() { plot($('#chart'), state.chartSeries, {}); }
+
+  function drawExposure() { plot($('#exposure-chart'), state.exposureSeries, { unit: '%', floor: 0 }); }
+
+  // A step line of `data.series` ({t, v}) over [start, end]: `unit` follows the axis labels, `floor` bounds the axis.
+  function plot(box, data, { unit = '', floor = null } = {}) {
     if (!data || !data.series.length) { box.replaceChildren(); return; }
     const width = Math.max(280, box.clientWidth || 600);
     const height = width < 500 ? 200 : 260;
@@ -518,6 +618,7 @@
     let hi = Math.max(...series.map((p) => p.v));
     const margin = (hi - lo) * 0.08 || Math.abs(hi) * 0.01 || 1;
     lo -= margin; hi += margin;
+    if (floor !== null) lo = Math.max(floor, lo);
     const { ticks, step } = niceTicks(lo, hi, 4);
     const x = (t) => pad.l + ((t - start) / Math.max(1, end - start)) * (width - pad.l - pad.r);
     const y = (v) => pad.t + (1 - (v - lo) / (hi - lo)) * (height - pad.t - pad.b);
@@ -525,7 +626,7 @@
     const root = svg('svg', { width, height, viewBox: `0 0 ${width} ${height}`, class: 'chart-svg', role: 'presentation' });
     for (const v of ticks) {
       root.append(svg('line', { x1: pad.l, x2: width - pad.r, y1: y(v), y2: y(v), class: 'grid' }));
-      root.append(svg('text', { x: pad.l - 6, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' }, axisLabel(v, step)));
+      root.append(svg('text', { x: pad.l - 6, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' }, axisLabel(v, step) + unit));
     }
     const xTicks = width < 500 ? 3 : 5;
     for (let i = 0; i <= xTicks; i += 1) {
@@ -659,7 +760,7 @@
     let resizeTimer = null;
     window.addEventListener('resize', () => {
       clearTimeout(resizeTimer);
-      resizeTimer = setTimeout(drawChart, 150);
+      resizeTimer = setTimeout(() => { drawChart(); drawExposure(); }, 150);
     });
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) signIn(token); else signOut('');

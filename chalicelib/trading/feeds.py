@@ -169,7 +169,7 @@ def bundled_csv(symbol: str, timeframe: str = "1h") -> Path:
     path = BUNDLED_DATA / f"{plain}_{timeframe}.csv.gz"
     if not path.is_file():
         what = plain if timeframe == "1h" else f"{plain} {timeframe}"
-        raise FeedError(f"no bundled candles for {what}; pass --data FILE")
+        raise FeedError(f"no bundled candles for {what}; pass --data {plain}=FILE")
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import ledger_testing
 import pytest
@@ -18,7 +19,7 @@ from chalicelib.db.types import utcnow
 from chalicelib.db.uow import write_transaction
 from chalicelib.jsonutil import loads_exact
 
-ROUTES = ["/api/balance", "/api/balance/history", "/api/positions", "/api/trades", "/api/sessions",
+ROUTES = ["/api/balance", "/api/balance/history", "/api/exposure", "/api/positions", "/api/trades", "/api/sessions",
           "/api/openapi.json", "/api/performance"]
 
 
@@ -26,6 +27,7 @@ def test_every_read_route_answers_a_read_token_and_matches_its_documented_schema
         client: Client, start_session, engine: Engine) -> None:
     session_id = start_session("5000.12345678")
     contracts = {"/api/balance": schemas.BalanceResponse, "/api/balance/history": schemas.HistoryPage,
+                 "/api/exposure": schemas.ExposureResponse,
                  "/api/positions": schemas.PositionsResponse, "/api/trades": schemas.TradesPage,
                  "/api/sessions": schemas.SessionsResponse, "/api/performance": schemas.PerformanceResponse}
     for path in ROUTES:
@@ -348,3 +350,151 @@ def test_every_api_response_success_or_error_says_cache_control_no_store(client:
             assert response.headers.get("Cache-Control") == "no-store", (path, response.status_code)
     refused = client.http.post("/api/balance", headers=auth(READ_TOKEN), body=b"{}")
     assert refused.status_code == 403 and refused.headers["Cache-Control"] == "no-store"
+
+
+# --- one wallet, two pairs: the breakdown and the exposure (issue 13) ------------------------------------------
+
+
+def two_pair_account(engine: Engine) -> tuple[int, Any]:
+    """A BTCUSDT+ETHUSDT account worked by hand: 10,000 USD in; 0.01 BTC bought at 58,000 (cost 580, fee 0.58) and
+    0.5 ETH at 2,900 (cost 1,450, fee 1.45), so cash = 10,000 − 580 − 0.58 − 1,450 − 1.45 = 7,967.97; then BTCUSDT
+    closes at 60,000 and ETHUSDT at 3,000. Four tick rows at two candle times (one per pair each) and one from before
+    exposure was recorded. Returns the session id and the newest candle's open time."""
+    from chalicelib.db.models import TickLog
+    from chalicelib.valuation import Mark
+
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    with write_transaction(engine) as db:
+        s = ledger.start_session(db, strategy="ml_basic", symbol="BTCUSDT,ETHUSDT", timeframe="1h",
+                                 exchange="binance", mode="paper", initial_balance=Decimal(10000),
+                                 now=now - timedelta(hours=6))
+        sid = s.id
+    with write_transaction(engine) as db:
+        s = ledger.lock_session(db, sid)
+        assert s is not None
+        held = []
+        for symbol, qty, price, cost, fee in (("BTCUSDT", "0.01", "58000", "580", "0.58"),
+                                              ("ETHUSDT", "0.5", "2900", "1450", "1.45")):
+            p = Position(session_id=s.id, symbol=symbol, side="long", status="open", entry_price=Decimal(price),
+                         quantity=Decimal(qty), cost=Decimal(cost), entry_time=now - timedelta(hours=4),
+                         fees=Decimal(fee), strategy="ml_basic")
+            db.add(p)
+            db.flush()
+            ledger_testing.record_position_opened(db, s, cost=Decimal(cost), fee=Decimal(fee),
+                                                  reference=f"position:{p.id}:open", now=now - timedelta(hours=4))
+            held.append(p)
+        newest = now - timedelta(hours=1)
+        marks = {"BTCUSDT": Mark(Decimal(60000), newest), "ETHUSDT": Mark(Decimal(3000), newest)}
+        book = ledger.Batch(db, s)
+        book.mark(marks=marks, equity=ledger.equity_of(s, held, marks), market_time=now)
+        book.write()
+        for hours, symbol, exposure, equity in ((4, "BTCUSDT", None, "10000"),  # written before 0005: no exposure
+                                                (3, "BTCUSDT", "580", "9999.42"), (3, "ETHUSDT", "2030", "10065"),
+                                                (2, "BTCUSDT", "2090", "10060"), (2, "ETHUSDT", "2100", "10067.97")):
+            at = now - timedelta(hours=hours)
+            db.add(TickLog(session_id=s.id, symbol=symbol, candle_time=at, close_price=Decimal(1), decision="hold",
+                           processed_at=now, market_time=at + timedelta(hours=1), equity=Decimal(equity),
+                           exposure=None if exposure is None else Decimal(exposure)))
+            db.flush()  # ids in the order the tick writes them: BTC then ETH within a candle time
+        return s.id, newest
+
+
+def test_the_balance_values_every_asset_and_reports_exposure_worked_by_hand(client: Client, engine: Engine) -> None:
+    session_id, newest = two_pair_account(engine)
+    response = client.http.get(f"/api/balance?session_id={session_id}", headers=auth(READ_TOKEN))
+    assert response.status_code == 200, response.body
+    b = loads_exact(response.body)
+    schemas.BalanceResponse.model_validate(b)
+    assert b["symbols"] == ["BTCUSDT", "ETHUSDT"] and b["symbol"] == "BTCUSDT,ETHUSDT"
+    assert b["available_balance"] == Decimal("7967.97")
+    assert b["equity"] == Decimal("10067.97")  # 7,967.97 + 0.01 × 60,000 + 0.5 × 3,000
+    assert b["unrealized_pnl"] == Decimal(70)  # (600 − 580) + (1,500 − 1,450)
+    # shares of 10,067.97 to 6 places: 7,967.97 → 0.791418, 600 → 0.059595, 1,500 → 0.148987, 2,100 → 0.208582
+    assert [(a["asset"], a["quantity"], a["price"], a["value"], a["share_of_equity"]) for a in b["assets"]] == [
+        ("USD", Decimal("7967.97"), Decimal(1), Decimal("7967.97"), Decimal("0.791418")),
+        ("BTC", Decimal("0.01"), Decimal(60000), Decimal(600), Decimal("0.059595")),
+        ("ETH", Decimal("0.5"), Decimal(3000), Decimal(1500), Decimal("0.148987")),
+    ]
+    assert sum(a["value"] for a in b["assets"]) == b["equity"]
+    assert [a["priced_as"] for a in b["assets"]] == [
+        "cash, USD", "BTCUSDT close; USDT counted 1:1 as USD", "ETHUSDT close; USDT counted 1:1 as USD"]
+    exposure = b["exposure"]
+    assert [(e["asset"], e["gross"], e["net"], e["gross_share"], e["net_share"]) for e in exposure["assets"]] == [
+        ("BTC", Decimal(600), Decimal(600), Decimal("0.059595"), Decimal("0.059595")),
+        ("ETH", Decimal(1500), Decimal(1500), Decimal("0.148987"), Decimal("0.148987")),
+    ]
+    total = exposure["total"]
+    assert (total["asset"], total["gross"], total["net"], total["gross_share"]) == (
+        "total", Decimal(2100), Decimal(2100), Decimal("0.208582"))
+    assert [(m["symbol"], m["close"], m["priced_as"]) for m in b["marks"]] == [
+        ("BTCUSDT", Decimal(60000), "BTCUSDT close; USDT counted 1:1 as USD"),
+        ("ETHUSDT", Decimal(3000), "ETHUSDT close; USDT counted 1:1 as USD")]
+    assert all(m["candle_time"] == newest.isoformat().replace("+00:00", "Z") for m in b["marks"])
+    assert b["asset_balances"]["BTC"] == Decimal("0.01") and b["asset_balances"]["ETH"] == Decimal("0.5")
+
+    positions = loads_exact(client.http.get(f"/api/positions?session_id={session_id}", headers=auth()).body)
+    assert positions["last_close"] is None  # two pairs: no one account close; each position carries its own
+    assert [(p["symbol"], p["last_close"], p["unrealized_pnl"]) for p in positions["positions"]] == [
+        ("BTCUSDT", Decimal(60000), Decimal(20)), ("ETHUSDT", Decimal(3000), Decimal(50))]
+
+
+def test_a_new_account_has_only_cash_and_no_exposure(client: Client, start_session) -> None:
+    start_session("2500")
+    b = loads_exact(client.http.get("/api/balance", headers=auth()).body)
+    assert [(a["asset"], a["value"], a["share_of_equity"]) for a in b["assets"]] == [("USD", Decimal(2500), 1)]
+    assert b["exposure"] == {"assets": [], "total": {"asset": "total", "gross": 0, "net": 0, "gross_share": 0,
+                                                     "net_share": 0}}
+    assert b["marks"] == [] and b["symbols"] == ["BTCUSDT"]
+    e = loads_exact(client.http.get("/api/exposure", headers=auth()).body)
+    assert e["history"] == [] and e["next_cursor"] is None and e["exposure"] == b["exposure"]
+
+
+def test_exposure_history_takes_the_last_row_of_each_market_time_newest_first_in_pages(
+        client: Client, engine: Engine) -> None:
+    session_id, newest = two_pair_account(engine)
+    response = client.http.get(f"/api/exposure?session_id={session_id}", headers=auth(READ_TOKEN))
+    assert response.status_code == 200, response.body
+    e = loads_exact(response.body)
+    schemas.ExposureResponse.model_validate(e)
+    assert e["exposure"] == loads_exact(client.http.get(f"/api/balance?session_id={session_id}",
+                                                        headers=auth()).body)["exposure"]
+    assert e["equity"] == Decimal("10067.97") and e["symbols"] == ["BTCUSDT", "ETHUSDT"]
+    # two market times with exposure (the row from before 0005 has none); of each, the ETH row written last
+    assert [(p["equity"], p["gross_exposure"], p["gross_share"]) for p in e["history"]] == [
+        (Decimal("10067.97"), Decimal(2100), Decimal("0.208582")),  # 2,100 / 10,067.97
+        (Decimal(10065), Decimal(2030), Decimal("0.201689")),  # 2,030 / 10,065
+    ]
+    assert e["history"][0]["market_time"] == newest.isoformat().replace("+00:00", "Z")
+    assert e["next_cursor"] is None and e["limit"] == 500
+
+    first = loads_exact(client.http.get(f"/api/exposure?session_id={session_id}&limit=1", headers=auth()).body)
+    assert [p["gross_exposure"] for p in first["history"]] == [Decimal(2100)]
+    cursor = first["next_cursor"]
+    assert cursor is not None
+    second = loads_exact(client.http.get(f"/api/exposure?session_id={session_id}&limit=1&before={cursor}",
+                                         headers=auth()).body)
+    assert [p["gross_exposure"] for p in second["history"]] == [Decimal(2030)] and second["next_cursor"] is None
+    for bad in ("limit=0", "limit=501", "before=x", "before=0", "limit=", "sesion_id=1"):
+        r = client.http.get(f"/api/exposure?{bad}", headers=auth())
+        assert r.status_code == 400, bad
+        assert loads_exact(r.body)["error"]["code"] == "invalid_parameter"
+    assert client.http.get("/api/exposure?session_id=999", headers=auth()).status_code == 404
+    assert client.http.get("/api/exposure").status_code == 401
+
+
+def test_atb_balance_show_prints_the_same_breakdown_and_exposure(engine: Engine) -> None:
+    """The CLI reads the same summary as GET /api/balance: marks, one line per asset, exposure per asset and total."""
+    from click.testing import CliRunner
+
+    from chalicelib.cli import main
+
+    session_id, _ = two_pair_account(engine)
+    result = CliRunner().invoke(main, ["balance", "show", "--session", str(session_id)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    assert "mark: BTCUSDT $60,000.00" in "\n".join(lines)
+    assert "USD $7,967.97 $1.00 $7,967.97 79.14%" in lines
+    assert "BTC 0.01 $60,000.00 $600.00 5.96%" in lines
+    assert "ETH 0.5 $3,000.00 $1,500.00 14.90%" in lines
+    assert "exposure BTC: gross $600.00 (5.96%), net $600.00 (5.96%) of equity" in lines
+    assert "exposure total: gross $2,100.00 (20.86%), net $2,100.00 (20.86%) of equity" in lines

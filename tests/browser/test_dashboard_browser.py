@@ -34,6 +34,7 @@ from chalicelib.db.engine import get_engine
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
+from chalicelib.valuation import Mark
 
 pytestmark = pytest.mark.browser
 
@@ -362,7 +363,7 @@ def test_the_dashboard_shows_the_ledger_takes_a_deposit_refuses_bad_input_and_hi
     assert ledger_count(pg_database_url) == rows_before
     assert page.inner_text("#balance-value") == money(after["current_balance"])
 
-    # the screenshot for review (and for the README: docs/dashboard.png is a copy of it)
+    # the ledger screenshots for review (the README's docs/dashboard*.png come from the wallet test below)
     page.reload()
     wait_ready(page)
     page.click("[data-range='30d']")
@@ -371,13 +372,13 @@ def test_the_dashboard_shows_the_ledger_takes_a_deposit_refuses_bad_input_and_hi
     page.click("[data-range='7d']")
     page.wait_for_selector("[data-range='7d'][aria-pressed='true']")
     page.evaluate("window.scrollTo(0, 0)")
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-ledger.png"), full_page=True)
     phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, locale="en-US",
                                 timezone_id="UTC", is_mobile=True, has_touch=True)
     phone_page = phone.new_page()
     phone_page.goto(server + "/")
     sign_in(phone_page, WRITE_TOKEN)
-    phone_page.screenshot(path=str(ARTIFACTS / "dashboard-phone.png"), full_page=True)
+    phone_page.screenshot(path=str(ARTIFACTS / "dashboard-ledger-phone.png"), full_page=True)
     assert phone_page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     phone.close()
 
@@ -426,3 +427,148 @@ def test_after_the_quick_start_the_chart_spans_the_300_replayed_market_hours(bro
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(ARTIFACTS / "dashboard-quickstart.png"), full_page=False)
         context.close()
+
+
+# --- one wallet, two pairs (issue 13) ---------------------------------------------------------------------------
+
+
+def seed_wallet(database_url: str) -> int:
+    """A BTCUSDT+ETHUSDT account, worked by hand. 10,000 USD in, two days ago. Closed: 0.01 BTC bought at 57,000
+    (fee 0.57) sold at 59,000 (+20, fee 0.59); 0.5 ETH bought at 3,100 (fee 1.55) sold at 3,000 (−50, fee 1.50).
+    Open: 0.01 BTC at 58,000 (cost 580, fee 0.58) and 0.5 ETH at 2,900 (cost 1,450, fee 1.45). Cash =
+    10,000 − 0.57 + 20 − 0.59 − 1.55 − 50 − 1.50 − 580.58 − 1,451.45 = 7,933.76; marks 60,000 and 3,000: BTC 600,
+    ETH 1,500, equity 10,033.76. 48 market times of tick rows, one per pair each (the ETH row written last)."""
+    now = utcnow().replace(minute=0, second=0, microsecond=0)
+    engine = get_engine(database_url)
+    start = now - timedelta(hours=49)
+    with write_transaction(engine) as db:
+        sid = ledger.start_session(db, strategy="ml_basic", symbol="BTCUSDT,ETHUSDT", timeframe="1h",
+                                   exchange="binance", mode="paper", initial_balance=Decimal(10000), now=start).id
+    with write_transaction(engine) as db:
+        s = ledger.lock_session(db, sid)
+        assert s is not None
+        closed_trades = (("BTCUSDT", "0.01", "57000", "59000", "20", ("0.57", "0.59"), 40),
+                         ("ETHUSDT", "0.5", "3100", "3000", "-50", ("1.55", "1.50"), 30))
+        for symbol, qty, buy, sell, pnl, fees, hours in closed_trades:
+            opened, closed = now - timedelta(hours=hours), now - timedelta(hours=hours - 5)
+            cost = Decimal(qty) * Decimal(buy)
+            p = Position(session_id=sid, symbol=symbol, side="long", status="open", entry_price=Decimal(buy),
+                         quantity=Decimal(qty), cost=cost, entry_time=opened, fees=Decimal(fees[0]),
+                         strategy="ml_basic", strategy_version="v1")
+            db.add(p)
+            db.flush()
+            ledger_testing.record_position_opened(db, s, cost=cost, fee=Decimal(fees[0]),
+                                                  reference=f"position:{p.id}:open", now=opened)
+            p.status, p.exit_price, p.exit_time, p.exit_reason = "closed", Decimal(sell), closed, "strategy_exit"
+            p.realized_pnl, p.fees = Decimal(pnl), Decimal(fees[0]) + Decimal(fees[1])
+            ledger_testing.record_position_closed(db, s, position_id=p.id, pnl=Decimal(pnl), exit_fee=Decimal(fees[1]),
+                                                  released_cost=cost, now=closed)
+            db.add(Trade(session_id=sid, position_id=p.id, symbol=symbol, side="long", entry_price=Decimal(buy),
+                         exit_price=Decimal(sell), quantity=Decimal(qty), entry_time=opened, exit_time=closed,
+                         realized_pnl=Decimal(pnl), fees=p.fees, exit_reason="strategy_exit", market_time=closed,
+                         recorded_at=closed, strategy="ml_basic", strategy_version="v1"))
+        held = []
+        for symbol, qty, price, cost, fee in (("BTCUSDT", "0.01", "58000", "580", "0.58"),
+                                              ("ETHUSDT", "0.5", "2900", "1450", "1.45")):
+            p = Position(session_id=sid, symbol=symbol, side="long", status="open", entry_price=Decimal(price),
+                         quantity=Decimal(qty), cost=Decimal(cost), stop_loss=Decimal(price) * Decimal("0.97"),
+                         take_profit=Decimal(price) * Decimal("1.06"), entry_time=now - timedelta(hours=12),
+                         fees=Decimal(fee), strategy="ml_basic", strategy_version="v1")
+            db.add(p)
+            db.flush()
+            ledger_testing.record_position_opened(db, s, cost=Decimal(cost), fee=Decimal(fee),
+                                                  reference=f"position:{p.id}:open", now=now - timedelta(hours=12))
+            held.append(p)
+        newest = now - timedelta(hours=1)
+        marks = {"BTCUSDT": Mark(Decimal(60000), newest), "ETHUSDT": Mark(Decimal(3000), newest)}
+        book = ledger.Batch(db, s)
+        book.mark(marks=marks, equity=ledger.equity_of(s, held, marks), market_time=now)
+        book.write()
+        units = ledger.unit_state(s)  # the account's units now, recorded on every tick row for simplicity
+        for i in range(48, 0, -1):  # exposure after each candle time, as the positions above were held
+            at = now - timedelta(hours=i)
+            btc = Decimal(580 + (40 - i) * 4) if 35 < i <= 40 else Decimal(590 + (12 - i)) if i <= 11 else Decimal(0)
+            eth = Decimal(1550 - (30 - i) * 10) if 25 < i <= 30 else Decimal(1440 + (12 - i) * 6) if i <= 11 else 0
+            if i == 1:
+                btc, eth = Decimal(600), Decimal(1500)
+            for symbol, gross in (("BTCUSDT", btc), ("ETHUSDT", btc + eth)):  # the ETH row, written last, has both
+                db.add(TickLog(session_id=sid, symbol=symbol, candle_time=at, close_price=Decimal(1), decision="hold",
+                               processed_at=at + timedelta(hours=1, minutes=1), market_time=at + timedelta(hours=1),
+                               equity=Decimal("10033.76"), exposure=gross,
+                               units=units.units, unit_value=units.unit_value,
+                               performance_index=units.performance_index))
+                db.flush()
+        s.last_tick_at = now - timedelta(minutes=5)
+    return sid
+
+
+def cells(page: Any, row: str) -> list[str]:
+    """The text of each cell of a table row (without the phone layout's data-label)."""
+    return [str(t).strip() for t in page.eval_on_selector_all(f"{row} td", "cs => cs.map(c => c.textContent)")]
+
+
+def check_wallet(page: Any, base: str) -> None:
+    """The breakdown, exposure, chart and attribution on the page, against figures worked out by hand."""
+    assert cells(page, "#breakdown tr[data-asset='USD']") == ["USD", "7,933.76", "1.00", "7,933.76", "79.07%"]
+    assert cells(page, "#breakdown tr[data-asset='BTC']") == ["BTC", "0.01", "60,000.00", "600.00", "5.98%"]
+    assert cells(page, "#breakdown tr[data-asset='ETH']") == ["ETH", "0.5", "3,000.00", "1,500.00", "14.95%"]
+    # shares of equity 10,033.76: 600 → 0.059798, 1,500 → 0.149495, 2,100 → 0.209293
+    assert cells(page, "#exposure tr[data-asset='BTC']") == ["BTC", "600.00", "5.98%", "600.00", "5.98%"]
+    assert cells(page, "#exposure tr[data-asset='ETH']") == ["ETH", "1,500.00", "14.95%", "1,500.00", "14.95%"]
+    assert cells(page, "#exposure tr[data-asset='total']") == ["Total", "2,100.00", "20.93%", "2,100.00", "20.93%"]
+    assert page.get_attribute("#exposure tr[data-asset='total'] td:nth-child(3)", "data-value") == "0.209293"
+    marks = page.inner_text("#marks")
+    assert "BTCUSDT 60,000.00 USD" in marks and "ETHUSDT 3,000.00 USD" in marks and "USDT counted 1:1" in marks
+    assert page.locator("#exposure-chart svg path.line").count() == 1
+    assert "48 market times" in page.inner_text("#exposure-note")
+    axis = page.inner_text("#exposure-chart")
+    assert "%" in axis
+    # each open position at its own pair's close
+    assert cells(page, "#positions tbody tr:nth-child(1)")[:5] == ["BTCUSDT", "long", "0.01", "58,000.00", "60,000.00"]
+    assert cells(page, "#positions tbody tr:nth-child(2)")[:5] == ["ETHUSDT", "long", "0.5", "2,900.00", "3,000.00"]
+    assert cells(page, "#positions tbody tr:nth-child(2)")[-1] == "+50.00"
+    # attribution, worked by hand: BTC +20 gross − 1.16 fees = +18.84; ETH −50 − 3.05 = −53.05; both opened by
+    # ml_basic: 2 trades, 1 win, net −34.21, fees 4.21
+    assert page.inner_text("#attribution-note") == ""
+    by_symbol = "#attribution-symbol tr[data-key='{}']"
+    assert cells(page, by_symbol.format("BTCUSDT"))[:5] == ["BTCUSDT", "1", "100.00%", "+18.84", "1.16"]
+    assert cells(page, by_symbol.format("ETHUSDT"))[:5] == ["ETHUSDT", "1", "0.00%", "-53.05", "3.05"]
+    assert cells(page, "#attribution-symbol tr[data-key='ETHUSDT']")[6] == "-53.05"  # the average loss
+    assert cells(page, "#attribution-symbol tr.total")[:5] == ["Total", "2", "50.00%", "-34.21", "4.21"]
+    assert cells(page, "#attribution-strategy tr[data-key='ml_basic']")[:7] == [
+        "ml_basic", "2", "50.00%", "-34.21", "4.21", "18.84", "-53.05"]
+    for by in ("strategy", "symbol"):  # the contributions are the API's, as percent
+        _, _, report = call(base, f"/api/performance?by={by}")
+        for group in report["groups"]:
+            shown = cells(page, f"#attribution-{by} tr[data-key='{group['key']}']")[7]
+            assert shown == f"{Decimal(group['contribution']) * 100:.2f}%", (shown, group)
+
+
+def test_the_dashboard_shows_the_wallet_breakdown_exposure_and_attribution_on_a_desktop_and_a_phone(
+    server: str, pg_database_url: str, browser: Any,
+) -> None:
+    seed_wallet(pg_database_url)
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+    for name, options in (("desktop", {"viewport": {"width": 1280, "height": 900}}),
+                          ("phone", {"viewport": {"width": 375, "height": 812}, "device_scale_factor": 1,
+                                     "is_mobile": True, "has_touch": True})):
+        context = browser.new_context(locale="en-US", timezone_id="UTC", **options)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+                if msg.type == "error" and "status of 403" not in msg.text and "status of 404" not in msg.text
+                else None)
+        page.goto(server + "/")
+        sign_in(page, READ_TOKEN)
+        # the balance is cash 7,933.76 + the cost of the open positions 2,030
+        assert page.inner_text("#balance-value") == "9,963.76", page.inner_text("#global-error")
+        assert page.inner_text("#equity-value") == "10,033.76 USD"
+        assert "BTCUSDT + ETHUSDT" in page.inner_text("#session-label")
+        check_wallet(page, server)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), name  # no sideways
+        page.evaluate("window.scrollTo(0, 0)")
+        shot = "dashboard.png" if name == "desktop" else "dashboard-phone.png"
+        page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+        context.close()
+    assert problems == []

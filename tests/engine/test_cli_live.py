@@ -52,6 +52,32 @@ def test_live_replay_works_offline_in_an_empty_directory_and_a_second_run_recove
     assert verify.returncode == 0 and "verify: ok" in verify.stdout
 
 
+def _readme_quick_start() -> list[str]:
+    """The `atb live …` part of the README's quick start command, as written there."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("python3 -m venv .venv && "))
+    command = shlex.split(line.split("&&")[-1])
+    assert command[0] == ".venv/bin/atb"
+    return [*ATB, *command[1:]]
+
+
+def test_the_readme_quick_start_trades_btc_and_eth_from_one_wallet_offline(tmp_path):
+    command = _readme_quick_start()
+    assert command[command.index("--symbol") + 1:][:3] == ["BTCUSDT", "--symbol", "ETHUSDT"]
+    run = _run(command, tmp_path, HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9")
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "Started session #1 (ml_basic BTCUSDT,ETHUSDT 1h paper) with initial balance $1,000.00" in out
+    for pair, close in (("BTCUSDT", r"\$16,529\.67"), ("ETHUSDT", r"\$1,194\.09")):
+        assert re.search(rf"^2023-01-01T00:00:00Z  {pair} +close +{close} ", out, re.M), pair
+        assert re.search(rf"^    {pair} (bought|.*: sold) ", out, re.M), pair  # both pairs traded
+    assert out.splitlines()[-1].endswith("(BTCUSDT 2023-01-13T11:00Z, ETHUSDT 2023-01-13T11:00Z)")
+    verify = _run([*ATB, "db", "verify"], tmp_path)
+    assert verify.returncode == 0 and "session #1 ml_basic BTCUSDT,ETHUSDT 1h paper (active): ok" in verify.stdout
+
+
 def test_three_hundred_ticks_at_once_equal_three_runs_of_a_hundred(tmp_path):
     one, many = tmp_path / "one", tmp_path / "many"
     one.mkdir()
@@ -94,10 +120,16 @@ def test_exchange_feed_without_network_exits_with_one_line_and_changes_nothing(t
         (["live", "nope", "--symbol", "BTCUSDT", "--paper-trading"], "unknown strategy 'nope'"),
         (["live", "ml_basic", "--symbol", "BTCUSDT"], "pass --paper-trading"),
         (["live", "ml_basic", "--symbol", "SOLUSDT", "--paper-trading", "--feed", "replay"],
-         "no bundled candles for SOLUSDT; pass --data FILE"),
+         "no bundled candles for SOLUSDT; pass --data SOLUSDT=FILE"),
         (["live", "ml_basic", "--symbol", "BTCUSDT", "--paper-trading", "--initial-balance", "-5"],
          "initial balance must not be negative"),
         (["live", "ml_basic", "--symbol", "BTCUSDT", "--paper-trading", "--timeframe", "7m"], "unsupported timeframe"),
+        (["live", "ml_basic", "--symbol", "BTCUSDT", "--symbol", "SOLUSDT", "--paper-trading", "--feed", "replay"],
+         "no bundled candles for SOLUSDT"),
+        (["live", "ml_basic", "--symbol", "ETHBTC", "--paper-trading", "--feed", "replay"],
+         "ETHBTC is quoted in BTC, which is not USD: add a BTC/USD pair (like BTCUSDT)"),
+        (["live", "ml_basic", "--symbol", "BTCUSDT", "--paper-trading", "--feed", "replay", "--data",
+          "ETHUSDT=eth.csv"], "--data names ETHUSDT, which the bot does not trade"),
     ],
 )
 def test_bad_live_arguments_are_one_line_errors_and_create_nothing(tmp_path, args, message):

@@ -185,7 +185,7 @@ def test_a_backtest_of_a_symbol_without_bundled_candles_is_refused_and_data_of_u
     tmp_path: Path
 ) -> None:
     code, out, err = run("backtest", "ma_crossover", "--symbol", "SOLUSDT", "--days", "1")
-    assert (code, out) == (2, "") and err == "error: no bundled candles for SOLUSDT; pass --data FILE\n"
+    assert (code, out) == (2, "") and err == "error: no bundled candles for SOLUSDT; pass --data SOLUSDT=FILE\n"
 
     from chalicelib.trading.feeds import ReplayFeed
 

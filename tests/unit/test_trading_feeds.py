@@ -57,9 +57,9 @@ def test_the_bundled_eth_data_has_the_same_hours_as_the_btc_data_and_other_price
 
 
 def test_replay_without_a_file_refuses_a_symbol_it_has_no_bundled_candles_for():
-    with pytest.raises(FeedError, match=r"^no bundled candles for SOLUSDT; pass --data FILE$"):
+    with pytest.raises(FeedError, match=r"^no bundled candles for SOLUSDT; pass --data SOLUSDT=FILE$"):
         ReplayFeed(symbol="SOLUSDT")
-    with pytest.raises(FeedError, match=r"^no bundled candles for BTCUSDT 4h; pass --data FILE$"):
+    with pytest.raises(FeedError, match=r"^no bundled candles for BTCUSDT 4h; pass --data BTCUSDT=FILE$"):
         ReplayFeed(symbol="BTCUSDT", timeframe="4h")
 
 
