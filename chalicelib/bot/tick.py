@@ -455,10 +455,6 @@ class _Book:
         The drawdown limit is measured on the whole account's value per unit marked at the latest closes, from the
         series' peak, so deposits and withdrawals never move it."""
         s, broker, risk = self.session, self.settings.broker, self.settings.risk
-        held = self.of_symbol(symbol)
-        if len(held) >= risk.max_positions_per_symbol:
-            return "hold", (f"entry skipped: {symbol} already holds {len(held)} open position"
-                            f"{'s' if len(held) != 1 else ''} (at most {risk.max_positions_per_symbol})")
         equity = self.equity()
         value = after_trading(ledger.unit_state(s), equity)
         if not can_open(value.unit_value, value.peak_unit_value, risk.max_drawdown):
@@ -626,7 +622,8 @@ class _CandleStep:
         held = book.of_symbol(symbol)
         current = held[-1] if held else None
         try:
-            decision = decide_safely(self.strategy, window, _view(current) if current is not None else None)
+            decision = decide_safely(self.strategy, window, _view(current) if current is not None else None,
+                                     may_add=len(held) < book.settings.risk.max_positions_per_symbol)
         except StrategyError as exc:
             logger.error(f"Session #{book.session.id}: {exc}; holding {symbol} for this candle")
             return "error", str(exc), None

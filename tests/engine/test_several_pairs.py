@@ -168,3 +168,35 @@ def test_a_gap_at_the_end_of_one_pair_is_waited_for_then_skipped_and_passed_over
     assert second.skipped == ()
     assert [(o.symbol, o.candle_time.hour) for o in second.outcomes] == [("BTCUSDT", 4), ("ETHUSDT", 4)]
     assert verify(engine).ok
+
+
+class _Pyramiding(ScriptedStrategy):
+    """Enters on every scripted candle, position open or not (a strategy that adds to a pair)."""
+
+    def decide(self, candles, position):
+        return self.script.get(candles[-1].open_time, super().decide(candles, position))
+
+
+def test_a_pair_holds_as_many_positions_as_configured_and_no_more(engine):
+    from chalicelib.db.models import Position
+    from chalicelib.db.uow import read_transaction
+    from chalicelib.trading.risk import RiskConfig
+
+    feed = PairsExchange({"BTCUSDT": [candle(i, "100") for i in range(5)]})
+    enter = EnterLong(stop_loss=Decimal(90), take_profit=Decimal(200))
+    strategy = _Pyramiding(script={T0 + HOUR * i: enter for i in (1, 2, 3)})
+    for allowed, opened, exchange in ((1, 1, "binance"), (2, 2, "kraken")):  # two bots, two accounts
+        spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange=exchange)
+        sid = open_session(engine, spec, initial_balance=Decimal(1000), start_cursor=T0).session_id
+        settings = TickSettings(risk=RiskConfig(max_positions_per_symbol=allowed))
+        result = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=strategy,
+                              settings=settings)
+        with read_transaction(engine) as db:
+            held = db.query(Position).filter_by(session_id=sid, status="open").count()
+        assert held == opened == result.trades_opened
+        # past the limit the entry is the strategy's error, held for that candle (decide_safely's may_add)
+        refused = [o for o in result.outcomes if o.decision != "enter_long" and o.candle_time > T0 + HOUR]
+        assert len(refused) == 3 - opened and all(
+            o.decision == "error" and "asked to enter while a position is already open" in o.detail
+            for o in refused), [o.detail for o in refused]
+    assert verify(engine).ok

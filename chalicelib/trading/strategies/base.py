@@ -82,12 +82,14 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:300] if first else type(exc).__name__
 
 
-def decide_safely(strategy: Strategy, candles: Sequence[Candle], position: PositionView | None) -> Decision:
+def decide_safely(strategy: Strategy, candles: Sequence[Candle], position: PositionView | None, *,
+                  may_add: bool = False) -> Decision:
     """Call ``strategy.decide`` and check the answer; raise :class:`StrategyError` instead of anything else.
 
     Fewer candles than ``strategy.warmup`` give :class:`Hold` without calling the strategy. An ``EnterLong``
-    while a position is open, an ``Exit`` with none, or a stop/target on the wrong side of the close are
-    reported as errors rather than silently acted on.
+    while a position is open (unless ``may_add``: the account may hold more than one position in this pair), an
+    ``Exit`` with none, or a stop/target on the wrong side of the close are reported as errors rather than silently
+    acted on.
     """
     if len(candles) < strategy.warmup:
         return Hold(reason=f"warming up ({len(candles)}/{strategy.warmup} candles)")
@@ -102,7 +104,7 @@ def decide_safely(strategy: Strategy, candles: Sequence[Candle], position: Posit
             raise StrategyError(strategy.name, "asked to exit with no open position")
         return decision
     if isinstance(decision, EnterLong):
-        if position is not None:
+        if position is not None and not may_add:
             raise StrategyError(strategy.name, "asked to enter while a position is already open")
         close = candles[-1].close
         for name in ("stop_loss", "take_profit"):
