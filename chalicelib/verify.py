@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from chalicelib import accounting
@@ -382,8 +382,3 @@ def _check_trades(db: Session, report: SessionReport, session: TradingSession, c
 
 def _trades(db: Session, session_id: int) -> Iterable[Trade]:
     return db.execute(select(Trade).where(Trade.session_id == session_id).order_by(Trade.id)).scalars()
-
-
-def count_sessions(engine: Engine) -> int:
-    with read_transaction(engine) as db:
-        return int(db.execute(select(func.count()).select_from(TradingSession)).scalar_one())

@@ -145,3 +145,43 @@ def test_a_tampered_first_row_is_blamed_on_the_first_row(engine):
             delta=Decimal(1100), total_balance=Decimal(1100), available_balance=Decimal(1100)))
     [account] = verify(engine).sessions
     assert account.problems[0].startswith(f"ledger row {first} (initial)"), account.problems
+
+
+def _trade_from(engine: Engine, balance: str) -> int:
+    """An account of ``balance`` that buys on the first candle and holds through two price moves."""
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
+    sid = open_session(engine, spec, initial_balance=Decimal(balance), start_cursor=T0).session_id
+    strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(50), take_profit=Decimal(200))})
+    feed = FakeExchange([candle(1, "100"), candle(2, "104"), candle(3, "97")])
+    tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=strategy)
+    return sid
+
+
+def test_the_ticks_of_a_one_dollar_account_verify_with_its_value_per_unit_moving(engine):
+    sid = _trade_from(engine, "1")  # one unit: each candle's value per unit is its equity
+    with read_transaction(engine) as db:
+        ticks = list(db.execute(select(TickLog).where(TickLog.session_id == sid).order_by(TickLog.candle_time))
+                     .scalars())
+    assert [t.units for t in ticks] == [1, 1, 1]
+    assert len({t.unit_value for t in ticks}) == 3  # the position's mark moves it
+    report = verify(engine)
+    assert report.ok, report.sessions[0].problems
+
+
+def test_the_ticks_of_an_account_with_no_money_verify(engine):
+    sid = _trade_from(engine, "0")  # no units: the value per unit stays where it was
+    with read_transaction(engine) as db:
+        ticks = list(db.execute(select(TickLog).where(TickLog.session_id == sid)).scalars())
+    assert [(t.units, t.equity, t.unit_value) for t in ticks] == [(0, 0, 1)] * 3
+    report = verify(engine)
+    assert report.ok, report.sessions[0].problems
+
+
+def test_a_tick_row_dated_before_the_accounts_first_ledger_row_is_reported(engine):
+    _trade_a_while(engine)
+    first = _ids(engine)["ticks"]["first"]
+    with write_transaction(engine) as db:  # the tick claims the ledger had no row yet when it ran
+        db.execute(update(TickLog).where(TickLog.id == first).values(ledger_version=0))
+    [account] = verify(engine).sessions
+    assert (f"tick row {first} (candle 2024-01-01 01:00): a candle was applied before the account's first ledger "
+            "row") in account.problems, account.problems
