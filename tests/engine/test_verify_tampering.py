@@ -147,12 +147,13 @@ def test_a_tampered_first_row_is_blamed_on_the_first_row(engine):
     assert account.problems[0].startswith(f"ledger row {first} (initial)"), account.problems
 
 
-def _trade_from(engine: Engine, balance: str) -> int:
-    """An account of ``balance`` that buys on the first candle and holds through two price moves."""
+def _trade_from(engine: Engine, balance: str, candles: list[Any] | None = None) -> int:
+    """An account of ``balance`` that buys on the first candle (stop 50, target 200) and holds through two price
+    moves (or ``candles``)."""
     spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
     sid = open_session(engine, spec, initial_balance=Decimal(balance), start_cursor=T0).session_id
     strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(50), take_profit=Decimal(200))})
-    feed = FakeExchange([candle(1, "100"), candle(2, "104"), candle(3, "97")])
+    feed = FakeExchange(candles or [candle(1, "100"), candle(2, "104"), candle(3, "97")])
     tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=strategy)
     return sid
 
@@ -185,3 +186,16 @@ def test_a_tick_row_dated_before_the_accounts_first_ledger_row_is_reported(engin
     [account] = verify(engine).sessions
     assert (f"tick row {first} (candle 2024-01-01 01:00): a candle was applied before the account's first ledger "
             "row") in account.problems, account.problems
+
+
+def test_a_closed_trades_rows_are_dated_by_the_candle_that_closed_it(engine):
+    _trade_from(engine, "1000", candles=[candle(1, "100"), candle(2, "104"), candle(3, "110", high="210")])
+    with read_transaction(engine) as db:
+        [trade] = list(db.execute(select(Trade)).scalars())
+        closing = list(db.execute(select(AccountBalance).where(AccountBalance.reference.like(
+            f"trade:{trade.position_id}:%")).order_by(AccountBalance.id)).scalars())
+    # the take profit at the third candle, not the mark of the candle before it (the account's market time then)
+    assert trade.market_time == T0 + HOUR * 4
+    assert [(r.kind, r.market_time) for r in closing] == [("fee", T0 + HOUR * 4), ("trade_pnl", T0 + HOUR * 4)]
+    report = verify(engine)
+    assert report.ok, report.sessions[0].problems
