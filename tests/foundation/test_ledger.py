@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import ledger_testing
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from chalicelib import ledger
@@ -297,3 +297,24 @@ def test_a_reset_to_under_a_dollar_writes_off_the_open_position_at_the_accounts_
         assert (position.status, position.exit_reason, position.exit_time) == ("closed", "reset", market_time)
         assert (position.exit_price, position.realized_pnl) == (None, None)
     assert verify(engine).ok
+
+
+@pytest.mark.parametrize("op", ["deposit", "withdraw", "set"])
+def test_a_balance_change_reads_the_account_and_its_positions_once_then_writes(engine: Engine, op: str) -> None:
+    """Issue 15's four round trips: the lock reads the session with its open positions in one statement, and the
+    change is written without reading them again (it values the positions the lock read)."""
+    sid = start(engine, "1000")
+    _open_position(engine, sid)
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split())[:40])
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        change_balance(op, Decimal(500), reason="r", actor=OWNER, session_id=sid, engine=engine)
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert [s for s in seen if s.startswith("SELECT")] == ["SELECT trading_sessions.id, trading_sess"], seen
+    after = {"deposit": Decimal("1499.6"), "withdraw": Decimal("499.6"), "set": Decimal(500)}[op]
+    assert read_summary(sid, engine=engine).session.total_balance == after  # 999.60 after the entry fee
