@@ -199,3 +199,22 @@ def test_a_closed_trades_rows_are_dated_by_the_candle_that_closed_it(engine):
     assert [(r.kind, r.market_time) for r in closing] == [("fee", T0 + HOUR * 4), ("trade_pnl", T0 + HOUR * 4)]
     report = verify(engine)
     assert report.ok, report.sessions[0].problems
+
+
+RELABELLED = [  # (the row's kind, relabelled as, what verify says about its amount)
+    ("withdrawal", "deposit", "a deposit row cannot move -120.50"),
+    ("strategy_switch", "deposit", "a deposit row cannot move 0.00"),
+    ("deposit", "withdrawal", "a withdrawal row cannot move 500.00"),
+    ("strategy_switch", "withdrawal", "a withdrawal row cannot move 0.00"),
+    ("deposit", "reopened", "a reopened row cannot move 500.00"),
+]
+
+
+@pytest.mark.parametrize(("kind", "relabel", "message"), RELABELLED)
+def test_a_row_relabelled_as_a_kind_of_the_opposite_sign_is_caught(engine, kind, relabel, message):
+    _trade_a_while(engine)
+    with write_transaction(engine) as db:
+        [rid] = db.execute(select(AccountBalance.id).where(AccountBalance.kind == kind)).scalars()
+        db.execute(update(AccountBalance).where(AccountBalance.id == rid).values(kind=relabel))
+    [account] = verify(engine).sessions
+    assert f"ledger row {rid} ({relabel}): {message}" in account.problems, account.problems
