@@ -17,12 +17,13 @@ from sqlalchemy import Engine, select, update
 
 from chalicelib.balances import change_balance
 from chalicelib.bot.sessions import open_session, switch_strategy
-from chalicelib.bot.tick import fixed_clock, tick_session
+from chalicelib.bot.tick import TickSettings, fixed_clock, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.cli import main
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import Actor
+from chalicelib.trading.broker import BrokerConfig
 from chalicelib.trading.strategies import EnterLong
 from chalicelib.verify import verify
 
@@ -147,14 +148,15 @@ def test_a_tampered_first_row_is_blamed_on_the_first_row(engine):
     assert account.problems[0].startswith(f"ledger row {first} (initial)"), account.problems
 
 
-def _trade_from(engine: Engine, balance: str, candles: list[Any] | None = None) -> int:
+def _trade_from(engine: Engine, balance: str, candles: list[Any] | None = None,
+                settings: TickSettings | None = None) -> int:
     """An account of ``balance`` that buys on the first candle (stop 50, target 200) and holds through two price
     moves (or ``candles``)."""
     spec = BotSpec(strategy="scripted", symbol="BTCUSDT", timeframe="1h", exchange="binance")
     sid = open_session(engine, spec, initial_balance=Decimal(balance), start_cursor=T0).session_id
     strategy = ScriptedStrategy(script={T0 + HOUR: EnterLong(stop_loss=Decimal(50), take_profit=Decimal(200))})
     feed = FakeExchange(candles or [candle(1, "100"), candle(2, "104"), candle(3, "97")])
-    tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=strategy)
+    tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=strategy, settings=settings)
     return sid
 
 
@@ -201,20 +203,35 @@ def test_a_closed_trades_rows_are_dated_by_the_candle_that_closed_it(engine):
     assert report.ok, report.sessions[0].problems
 
 
-RELABELLED = [  # (the row's kind, relabelled as, what verify says about its amount)
-    ("withdrawal", "deposit", "a deposit row cannot move -120.50"),
-    ("strategy_switch", "deposit", "a deposit row cannot move 0.00"),
-    ("deposit", "withdrawal", "a withdrawal row cannot move 500.00"),
-    ("strategy_switch", "withdrawal", "a withdrawal row cannot move 0.00"),
-    ("deposit", "reopened", "a reopened row cannot move 500.00"),
+RELABELLED = [  # (the row's kind, relabelled as, its amount made, what verify says about the amount)
+    ("withdrawal", "deposit", None, "a deposit row cannot move -120.50"),
+    ("strategy_switch", "deposit", None, "a deposit row cannot move 0.00"),
+    ("deposit", "withdrawal", None, "a withdrawal row cannot move 500.00"),
+    ("strategy_switch", "withdrawal", None, "a withdrawal row cannot move 0.00"),
+    ("deposit", "reopened", None, "a reopened row cannot move 500.00"),
+    ("trade_pnl", "fee", None, "a fee row cannot move 19.94002999"),
+    ("trade_pnl", "fee", Decimal("0.5"), "a fee row cannot move 0.50"),
 ]
 
 
-@pytest.mark.parametrize(("kind", "relabel", "message"), RELABELLED)
-def test_a_row_relabelled_as_a_kind_of_the_opposite_sign_is_caught(engine, kind, relabel, message):
+@pytest.mark.parametrize(("kind", "relabel", "delta", "message"), RELABELLED)
+def test_a_row_relabelled_as_a_kind_of_the_opposite_sign_is_caught(engine, kind, relabel, delta, message):
     _trade_a_while(engine)
     with write_transaction(engine) as db:
         [rid] = db.execute(select(AccountBalance.id).where(AccountBalance.kind == kind)).scalars()
-        db.execute(update(AccountBalance).where(AccountBalance.id == rid).values(kind=relabel))
+        values = {"kind": relabel} | ({"delta": delta} if delta is not None else {})
+        db.execute(update(AccountBalance).where(AccountBalance.id == rid).values(values))
     [account] = verify(engine).sessions
     assert f"ledger row {rid} ({relabel}): {message}" in account.problems, account.problems
+
+
+def test_a_fee_free_brokers_trades_verify_with_fee_rows_of_zero(engine):
+    free = TickSettings(broker=BrokerConfig(fee_rate=Decimal(0)))
+    sid = _trade_from(engine, "1000", candles=[candle(1, "100"), candle(2, "104"), candle(3, "110", high="210")],
+                      settings=free)
+    with read_transaction(engine) as db:
+        fees = list(db.execute(select(AccountBalance.delta).where(AccountBalance.session_id == sid,
+                                                                  AccountBalance.kind == "fee")).scalars())
+    assert fees == [0, 0]  # the entry and the exit, each charging nothing
+    report = verify(engine)
+    assert report.ok, report.sessions[0].problems
