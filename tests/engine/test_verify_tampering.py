@@ -23,6 +23,7 @@ from chalicelib.cli import main
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import Actor
+from chalicelib.money import money_text
 from chalicelib.trading.broker import BrokerConfig
 from chalicelib.trading.strategies import EnterLong
 from chalicelib.verify import verify
@@ -235,3 +236,40 @@ def test_a_fee_free_brokers_trades_verify_with_fee_rows_of_zero(engine):
     assert fees == [0, 0]  # the entry and the exit, each charging nothing
     report = verify(engine)
     assert report.ok, report.sessions[0].problems
+
+
+def test_verify_says_which_balance_rule_and_which_price_a_tampered_row_breaks(engine):
+    _trade_a_while(engine)
+    ids = _ids(engine)["rows"]
+    with write_transaction(engine) as db:
+        fee = db.get(AccountBalance, ids["entry fee"])
+        last = db.get(AccountBalance, ids["last"])
+        assert fee is not None and last is not None
+        fee.equity += 1  # its market time has a candle: the rule names the close it was marked at
+        last.available_balance -= 1
+        fee_id, fee_equity, fee_expected, last_id, last_kind = (fee.id, fee.equity, fee.equity - 1, last.id,
+                                                                last.kind)
+    [account] = verify(engine).sessions
+    assert (f"ledger row {fee_id} (fee): equity {money_text(fee_equity)} is not its cash plus its holdings at the "
+            f"close 100.00: {money_text(fee_expected)}") in account.problems, account.problems
+    assert f"ledger row {last_id} ({last_kind}): available ≠ total − reserved" in account.problems, account.problems
+
+
+def test_verify_catches_a_negative_balance_written_past_the_databases_constraints(engine):
+    """A restored dump without the CHECK constraints (or an edited schema) can hold what the ledger never writes."""
+    _trade_a_while(engine)
+    last = _ids(engine)["rows"]["last"]
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA ignore_check_constraints = ON")
+        else:
+            conn.exec_driver_sql("ALTER TABLE account_balances "
+                                 "DROP CONSTRAINT ck_account_balances_available_not_negative")
+        total = conn.execute(select(AccountBalance.total_balance).where(AccountBalance.id == last)).scalar_one()
+        conn.execute(update(AccountBalance).where(AccountBalance.id == last).values(
+            reserved_balance=total + 1, available_balance=Decimal(-1)))
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA ignore_check_constraints = OFF")
+    [account] = verify(engine).sessions
+    assert any(p.startswith(f"ledger row {last} (") and p.endswith("): available or reserved balance is negative")
+               for p in account.problems), account.problems
