@@ -168,6 +168,8 @@ def test_the_ticks_of_a_one_dollar_account_verify_with_its_value_per_unit_moving
                      .scalars())
     assert [t.units for t in ticks] == [1, 1, 1]
     assert len({t.unit_value for t in ticks}) == 3  # the position's mark moves it
+    # a deposit into the one unit buys units at that value per unit (it does not start a new series)
+    change_balance("deposit", Decimal(10), reason="top up", actor=OWNER, session_id=sid, engine=engine)
     report = verify(engine)
     assert report.ok, report.sessions[0].problems
 
