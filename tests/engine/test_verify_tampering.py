@@ -251,7 +251,12 @@ def test_verify_says_which_balance_rule_and_which_price_a_tampered_row_breaks(en
         last.available_balance -= 1
         fee_id, fee_equity, fee_expected, last_id, last_kind = (fee.id, fee.equity, fee.equity - 1, last.id,
                                                                 last.kind)
+        deposit = db.get(AccountBalance, ids["deposit"])
+        assert deposit is not None
+        deposit.equity += 1  # the units it issued no longer value it
     [account] = verify(engine).sessions
+    assert (f"ledger row {ids['deposit']} (deposit): units × value per unit do not reproduce the row's equity"
+            in account.problems), account.problems
     assert (f"ledger row {fee_id} (fee): equity {money_text(fee_equity)} is not its cash plus its holdings at the "
             f"close 100.00: {money_text(fee_expected)}") in account.problems, account.problems
     assert f"ledger row {last_id} ({last_kind}): available ≠ total − reserved" in account.problems, account.problems
