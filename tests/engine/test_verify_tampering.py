@@ -280,3 +280,16 @@ def test_verify_catches_a_negative_balance_written_past_the_databases_constraint
     [account] = verify(engine).sessions
     assert any(p.startswith(f"ledger row {last} (") and p.endswith("): available or reserved balance is negative")
                for p in account.problems), account.problems
+
+
+def test_a_tampered_cached_mark_is_compared_with_the_newest_applied_candles_close(engine):
+    sid = _trade_a_while(engine)
+    with write_transaction(engine) as db:
+        session = db.get(TradingSession, sid)
+        assert session is not None
+        [newest] = db.execute(select(TickLog).where(TickLog.candle_time == session.candle_cursor)).scalars()
+        session.mark_price += 1
+        mark, tick_id, close = session.mark_price, newest.id, newest.close_price
+    [account] = verify(engine).sessions
+    assert (f"cached mark {mark} ≠ the close of the newest applied candle, tick row {tick_id}: {money_text(close)}"
+            in account.problems), account.problems
