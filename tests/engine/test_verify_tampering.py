@@ -124,6 +124,8 @@ def test_verify_names_the_account_row_and_rule_for_every_tampered_money_column(e
     [account] = report.sessions
     assert account.session_id == sid and not account.ok
     assert any(place in problem for problem in account.problems), (place, account.problems)
+    # each problem is a sentence that says what is wrong
+    assert all(isinstance(p, str) and not p.endswith(": None") for p in account.problems), account.problems
 
     result = CliRunner().invoke(main, ["db", "verify"])
     assert result.exit_code == 1 and f"session #{sid} " in result.stdout and "FAILED" in result.stdout
