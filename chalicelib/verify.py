@@ -118,8 +118,7 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         session.id, f"{session.strategy} {session.symbol} {session.timeframe} {session.mode} ({session.status})"
     )
     ticks = list(db.execute(
-        select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None),
-                              TickLog.ledger_version.is_not(None))
+        select(TickLog).where(TickLog.session_id == session.id, TickLog.ledger_version.is_not(None))
         .order_by(TickLog.candle_time)
     ).scalars())
     closes = {t.market_time: t.close_price for t in ticks if t.market_time is not None}
@@ -202,7 +201,8 @@ class _LedgerChecker:
 
     def check_tick(self, tick: TickLog) -> None:
         """A tick row marks the account at its candle's close: the units of the row in force, its cash plus its
-        holdings at the close, the value per unit that makes, and the index (legacy rows without equity skipped)."""
+        holdings at the close, the value per unit that makes, and the index (legacy rows, written before the
+        ledger had versions, are not read)."""
         row, state = self.last, self.state
         where = f"tick row {tick.id} (candle {tick.candle_time:%Y-%m-%d %H:%M})"
         if row is None:

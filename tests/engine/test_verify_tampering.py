@@ -295,3 +295,13 @@ def test_a_tampered_cached_mark_is_compared_with_the_newest_applied_candles_clos
     [account] = verify(engine).sessions
     assert (f"cached mark {mark} ≠ the close of the newest applied candle, tick row {tick_id}: {money_text(close)}"
             in account.problems), account.problems
+
+
+def test_a_tick_row_whose_equity_was_erased_is_reported_not_skipped(engine):
+    """Only legacy tick rows (from before migration 0003: no equity and no ledger version) are skipped."""
+    _trade_a_while(engine)
+    holding = _ids(engine)["ticks"]["holding"]
+    with write_transaction(engine) as db:
+        db.execute(update(TickLog).where(TickLog.id == holding).values(equity=None))
+    [account] = verify(engine).sessions
+    assert any(p.startswith(f"tick row {holding} (candle ") for p in account.problems), account.problems
