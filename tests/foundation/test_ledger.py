@@ -318,3 +318,15 @@ def test_a_balance_change_reads_the_account_and_its_positions_once_then_writes(e
     assert [s for s in seen if s.startswith("SELECT")] == ["SELECT trading_sessions.id, trading_sess"], seen
     after = {"deposit": Decimal("1499.6"), "withdraw": Decimal("499.6"), "set": Decimal(500)}[op]
     assert read_summary(sid, engine=engine).session.total_balance == after  # 999.60 after the entry fee
+
+
+def test_an_idempotency_key_reused_on_another_account_makes_that_accounts_change(engine: Engine) -> None:
+    """The key is scoped to the actor and the account: the same request id sent to two bots changes both."""
+    first = start(engine, "1000")
+    second = start(engine, "1000", symbol="ETHUSDT")
+    a = change_balance("deposit", Decimal(50), reason="top up", actor=OWNER, session_id=first, idempotency_key="k",
+                       engine=engine)
+    b = change_balance("deposit", Decimal(50), reason="top up", actor=OWNER, session_id=second, idempotency_key="k",
+                       engine=engine)
+    assert not a.replayed and not b.replayed and a.entry.id != b.entry.id
+    assert [read_summary(s, engine=engine).session.total_balance for s in (first, second)] == [1050, 1050]
