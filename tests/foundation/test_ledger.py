@@ -46,6 +46,7 @@ def test_starting_a_session_records_the_initial_capital_as_the_first_ledger_row(
     assert (summary.session.units, summary.session.unit_value, summary.session.peak_unit_value) == (
         Decimal("1250.50"), Decimal(1), Decimal(1))
     assert rows[0].units == Decimal("1250.50") and rows[0].unit_value == 1 and rows[0].performance_index == 1
+    assert (rows[0].update_reason, rows[0].updated_by) == ("Initial capital", "system")  # the history's first line
     assert verify(engine).ok
 
 
