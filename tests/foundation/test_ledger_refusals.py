@@ -108,3 +108,16 @@ def test_verify_on_a_database_behind_the_newest_schema_says_so(engine: Engine) -
     downgrade(engine, "0002")
     report = verify(engine)
     assert not report.ok and report.schema.current == "0002" and report.sessions == []
+
+
+@pytest.mark.parametrize(("mode", "capital", "message"), [
+    ("paper", Decimal("-0.01"), "^initial balance must not be negative$"),
+    ("demo", Decimal(1000), "^mode must be paper or live, not 'demo'$"),
+])
+def test_an_account_cannot_start_with_negative_capital_or_an_unknown_mode(engine: Engine, mode: str,
+                                                                          capital: Decimal, message: str) -> None:
+    with pytest.raises(ledger.InvalidChange, match=message), write_transaction(engine) as db:
+        ledger.start_session(db, strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance",
+                             mode=mode, initial_balance=capital)
+    with read_transaction(engine) as db:
+        assert db.execute(select(func.count()).select_from(TradingSession)).scalar_one() == 0
