@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from chalicelib import accounting
@@ -121,8 +121,7 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         session.id, f"{session.strategy} {session.symbol} {session.timeframe} {session.mode} ({session.status})"
     )
     ticks = list(db.execute(
-        select(TickLog).where(TickLog.session_id == session.id, TickLog.equity.is_not(None),
-                              TickLog.ledger_version.is_not(None))
+        select(TickLog).where(TickLog.session_id == session.id, TickLog.ledger_version.is_not(None))
         .order_by(TickLog.id)  # the order the candles were applied in (a late pair's candle comes after the others)
     ).scalars())
     closes: dict[tuple[str, datetime | None], Decimal] = {
@@ -213,7 +212,8 @@ class _LedgerChecker:
 
     def check_tick(self, tick: TickLog) -> None:
         """A tick row marks the account at its candle's close: the units of the row in force, its cash plus its
-        holdings at the close, the value per unit that makes, and the index (legacy rows without equity skipped)."""
+        holdings at the close, the value per unit that makes, and the index (legacy rows, written before the
+        ledger had versions, are not read)."""
         row, state = self.last, self.state
         where = f"tick row {tick.id} (candle {tick.candle_time:%Y-%m-%d %H:%M})"
         if row is None:
@@ -421,8 +421,3 @@ def _check_trades(db: Session, report: SessionReport, session: TradingSession, c
 
 def _trades(db: Session, session_id: int) -> Iterable[Trade]:
     return db.execute(select(Trade).where(Trade.session_id == session_id).order_by(Trade.id)).scalars()
-
-
-def count_sessions(engine: Engine) -> int:
-    with read_transaction(engine) as db:
-        return int(db.execute(select(func.count()).select_from(TradingSession)).scalar_one())

@@ -57,12 +57,14 @@ def test_each_candle_is_applied_once_and_a_tick_with_nothing_new_changes_nothing
     first = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=strategy)
     assert first.status == "applied"
     assert [o.candle_time for o in first.outcomes] == [T0 + HOUR, T0 + HOUR * 2, T0 + HOUR * 3]
+    assert first.cursor == T0 + HOUR * 3  # the scheduled run reports the newest candle applied
     before = snapshot(engine, with_times=True)
     again = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=strategy)
     assert again.status == "up_to_date"
     assert snapshot(engine, with_times=True) == before
     later = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 6), strategy=strategy)
     assert [o.candle_time for o in later.outcomes] == [T0 + HOUR * 4, T0 + HOUR * 5]
+    assert (again.cursor, later.cursor) == (T0 + HOUR * 3, T0 + HOUR * 5)
     assert len(_rows(engine, TickLog)) == 5
 
 

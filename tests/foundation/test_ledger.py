@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import ledger_testing
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from chalicelib import ledger
@@ -46,6 +46,7 @@ def test_starting_a_session_records_the_initial_capital_as_the_first_ledger_row(
     assert (summary.session.units, summary.session.unit_value, summary.session.peak_unit_value) == (
         Decimal("1250.50"), Decimal(1), Decimal(1))
     assert rows[0].units == Decimal("1250.50") and rows[0].unit_value == 1 and rows[0].performance_index == 1
+    assert (rows[0].update_reason, rows[0].updated_by) == ("Initial capital", "system")  # the history's first line
     assert verify(engine).ok
 
 
@@ -208,3 +209,125 @@ def test_rows_count_matches_changes(engine: Engine) -> None:
     with read_transaction(engine) as db:
         assert db.execute(select(func.count()).select_from(AccountBalance)).scalar_one() == 1
         assert db.execute(select(func.count()).where(AccountBalance.session_id == sid)).scalar_one() == 1
+
+
+# --- what each named operation writes: the row a user reads back in the history ------------------------------------
+
+WHEN = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)  # a change dated by its caller (a replay, a scheduled deposit)
+KEYED = Actor("owner", "Alice")
+
+
+def _row_as_read(engine: Engine, sid: int, change: object) -> tuple[AccountBalance, AccountBalance]:
+    """Make ``change(db, session)`` under the lock; the row it returned and the same row read back."""
+    with write_transaction(engine) as db:
+        session = ledger.lock_session(db, sid)
+        assert session is not None
+        returned = change(db, session)  # type: ignore[operator]
+    [read_back] = [r for r in ledger_rows(engine, sid) if r.id == returned.id]
+    return returned, read_back
+
+
+CHANGES = {
+    # op: (the change, kind, delta, total after, reference)
+    "a sub-dollar deposit": (
+        lambda db, s: ledger.record_deposit(db, s, Decimal("0.5"), reason="spare change", actor=KEYED,
+                                            reference="request:owner:d1", now=WHEN),
+        "deposit", Decimal("0.5"), Decimal("1000.5"), "request:owner:d1"),
+    "a sub-dollar withdrawal": (
+        lambda db, s: ledger.record_withdrawal(db, s, Decimal("0.5"), reason="spare change", actor=KEYED,
+                                               reference="request:owner:w1", now=WHEN),
+        "withdrawal", Decimal("-0.5"), Decimal("999.5"), "request:owner:w1"),
+    "a set to zero": (
+        lambda db, s: ledger.record_manual_set(db, s, Decimal(0), reason="spare change", actor=KEYED,
+                                               reference="request:owner:s1", now=WHEN),
+        "manual_set", Decimal("-1000"), Decimal(0), "request:owner:s1"),
+    "a set above the balance": (
+        lambda db, s: ledger.record_manual_set(db, s, Decimal("1234.5"), reason="spare change", actor=KEYED,
+                                               reference="request:owner:s2", now=WHEN),
+        "manual_set", Decimal("234.5"), Decimal("1234.5"), "request:owner:s2"),
+}
+
+
+@pytest.mark.parametrize("what", list(CHANGES))
+def test_a_manual_change_writes_its_kind_amount_balance_reason_actor_reference_and_time(engine: Engine,
+                                                                                        what: str) -> None:
+    sid = start(engine, "1000")
+    change, kind, delta, total, reference = CHANGES[what]
+    returned, row = _row_as_read(engine, sid, change)
+    for r in (returned, row):  # the API answers with the returned row; the history reads it back
+        assert (r.kind, r.delta, r.total_balance, r.available_balance, r.reserved_balance) == (
+            kind, delta, total, total, 0)
+        assert (r.update_reason, r.updated_by, r.updated_by_label, r.reference) == (
+            "spare change", "owner", "Alice", reference)
+        assert r.last_updated == WHEN and r.market_time == WHEN  # dated as asked, not by the wall clock
+    assert read_summary(sid, engine=engine).session.total_balance == total
+    assert verify(engine).ok
+
+
+def test_an_event_moves_no_money_and_names_who_why_and_when(engine: Engine) -> None:
+    sid = start(engine, "1000")
+    returned, row = _row_as_read(engine, sid, lambda db, s: ledger.record_event(
+        db, s, "strategy_switch", reason="Strategy changed from a to b", actor=KEYED, now=WHEN))
+    for r in (returned, row):
+        assert (r.kind, r.delta, r.total_balance, r.available_balance, r.reference) == (
+            "strategy_switch", 0, Decimal(1000), Decimal(1000), None)
+        assert (r.update_reason, r.updated_by, r.updated_by_label) == ("Strategy changed from a to b", "owner", "Alice")
+        assert r.last_updated == WHEN and r.market_time == WHEN
+    assert verify(engine).ok
+
+
+@pytest.mark.parametrize(("total", "cash"), [(Decimal(0), "0.00"), (Decimal("0.5"), "0.50")])
+def test_a_reset_to_under_a_dollar_writes_off_the_open_position_at_the_accounts_market_time(
+        engine: Engine, total: Decimal, cash: str) -> None:
+    market_time = datetime(2024, 1, 5, tzinfo=UTC)  # the account's market clock (a replay), not the wall clock
+    with write_transaction(engine) as db:
+        sid = ledger.start_session(db, strategy="ml_basic", symbol="BTCUSDT", timeframe="1h", exchange="binance",
+                                   mode="paper", initial_balance=Decimal(1000), market_time=market_time).id
+    position_id = _open_position(engine, sid)
+    returned, row = _row_as_read(engine, sid, lambda db, s: ledger.record_reset(
+        db, s, total, reason="start over", actor=KEYED, now=WHEN))
+    for r in (returned, row):
+        assert (r.kind, r.delta, r.total_balance, r.available_balance, r.reserved_balance, r.reference) == (
+            "reset", total - Decimal("999.6"), total, total, 0, None)
+        assert r.asset_balances == {"USD": cash}  # the BTC is written off with the position
+        assert (r.update_reason, r.updated_by, r.updated_by_label, r.last_updated) == (
+            "start over", "owner", "Alice", WHEN)
+    with read_transaction(engine) as db:
+        position = db.get(Position, position_id)
+        assert position is not None
+        assert (position.status, position.exit_reason, position.exit_time) == ("closed", "reset", market_time)
+        assert (position.exit_price, position.realized_pnl) == (None, None)
+    assert verify(engine).ok
+
+
+@pytest.mark.parametrize("op", ["deposit", "withdraw", "set"])
+def test_a_balance_change_reads_the_account_and_its_positions_once_then_writes(engine: Engine, op: str) -> None:
+    """Issue 15's four round trips: the lock reads the session with its open positions in one statement, and the
+    change is written without reading them again (it values the positions the lock read)."""
+    sid = start(engine, "1000")
+    _open_position(engine, sid)
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split())[:40])
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        change_balance(op, Decimal(500), reason="r", actor=OWNER, session_id=sid, engine=engine)
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert [s for s in seen if s.startswith("SELECT")] == ["SELECT trading_sessions.id, trading_sess"], seen
+    after = {"deposit": Decimal("1499.6"), "withdraw": Decimal("499.6"), "set": Decimal(500)}[op]
+    assert read_summary(sid, engine=engine).session.total_balance == after  # 999.60 after the entry fee
+
+
+def test_an_idempotency_key_reused_on_another_account_makes_that_accounts_change(engine: Engine) -> None:
+    """The key is scoped to the actor and the account: the same request id sent to two bots changes both."""
+    first = start(engine, "1000")
+    second = start(engine, "1000", symbol="ETHUSDT")
+    a = change_balance("deposit", Decimal(50), reason="top up", actor=OWNER, session_id=first, idempotency_key="k",
+                       engine=engine)
+    b = change_balance("deposit", Decimal(50), reason="top up", actor=OWNER, session_id=second, idempotency_key="k",
+                       engine=engine)
+    assert not a.replayed and not b.replayed and a.entry.id != b.entry.id
+    assert [read_summary(s, engine=engine).session.total_balance for s in (first, second)] == [1050, 1050]

@@ -41,18 +41,23 @@ REFUSALS = {
     "reserved below zero": (lambda db, s: ledger.post(db, s, kind="fee", delta=Decimal(0),
                                                       reserved_delta=Decimal(-1), reason="r"), "reserved"),
     "a zero deposit": (lambda db, s: ledger.record_deposit(db, s, Decimal(0), reason="r", actor=OWNER),
-                       "greater than zero"),
+                       "^a deposit must be greater than zero$"),
     "a negative deposit": (lambda db, s: ledger.record_deposit(db, s, Decimal(-5), reason="r", actor=OWNER),
-                           "greater than zero"),
+                           "^a deposit must be greater than zero$"),
     "a zero withdrawal": (lambda db, s: ledger.record_withdrawal(db, s, Decimal(0), reason="r", actor=OWNER),
-                          "greater than zero"),
+                          "^a withdrawal must be greater than zero$"),
     "a negative withdrawal": (lambda db, s: ledger.record_withdrawal(db, s, Decimal(-5), reason="r", actor=OWNER),
-                              "greater than zero"),
+                              "^a withdrawal must be greater than zero$"),
     "a withdrawal of more than there is": (
         lambda db, s: ledger.record_withdrawal(db, s, Decimal("1000.01"), reason="r", actor=OWNER),
         r"available balance would be -\$0\.01"),
     "a negative set": (lambda db, s: ledger.record_manual_set(db, s, Decimal(-1), reason="r", actor=OWNER),
-                       "must not be negative"),
+                       "^balance must not be negative$"),
+    "a negative reset": (lambda db, s: ledger.record_reset(db, s, Decimal("-0.01"), reason="r", actor=OWNER),
+                         "^balance must not be negative$"),
+    "a money kind recorded as an event": (
+        lambda db, s: ledger.record_event(db, s, "deposit", reason="r", actor=OWNER),
+        "^'deposit' is not an event kind$"),
     "a blank reason": (lambda db, s: ledger.record_deposit(db, s, Decimal(1), reason="   ", actor=OWNER),
                        "reason must not be empty"),
     "a 201-character reason": (lambda db, s: ledger.record_deposit(db, s, Decimal(1), reason="x" * 201, actor=OWNER),
@@ -103,3 +108,16 @@ def test_verify_on_a_database_behind_the_newest_schema_says_so(engine: Engine) -
     downgrade(engine, "0002")
     report = verify(engine)
     assert not report.ok and report.schema.current == "0002" and report.sessions == []
+
+
+@pytest.mark.parametrize(("mode", "capital", "message"), [
+    ("paper", Decimal("-0.01"), "^initial balance must not be negative$"),
+    ("demo", Decimal(1000), "^mode must be paper or live, not 'demo'$"),
+])
+def test_an_account_cannot_start_with_negative_capital_or_an_unknown_mode(engine: Engine, mode: str,
+                                                                          capital: Decimal, message: str) -> None:
+    with pytest.raises(ledger.InvalidChange, match=message), write_transaction(engine) as db:
+        ledger.start_session(db, strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance",
+                             mode=mode, initial_balance=capital)
+    with read_transaction(engine) as db:
+        assert db.execute(select(func.count()).select_from(TradingSession)).scalar_one() == 0

@@ -65,3 +65,20 @@ def test_verify_names_the_broken_session_and_invariant(engine: Engine, what: str
     assert result.exit_code == 1
     assert f"session #{b} b BTCUSDT 1h paper (active): FAILED" in result.stdout and message in result.stdout
     assert "verify: FAILED" in result.stdout
+
+
+def test_an_account_recovered_from_its_trades_verifies_from_its_migration_row(engine: Engine) -> None:
+    """An account from before the ledger opens with migration 0002's row, which cites the migration."""
+    from chalicelib.db.models import TradingSession
+    from chalicelib.db.types import utcnow
+
+    with write_transaction(engine) as db:
+        session = TradingSession(strategy="a", symbol="BTCUSDT", timeframe="1h", exchange="x", mode="paper",
+                                 status="active", initial_balance=Decimal(1000), started_at=utcnow())
+        db.add(session)
+        db.flush()
+        ledger.post(db, session, kind="recovered_from_trades", delta=Decimal("1042.5"), reason="recovered",
+                    reference="migration:0002", held={}, positions_value=Decimal(0))
+    change_balance("deposit", Decimal("10"), reason="r", actor=Actor("o"), session_id=session.id, engine=engine)
+    report = verify(engine)
+    assert report.ok, report.sessions[0].problems
