@@ -254,6 +254,7 @@ def _open_once(engine: Engine, spec: BotSpec, *, initial_balance: Decimal, resum
                 mode=spec.mode, initial_balance=initial_balance, actor=actor, now=now, market_time=market_time,
             )
             session.candle_cursor = start_cursor
+            session.pairs_from = start_cursor
             db.flush()
             return _opening("started", session, spec, [])
         locked = ledger.lock_session(db, account.id)

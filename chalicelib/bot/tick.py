@@ -329,10 +329,11 @@ def _fetch_market(feed: Feed, snapshot: TradingSession, strategy: Strategy, sett
 
 
 def pair_cursor(session: TradingSession, symbol: str) -> datetime | None:
-    """The open time of ``symbol``'s newest applied candle: its mark's, else the account's cursor (a pair that has
-    not traded yet joins where the account is; a new account's pairs start at their newest closed candle)."""
+    """The open time of ``symbol``'s newest applied candle: its mark's, else where the account began
+    (``pairs_from``: a pair late or failing when the account started catches up from there, never skipping a
+    candle); None for a new account, whose pairs start at their newest closed candle."""
     mark = session.marks.get(symbol)
-    return mark.cursor if mark is not None else session.candle_cursor
+    return mark.cursor if mark is not None else session.pairs_from
 
 
 def _is_replay(feed: Feed) -> bool:
@@ -538,7 +539,10 @@ def _apply(db: Session, session: TradingSession, strategy: Strategy, market: _Ma
     # Advance the cursor now: it rides along with the ledger's one session UPDATE at the end (fewer
     # statements); the transaction makes it all-or-nothing either way.
     book.ledger.set(candle_cursor=newest if cursor is None else max(cursor, newest), last_tick_at=now)
-    step = _CandleStep(book, strategy, market, gap_before, timeframe_to_timedelta(session.timeframe))
+    step_length = timeframe_to_timedelta(session.timeframe)
+    if session.pairs_from is None:  # the account's first candles: where a pair not applied yet starts from
+        book.ledger.set(pairs_from=min(c.open_time for _, c in schedule) - step_length)
+    step = _CandleStep(book, strategy, market, gap_before, step_length)
     outcomes: list[CandleOutcome] = []
     logs: list[dict[str, object]] = []
     for symbol, candle in schedule:

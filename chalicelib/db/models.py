@@ -101,6 +101,9 @@ class TradingSession(Base):
     #: per symbol, the close (in USD) of its newest applied candle — what its positions are marked at — and that
     #: candle's open time (the symbol's cursor); ``candle_cursor`` is the newest over all symbols
     marks: Mapped[dict[str, Mark]] = mapped_column(MarksJSON())
+    #: the cursor of a pair with no candle applied yet: the candle before the account's first (set by the start
+    #: cursor or by the first tick), so a pair late or failing at the start catches up from where the account began
+    pairs_from: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: the market time of the newest applied candle (its close)
     market_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
     candle_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -4,7 +4,8 @@
   (``BTCUSDT,ETHUSDT``; one symbol stays ``BTCUSDT``), so they grow to 200 characters;
 * ``trading_sessions.marks`` replaces ``mark_price``: per symbol, the close of its newest applied candle (what its
   positions are marked at) and that candle's open time (the symbol's own cursor), as exact decimal text in JSON.
-  ``candle_cursor`` stays the newest candle applied over all symbols;
+  ``candle_cursor`` stays the newest candle applied over all symbols; ``pairs_from`` is the cursor of a pair with no
+  candle applied yet (where the account began), so a pair late or failing at the start catches up from there;
 * ``tick_log`` gets the candle's ``symbol`` (a candle is processed once per session *and symbol*) and the gross
   ``exposure`` after it (open positions marked at the marks: the exposure chart);
 * ``positions`` and ``trades`` record the ``strategy`` (and ``strategy_version``) that opened them, so attribution
@@ -24,7 +25,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-from chalicelib.db.types import Money
+from chalicelib.db.types import Money, UTCDateTime
 
 revision = "0005"
 down_revision = "0004"
@@ -36,6 +37,7 @@ def upgrade() -> None:
     with op.batch_alter_table("trading_sessions") as batch:
         batch.alter_column("symbol", type_=sa.String(200), existing_type=sa.String(32), existing_nullable=False)
         batch.add_column(sa.Column("marks", sa.JSON(), nullable=True))
+        batch.add_column(sa.Column("pairs_from", UTCDateTime(), nullable=True))
     with op.batch_alter_table("bots") as batch:
         batch.alter_column("symbol", type_=sa.String(200), existing_type=sa.String(32), existing_nullable=False)
     with op.batch_alter_table("tick_log") as batch:
@@ -55,7 +57,7 @@ def upgrade() -> None:
             cursor_text = cursor if isinstance(cursor, str) else cursor.isoformat()
             marks[symbol] = {"close": None if mark is None else format(mark, "f") if not isinstance(mark, str)
                              else mark, "cursor": cursor_text}
-        conn.execute(sa.text("UPDATE trading_sessions SET marks = :m WHERE id = :id"),
+        conn.execute(sa.text("UPDATE trading_sessions SET marks = :m, pairs_from = candle_cursor WHERE id = :id"),
                      {"m": json.dumps(marks), "id": sid})
         conn.execute(sa.text("UPDATE tick_log SET symbol = :s WHERE session_id = :id"), {"s": symbol, "id": sid})
         for table in ("positions", "trades"):
@@ -82,6 +84,7 @@ def downgrade() -> None:
         conn.execute(sa.text("UPDATE trading_sessions SET mark_price = :p WHERE id = :id"),
                      {"p": closes[0] if len(closes) == 1 else None, "id": sid})
     with op.batch_alter_table("trading_sessions") as batch:
+        batch.drop_column("pairs_from")
         batch.drop_column("marks")
         batch.alter_column("symbol", type_=sa.String(32), existing_type=sa.String(200), existing_nullable=False)
     with op.batch_alter_table("bots") as batch:

@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from decimal import Decimal
 
+import pytest
 from engine_testing import HOUR, T0, PairsExchange, ScriptedStrategy, candle, snapshot
 
 from chalicelib.bot.sessions import open_session
@@ -199,4 +200,29 @@ def test_a_pair_holds_as_many_positions_as_configured_and_no_more(engine):
         assert len(refused) == 3 - opened and all(
             o.decision == "error" and "asked to enter while a position is already open" in o.detail
             for o in refused), [o.detail for o in refused]
+    assert verify(engine).ok
+
+
+@pytest.mark.parametrize("start_cursor", [T0, None], ids=["from-a-start-cursor", "new-account"])
+def test_a_pair_failing_before_its_first_candle_catches_up_from_where_the_account_began(engine, start_cursor):
+    """A pair with no candle applied yet starts where the account began (pairs_from), not at the account's moving
+    cursor: its first candles are caught up later, none is lost (before, a pair failing at the start lost every
+    candle the other pair applied meanwhile)."""
+    spec = BotSpec(strategy="scripted", symbol=PAIRS, timeframe="1h", exchange="binance")
+    sid = open_session(engine, spec, initial_balance=Decimal(1000), start_cursor=start_cursor).session_id
+    feed = PairsExchange({"BTCUSDT": _series(0, 4, 100), "ETHUSDT": _series(0, 4, 2000)})
+    feed.fail["ETHUSDT"] = FeedError("cannot reach binance")
+    sleep = FakeSleep()
+    first = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 2), strategy=ScriptedStrategy(),
+                         settings=_settings(10, sleep))
+    btc_first = [T0 + HOUR]  # after T0, or (a new account) the newest candle closed at 2:00
+    assert [(o.symbol, o.candle_time) for o in first.outcomes] == [("BTCUSDT", t) for t in btc_first]
+    tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=ScriptedStrategy(),
+                 settings=_settings(10, sleep))  # BTC moves on to 3:00 while ETH still fails
+    feed.fail.clear()
+    later = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 5), strategy=ScriptedStrategy(),
+                         settings=_settings(10, sleep))
+    assert [(o.symbol, o.candle_time) for o in later.outcomes] == [
+        ("ETHUSDT", T0 + HOUR), ("ETHUSDT", T0 + HOUR * 2), ("ETHUSDT", T0 + HOUR * 3),
+        ("BTCUSDT", T0 + HOUR * 4), ("ETHUSDT", T0 + HOUR * 4)]
     assert verify(engine).ok
