@@ -41,3 +41,35 @@ def marks_at(session, close, when=None):
     from chalicelib.valuation import Mark
 
     return {session.symbol: Mark(Decimal(close), when or utcnow())}
+
+
+def hold_btc_and_eth(db, session, *, opened_at, marked_at, market_time, stops=False, strategy_version=None):
+    """The hand-worked two-pair wallet of the API and dashboard tests: 0.01 BTC bought at 58,000 (cost 580, fee
+    0.58) and 0.5 ETH at 2,900 (cost 1,450, fee 1.45) at ``opened_at``, both marked at 60,000 and 3,000 by candles
+    opened at ``marked_at``. With ``stops`` each has a stop 3 % below and a target 6 % above its entry. Returns the
+    positions."""
+    from decimal import Decimal
+
+    from chalicelib import ledger
+    from chalicelib.db.models import Position
+    from chalicelib.valuation import Mark
+
+    held = []
+    for symbol, qty, price, cost, fee in (("BTCUSDT", "0.01", "58000", "580", "0.58"),
+                                          ("ETHUSDT", "0.5", "2900", "1450", "1.45")):
+        entry = Decimal(price)
+        p = Position(session_id=session.id, symbol=symbol, side="long", status="open", entry_price=entry,
+                     quantity=Decimal(qty), cost=Decimal(cost), entry_time=opened_at, fees=Decimal(fee),
+                     stop_loss=entry * Decimal("0.97") if stops else None,
+                     take_profit=entry * Decimal("1.06") if stops else None,
+                     strategy="ml_basic", strategy_version=strategy_version)
+        db.add(p)
+        db.flush()
+        record_position_opened(db, session, cost=Decimal(cost), fee=Decimal(fee),
+                               reference=f"position:{p.id}:open", now=opened_at)
+        held.append(p)
+    marks = {"BTCUSDT": Mark(Decimal(60000), marked_at), "ETHUSDT": Mark(Decimal(3000), marked_at)}
+    book = ledger.Batch(db, session)
+    book.mark(marks=marks, equity=ledger.equity_of(session, held, marks), market_time=market_time)
+    book.write()
+    return held

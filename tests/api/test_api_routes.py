@@ -361,7 +361,6 @@ def two_pair_account(engine: Engine) -> tuple[int, Any]:
     closes at 60,000 and ETHUSDT at 3,000. Four tick rows at two candle times (one per pair each) and one from before
     exposure was recorded. Returns the session id and the newest candle's open time."""
     from chalicelib.db.models import TickLog
-    from chalicelib.valuation import Mark
 
     now = utcnow().replace(minute=0, second=0, microsecond=0)
     with write_transaction(engine) as db:
@@ -372,22 +371,8 @@ def two_pair_account(engine: Engine) -> tuple[int, Any]:
     with write_transaction(engine) as db:
         s = ledger.lock_session(db, sid)
         assert s is not None
-        held = []
-        for symbol, qty, price, cost, fee in (("BTCUSDT", "0.01", "58000", "580", "0.58"),
-                                              ("ETHUSDT", "0.5", "2900", "1450", "1.45")):
-            p = Position(session_id=s.id, symbol=symbol, side="long", status="open", entry_price=Decimal(price),
-                         quantity=Decimal(qty), cost=Decimal(cost), entry_time=now - timedelta(hours=4),
-                         fees=Decimal(fee), strategy="ml_basic")
-            db.add(p)
-            db.flush()
-            ledger_testing.record_position_opened(db, s, cost=Decimal(cost), fee=Decimal(fee),
-                                                  reference=f"position:{p.id}:open", now=now - timedelta(hours=4))
-            held.append(p)
         newest = now - timedelta(hours=1)
-        marks = {"BTCUSDT": Mark(Decimal(60000), newest), "ETHUSDT": Mark(Decimal(3000), newest)}
-        book = ledger.Batch(db, s)
-        book.mark(marks=marks, equity=ledger.equity_of(s, held, marks), market_time=now)
-        book.write()
+        ledger_testing.hold_btc_and_eth(db, s, opened_at=now - timedelta(hours=4), marked_at=newest, market_time=now)
         for hours, symbol, exposure, equity in ((4, "BTCUSDT", None, "10000"),  # written before 0005: no exposure
                                                 (3, "BTCUSDT", "580", "9999.42"), (3, "ETHUSDT", "2030", "10065"),
                                                 (2, "BTCUSDT", "2090", "10060"), (2, "ETHUSDT", "2100", "10067.97")):

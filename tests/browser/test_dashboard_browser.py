@@ -34,7 +34,6 @@ from chalicelib.db.engine import get_engine
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade
 from chalicelib.db.types import utcnow
 from chalicelib.db.uow import read_transaction, write_transaction
-from chalicelib.valuation import Mark
 
 pytestmark = pytest.mark.browser
 
@@ -467,23 +466,9 @@ def seed_wallet(database_url: str) -> int:
                          exit_price=Decimal(sell), quantity=Decimal(qty), entry_time=opened, exit_time=closed,
                          realized_pnl=Decimal(pnl), fees=p.fees, exit_reason="strategy_exit", market_time=closed,
                          recorded_at=closed, strategy="ml_basic", strategy_version="v1"))
-        held = []
-        for symbol, qty, price, cost, fee in (("BTCUSDT", "0.01", "58000", "580", "0.58"),
-                                              ("ETHUSDT", "0.5", "2900", "1450", "1.45")):
-            p = Position(session_id=sid, symbol=symbol, side="long", status="open", entry_price=Decimal(price),
-                         quantity=Decimal(qty), cost=Decimal(cost), stop_loss=Decimal(price) * Decimal("0.97"),
-                         take_profit=Decimal(price) * Decimal("1.06"), entry_time=now - timedelta(hours=12),
-                         fees=Decimal(fee), strategy="ml_basic", strategy_version="v1")
-            db.add(p)
-            db.flush()
-            ledger_testing.record_position_opened(db, s, cost=Decimal(cost), fee=Decimal(fee),
-                                                  reference=f"position:{p.id}:open", now=now - timedelta(hours=12))
-            held.append(p)
-        newest = now - timedelta(hours=1)
-        marks = {"BTCUSDT": Mark(Decimal(60000), newest), "ETHUSDT": Mark(Decimal(3000), newest)}
-        book = ledger.Batch(db, s)
-        book.mark(marks=marks, equity=ledger.equity_of(s, held, marks), market_time=now)
-        book.write()
+        ledger_testing.hold_btc_and_eth(db, s, opened_at=now - timedelta(hours=12),
+                                        marked_at=now - timedelta(hours=1), market_time=now, stops=True,
+                                        strategy_version="v1")
         units = ledger.unit_state(s)  # the account's units now, recorded on every tick row for simplicity
         for i in range(48, 0, -1):  # exposure after each candle time, as the positions above were held
             at = now - timedelta(hours=i)
