@@ -228,6 +228,14 @@ def test_the_lot_step_rounds_down_and_below_the_exchange_minimum_nothing_is_boug
     assert size_position(D(600), D(600), D(30000), D(29000), rules=rules) == Sizing(D("0.002"), "position_cap")
 
 
+def test_a_caps_budget_is_rounded_down_to_the_cent_fraction_so_the_notional_never_exceeds_it():
+    # 10 % of 9,991.00489959 = 999.100489959: the budget is 999.10048995 (down, never 999.10048996 half-even),
+    # so 999.10048995 coins at $1 cost exactly the budget and not 0.00000001 over the cap
+    sizing = size_position(D("9991.00489959"), D(10000), D(1), D("0.5"), config=RiskConfig(risk_per_trade=D(1)))
+    assert sizing == Sizing(D("999.10048995"), "position_cap")
+    assert sizing.quantity * D(1) <= D("9991.00489959") * D("0.10")
+
+
 def test_a_step_that_rounds_the_size_to_zero_is_none_not_a_minimum_refusal():
     rules = MarketRules(step=D(1))
     assert size_position(D(1000), D(1000), D(30000), D(29000), rules=rules) == Sizing(D(0), "none")
