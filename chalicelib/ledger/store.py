@@ -10,6 +10,7 @@ after the other. The rules a change must pass are ``chalicelib.ledger.rules``.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +18,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Insert, Select, Table, Update, and_, bindparam, insert, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, configure_mappers
 from sqlalchemy.orm.attributes import set_committed_value
 
 from chalicelib import accounting
@@ -78,6 +79,17 @@ def _lock_statement(*, reference: bool, locking: bool, skip_locked: bool) -> Sel
         .execution_options(populate_existing=True)
     )
     return read.with_for_update(of=TradingSession, skip_locked=skip_locked) if locking else read
+
+
+# Every shape is built here, once, while the module is imported (imports are serialised): built lazily, the first
+# builds ran in several request threads at once and SQLAlchemy's first look-up of ``_STARTED.version`` could fail
+# ("Did not locate an expression in selectable for attribute 'version'"), caching a statement whose "version as it
+# started" was the locked row's own — a writer that had waited then missed the other's rows (a duplicate idempotency
+# key, a position not seen: a CI run's test_api_concurrency_pg built it first from its threads, warned, and it and
+# test_lock_after_waiting, in the same worker, then failed). test_lock_after_waiting checks every shape's SQL.
+configure_mappers()
+for _reference, _locking, _skip in itertools.product((False, True), repeat=3):
+    _lock_statement(reference=_reference, locking=_locking, skip_locked=_skip)
 
 
 def lock(db: Session, session_id: int, *, skip_locked: bool = False, reference: str | None = None) -> Locked | None:

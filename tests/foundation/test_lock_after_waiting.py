@@ -64,3 +64,19 @@ def test_a_waiting_writer_sees_the_position_and_the_row_the_first_writer_committ
     assert seen["reserved"] == Decimal(100)
     assert seen["positions"] == [Decimal(1)], "the waiter missed the position opened before it got the lock"
     assert seen["earlier"] is not None, "the waiter missed the row the same request already wrote"
+
+
+def test_every_shape_of_the_lock_reads_the_version_it_started_with_from_its_own_alias() -> None:
+    """The re-read above depends on the "version as the statement started" coming from a second scan of the
+    session row (an alias), not from the locked row itself; a statement built wrongly once stays cached."""
+    import itertools
+
+    from sqlalchemy.dialects import postgresql
+
+    from chalicelib.ledger import store
+
+    for reference, locking, skip in itertools.product((False, True), repeat=3):
+        sql = str(store._lock_statement(reference=reference, locking=locking, skip_locked=skip)
+                  .compile(dialect=postgresql.dialect()))
+        assert "(SELECT trading_sessions_1.version" in sql and "FROM trading_sessions AS trading_sessions_1" in sql
+        assert ("FOR UPDATE OF trading_sessions" in sql) == locking and ("SKIP LOCKED" in sql) == (locking and skip)
