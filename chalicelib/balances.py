@@ -202,7 +202,7 @@ def wallet_of(session: TradingSession, positions: list[Position]) -> Wallet:
     items = ledger.holdings(positions, marks)
     cash = session.available_balance
     return Wallet(symbols, marks, valuation.breakdown(cash, items, marks, symbols),
-                  valuation.exposure(cash, items, symbols))
+                  valuation.exposure(cash, items))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ class Mark:
 def conversion_pair(symbol: str | Symbol, symbols: Iterable[str]) -> str | None:
     """The pair among ``symbols`` that prices ``symbol``'s quote in dollars (``BTCUSDT`` for ``ETHBTC``); None for a
     USD-quoted pair. :class:`ValuationError` when the quote is not USD and no such pair is there."""
-    pair = symbol if isinstance(symbol, Symbol) else parse_symbol(symbol)
+    pair = parse_symbol(str(symbol))
     if pair.usd_quoted:
         return None
     plain = {parse_symbol(s).plain: parse_symbol(s) for s in symbols}
@@ -148,10 +148,9 @@ def breakdown(cash: Decimal, items: Sequence[Holding], marks: Mapping[str, Mark]
     values sum to equity exactly. An asset's price is the mark of the first of its pairs in the bot's order."""
     equity = cash + positions_value(items)
     lines = [AssetLine(ACCOUNT_CURRENCY, cash, Decimal(1), cash, share(cash, equity), "cash, USD")]
-    for asset in _assets(items, symbols):
+    for asset in _assets(items):
         mine = [h for h in items if h.asset == asset]
-        symbol = next(s for s in symbols if any(h.symbol == s for h in mine)) if any(
-            h.symbol in symbols for h in mine) else mine[0].symbol
+        symbol = next((s for s in symbols if any(h.symbol == s for h in mine)), mine[0].symbol)
         value = positions_value(mine)
         price = marks[symbol].close if symbol in marks else ZERO
         lines.append(AssetLine(asset, sum((h.quantity for h in mine), ZERO), price, value, share(value, equity),
@@ -159,10 +158,10 @@ def breakdown(cash: Decimal, items: Sequence[Holding], marks: Mapping[str, Mark]
     return lines
 
 
-def _assets(items: Sequence[Holding], symbols: Sequence[str]) -> list[str]:
-    """The assets held, in the bot's symbol order (then any other, by name)."""
-    order = {parse_symbol(s).base: i for i, s in reversed(list(enumerate(symbols)))}
-    return sorted({h.asset for h in items}, key=lambda a: (order.get(a, len(order)), a))
+def _assets(items: Sequence[Holding]) -> list[str]:
+    """The assets held, by name: the bot's own order, since a bot keeps its pairs alphabetically and a pair's name
+    begins with its asset's."""
+    return sorted({h.asset for h in items})
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,11 +176,11 @@ class ExposureLine:
     net_share: Decimal | None
 
 
-def exposure(cash: Decimal, items: Sequence[Holding], symbols: Sequence[str] = ()) -> list[ExposureLine]:
-    """Per asset held (in the bot's order), then the total."""
+def exposure(cash: Decimal, items: Sequence[Holding]) -> list[ExposureLine]:
+    """Per asset held (by name: the bot's order), then the total."""
     equity = cash + positions_value(items)
     lines = []
-    for asset in _assets(items, symbols):
+    for asset in _assets(items):
         mine = [h for h in items if h.asset == asset]
         lines.append(_exposure_line(asset, mine, equity))
     lines.append(_exposure_line("total", list(items), equity))

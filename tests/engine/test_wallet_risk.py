@@ -94,7 +94,7 @@ def test_the_position_cap_and_the_risk_per_trade_each_bind(engine):
     session, items = _wallet(engine)
     # cash 10,000 − 1,000 − 400 = 8,600; equity 8,600 + 1,000 + 400 = 10,000; gross 1,400 = 14 % of equity
     assert session.available_balance == D(8600)
-    assert valuation.exposure(session.available_balance, items, ("BTCUSDT", "ETHUSDT")) == [
+    assert valuation.exposure(session.available_balance, items) == [
         valuation.ExposureLine("BTC", D(1000), D(1000), D("0.1"), D("0.1")),
         valuation.ExposureLine("ETH", D(400), D(400), D("0.04"), D("0.04")),
         valuation.ExposureLine("total", D(1400), D(1400), D("0.14"), D("0.14")),
@@ -118,7 +118,7 @@ def test_the_total_exposure_cap_binds(engine):
     # gross exposure 4,000 + 1,000 = 5,000: exactly 50 % of 10,000
     assert _exposure_column(engine) == [("BTCUSDT", D(4000)), ("ETHUSDT", D(5000))]
     session, items = _wallet(engine)
-    total = valuation.exposure(session.available_balance, items, ("BTCUSDT", "ETHUSDT"))[-1]
+    total = valuation.exposure(session.available_balance, items)[-1]
     assert (total.gross, total.gross_share) == (D(5000), D("0.5"))
     assert verify(engine).ok
 
@@ -136,7 +136,7 @@ def test_the_per_asset_cap_binds_across_two_pairs_of_one_asset(engine):
                              ("BTCUSDT", D("0.025"), D(500), "asset_cap")]
     session, items = _wallet(engine)
     # BTC: 0.125 BTC worth 2,500 = 25 % of 10,000; one asset line for both pairs
-    assert valuation.exposure(session.available_balance, items, ("BTCUSDC", "BTCUSDT")) == [
+    assert valuation.exposure(session.available_balance, items) == [
         valuation.ExposureLine("BTC", D(2500), D(2500), D("0.25"), D("0.25")),
         valuation.ExposureLine("total", D(2500), D(2500), D("0.25"), D("0.25")),
     ]

@@ -123,7 +123,7 @@ def test_the_breakdown_lists_cash_then_each_asset_valued_and_its_values_sum_to_e
 
 def test_exposure_per_asset_and_in_total_gross_and_net_as_amounts_and_shares():
     # long only: gross = net; BTC 90.01 (0.113935 of 790.01), ETH 100 (0.126581), total 190.01 (0.240516)
-    assert exposure(CASH, _wallet(), SYMBOLS) == [
+    assert exposure(CASH, _wallet()) == [
         ExposureLine("BTC", D("90.01"), D("90.01"), D("0.113935"), D("0.113935")),
         ExposureLine("ETH", D("100.00"), D("100.00"), D("0.126581"), D("0.126581")),
         ExposureLine("total", D("190.01"), D("190.01"), D("0.240516"), D("0.240516")),
@@ -137,7 +137,7 @@ def test_a_short_makes_gross_and_net_part():
                       ("ETHUSDT", "short", D("0.05"), D("95"))], MARKS)
     # equity = 600 + 90.01 − 100 = 590.01; ETH gross 100 (0.169489), net −100 (−0.169489);
     # total gross 190.01 (0.322045), net 90.01 − 100 = −9.99 (−0.016932)
-    assert exposure(CASH, items, SYMBOLS) == [
+    assert exposure(CASH, items) == [
         ExposureLine("BTC", D("90.01"), D("90.01"), D("0.152557"), D("0.152557")),
         ExposureLine("ETH", D("100.00"), D("-100.00"), D("0.169489"), D("-0.169489")),
         ExposureLine("total", D("190.01"), D("-9.99"), D("0.322045"), D("-0.016932")),
@@ -149,7 +149,7 @@ def test_shares_round_to_six_places_and_an_account_without_equity_has_none():
     assert share(D("1"), D("3")) == D("0.333333")
     assert share(D("2"), D("3")) == D("0.666667")
     assert share(D("5"), D("0")) is None and share(D("5"), D("-1")) is None
-    assert exposure(D("0"), [], ()) == [ExposureLine("total", D("0"), D("0"), None, None)]
+    assert exposure(D("0"), []) == [ExposureLine("total", D("0"), D("0"), None, None)]
     assert breakdown(D("0"), [], {}, ()) == [AssetLine("USD", D("0"), D("1"), D("0"), None, "cash, USD")]
 
 
@@ -164,3 +164,46 @@ def test_a_pair_valued_through_a_conversion_pair_in_the_breakdown():
         ("BTC", D("30.000"), D("0.03"), "BTCUSDT close; USDT counted 1:1 as USD"),
         ("ETH", D("150.00000000"), D("0.15"), "ETHBTC close × BTCUSDT close"),
     ]
+
+
+# --------------------------------------------------------------------------- edges the mutation run pointed at
+
+
+def test_a_pair_whose_conversion_pair_has_no_candles_yet_waits_and_the_pairs_after_it_still_convert():
+    eth_btc = [_c(T, "0.05", "0.05", "0.05", "0.05")]
+    # BTCUSDT's candles are missing this tick: ETHBTC waits (no candle), nothing raises — the bot has the pair
+    assert to_account_currency({"ETHBTC": eth_btc}, ["BTCUSDT", "ETHBTC"]) == {"ETHBTC": []}
+    # without the bot's pairs named, the candles given are all there is: ETHBTC cannot be valued
+    with pytest.raises(ValuationError, match="add a BTC/USD pair"):
+        to_account_currency({"ETHBTC": eth_btc})
+    # a USD pair first, then the pair it prices: both come back (the USD pair does not end the loop)
+    btc = [_c(T, "60000", "60000", "60000", "60000")]
+    out = to_account_currency({"BTCUSDT": btc, "ETHBTC": eth_btc})
+    assert out["BTCUSDT"] == btc and [c.close for c in out["ETHBTC"]] == [D("3000.00000000")]
+
+
+def test_a_share_of_exactly_one_dollar_of_equity_is_a_share_and_not_none():
+    assert share(D("0.5"), D(1)) == D("0.500000")
+    assert share(D(1), D("0.5")) == D("2.000000")
+
+
+def test_an_empty_wallets_figures_are_decimal_zeros():
+    figures = [positions_value([]), gross_exposure([]), asset_exposure([], "BTC")]
+    [total] = exposure(CASH, [])
+    figures += [total.gross, total.net]
+    assert figures == [0] * 5 and all(isinstance(f, Decimal) for f in figures)
+
+
+def test_a_held_asset_without_a_mark_shows_price_zero_and_its_value_at_cost_and_is_priced_by_its_own_pair():
+    items = holdings([("SOLUSDT", "long", D(2), D("300"))], {})  # not one of the named pairs, no mark yet
+    [cash, sol] = breakdown(CASH, items, {}, ())
+    assert (sol.asset, sol.quantity, sol.price, sol.value, sol.priced_as) == (
+        "SOL", D(2), D(0), D("300"), "SOLUSDT close; USDT counted 1:1 as USD")
+    assert cash.value + sol.value == D(900)
+
+
+def test_bundled_order_filters_are_for_the_bundled_pairs_only():
+    from chalicelib.trading.markets import UNRESTRICTED, bundled_rules
+
+    assert bundled_rules("SOLUSDT") is UNRESTRICTED
+    assert bundled_rules("BTCUSDT").min_notional == D(5)
