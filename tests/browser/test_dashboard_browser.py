@@ -42,10 +42,6 @@ ARTIFACTS = REPO / "artifacts"
 READ_TOKEN = "dash-read-0123456789abcdef0123456789"
 WRITE_TOKEN = "dash-write-fedcba9876543210fedcba98"
 TOKENS = f"viewer:read:{READ_TOKEN},owner:write:{WRITE_TOKEN}"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
 # --- the server ------------------------------------------------------------------------------------------------
 
 
@@ -201,25 +197,6 @@ def ledger_count(database_url: str) -> int:
 
 
 # --- the browser -----------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    executable = os.environ.get("ATB_CHROMIUM", "/usr/bin/chromium")
-    if not Path(executable).exists():
-        pytest.fail(f"headless Chromium is needed at {executable}: run `apt-get install chromium` "
-                    "(or set ATB_CHROMIUM to a Chromium binary)", pytrace=False)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("the playwright package is needed: `pip install playwright` (no browser download needed; "
-                    "the test uses Debian's chromium)", pytrace=False)
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 def money(value: Decimal) -> str:

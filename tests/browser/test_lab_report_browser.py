@@ -3,8 +3,6 @@ hold, the drawdown, every trade on the price chart, and the tables — from one 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,26 +14,6 @@ from lab.html import MAX_POINTS
 from lab.report import analyse, write_run
 
 pytestmark = pytest.mark.browser
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    executable = os.environ.get("ATB_CHROMIUM", "/usr/bin/chromium")
-    if not Path(executable).exists():
-        pytest.fail(f"headless Chromium is needed at {executable}: run `apt-get install chromium` "
-                    "(or set ATB_CHROMIUM to a Chromium binary)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
-
-
 def test_the_html_report_draws_its_charts_and_tables_offline(browser: Any, tmp_path: Path) -> None:
     summary = run_backtest("ma_crossover", days=60, initial_balance=Decimal(1000))
     assert summary.trades > 0
