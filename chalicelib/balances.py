@@ -197,7 +197,7 @@ class Wallet:
 
 def wallet_of(session: TradingSession, positions: list[Position]) -> Wallet:
     """``session``'s wallet, its open ``positions`` each valued at its own pair's mark."""
-    symbols = tuple(session.symbol.split(","))
+    symbols = session.symbols
     marks = dict(session.marks)
     items = ledger.holdings(positions, marks)
     cash = session.available_balance

@@ -26,7 +26,7 @@ from chalicelib.states import Mode
 from chalicelib.trading.candles import UnsupportedTimeframeError, timeframe_to_timedelta
 from chalicelib.trading.feeds import KNOWN_EXCHANGES
 from chalicelib.trading.strategies import UnknownStrategyError, require_strategy
-from chalicelib.trading.symbols import SymbolError, parse_symbol
+from chalicelib.trading.symbols import SymbolError, join_pairs, parse_symbol, split_pairs
 from chalicelib.valuation import ValuationError, conversion_pair
 
 #: The exchange id of bots that trade recorded candles (replay, backtests).
@@ -87,7 +87,7 @@ class BotSpec:
         if self.mode not in MODES:
             raise BotDefinitionError("live trading is not implemented: this bot only paper-trades")
         object.__setattr__(self, "strategy", strategy)
-        object.__setattr__(self, "symbol", ",".join(symbols))
+        object.__setattr__(self, "symbol", join_pairs(symbols))
         object.__setattr__(self, "exchange", normalise_exchange(self.exchange))
 
     @classmethod
@@ -109,7 +109,7 @@ class BotSpec:
     @property
     def symbols(self) -> tuple[str, ...]:
         """The bot's symbols in its fixed order."""
-        return tuple(self.symbol.split(","))
+        return split_pairs(self.symbol)
 
     @property
     def identity(self) -> tuple[str, str, str, str]:

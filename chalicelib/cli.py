@@ -810,7 +810,7 @@ def _print_session_end(session_id: int, ticks: int) -> None:
         held = open_positions(dbs, session_id)
         marks = dict(session.marks)
     cursor = _minute(session.candle_cursor)
-    pairs = session.symbol.split(",")
+    pairs = session.symbols
     if len(pairs) > 1:  # each pair's own newest candle: a pair that was skipped is behind the others
         cursor += " (" + ", ".join(f"{p} {_minute(marks[p].cursor) if p in marks else 'none'}" for p in pairs) + ")"
     click.echo(f"Stopped after {ticks} tick(s): session #{session_id} balance {format_usd(session.total_balance)} "

@@ -133,7 +133,7 @@ def _verify_session(db: Session, session: TradingSession) -> SessionReport:
         .order_by(AccountBalance.id)
         .execution_options(yield_per=2000)
     ).scalars()
-    checker = _LedgerChecker(report, closes, pair_of, session.symbol.split(","))
+    checker = _LedgerChecker(report, closes, pair_of, list(session.symbols))
     pending = iter(ticks)
     tick = next(pending, None)
     for row in rows:

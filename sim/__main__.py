@@ -7,6 +7,7 @@ import argparse
 import signal
 import sys
 
+from chalicelib.trading.symbols import join_pairs, split_pairs
 from sim.simulator import SimFailure, run
 
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         summary = run(args.seed, args.steps, args.db, verify_every=args.verify_every,
-                      progress_every=args.progress_every, symbol=",".join(sorted(args.symbols.split(","))))
+                      progress_every=args.progress_every, symbol=join_pairs(sorted(split_pairs(args.symbols))))
     except SimFailure as failure:
         print(failure.line(), flush=True)
         return 1

@@ -221,13 +221,14 @@ class Simulator:
         import random
 
         from chalicelib.trading.feeds import ReplayFeed
+        from chalicelib.trading.symbols import split_pairs
 
         self.seed, self.db, self.url, self.cluster, self.workdir = seed, db, url, cluster, workdir
         self.rng = random.Random(seed)
         self.verify_every = verify_every
         #: the bot's pairs, comma-joined (one wallet trading every bundled pair given)
         self.symbol = symbol
-        self.feed = ReplayFeed.several(symbol.split(","), TIMEFRAME)
+        self.feed = ReplayFeed.several(split_pairs(symbol), TIMEFRAME)
         self.model = Model()
         self.events: list[Event] = []
         self.ops: Counter[str] = Counter()

@@ -23,6 +23,7 @@ from chalicelib.bot.tick import fixed_clock, tick_session
 from chalicelib.db.engine import get_engine
 from chalicelib.db.errors import describe
 from chalicelib.trading.feeds import ReplayFeed
+from chalicelib.trading.symbols import split_pairs
 
 
 def die_before_statement(engine: Any, kill_at: int, note: Path | None = None) -> None:
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> int:
     engine = get_engine(url)
     die_before_statement(engine, kill_at, note)
 
-    feed = ReplayFeed.several(symbol.split(","), "1h")
+    feed = ReplayFeed.several(split_pairs(symbol), "1h")
     clock = (replay_clock(feed, symbol, "1h", int(when)) if when.isdigit()
              else fixed_clock(datetime.fromisoformat(when)))
     status: str

@@ -86,7 +86,7 @@ def positions(session_id: int | None) -> schemas.PositionsResponse:
     with read_transaction() as db:
         session = select_session(db, session_id)
         marks, close_at = session.marks, session.market_time
-        symbols = session.symbol.split(",")
+        symbols = session.symbols
         held = open_positions(db, session.id)
     # One pair: its mark is the account's last close; several: each position carries its own.
     close = marks[symbols[0]].close if len(symbols) == 1 and symbols[0] in marks else None

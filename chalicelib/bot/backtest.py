@@ -30,6 +30,7 @@ from chalicelib.money import ZERO, quantize_money
 from chalicelib.trading.candles import Candle, format_time
 from chalicelib.trading.feeds import ReplayFeed
 from chalicelib.trading.strategies import Strategy, get_strategy
+from chalicelib.trading.symbols import split_pairs
 from chalicelib.valuation import to_account_currency
 
 
@@ -172,7 +173,7 @@ class BacktestSummary:
 
     @property
     def symbols(self) -> tuple[str, ...]:
-        return tuple(self.symbol.split(","))
+        return split_pairs(self.symbol)
 
     @property
     def return_pct(self) -> Decimal:

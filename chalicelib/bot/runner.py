@@ -26,6 +26,7 @@ from chalicelib.money import parse_money
 from chalicelib.trading.candles import floor_to_grid, timeframe_to_timedelta
 from chalicelib.trading.feeds import Feed, ReplayFeed
 from chalicelib.trading.strategies import Strategy, get_strategy
+from chalicelib.trading.symbols import split_pairs
 
 #: How long after a candle closes the exchange loop asks for it (exchanges publish a moment late).
 SETTLE = timedelta(seconds=5)
@@ -58,7 +59,7 @@ def replay_clock(feed: ReplayFeed, symbol: str, timeframe: str, step: int = 1) -
     several pairs (``symbol`` comma-joined, as sessions store it) the cursor is the newest candle applied over all
     of them and "now" the earliest at which some pair has revealed ``step`` more.
     """
-    symbols = symbol.split(",")
+    symbols = split_pairs(symbol)
     if len(symbols) > 1:
         return lambda cursor: feed.replay_now_all(timeframe, cursor, count=step if cursor is not None else 1)
     return lambda cursor: feed.replay_now(symbol, timeframe, cursor, count=step if cursor is not None else 1)

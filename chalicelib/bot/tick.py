@@ -280,7 +280,7 @@ def _fetch_market(feed: Feed, snapshot: TradingSession, strategy: Strategy, sett
     """Each pair's candles (warm-up plus unprocessed, validated), fetched pair by pair so that one pair's outage or
     bad data leaves it out (it catches up later) while the others trade. On an exchange feed a pair that has not yet
     published a candle the others have closed is asked again until ``symbol_wait_s`` has passed."""
-    symbols = tuple(snapshot.symbol.split(","))
+    symbols = snapshot.symbols
     sid, warmup = snapshot.id, max(1, strategy.warmup)
     fetched: dict[str, list[Candle]] = {}
     problems: dict[str, tuple[TickStatus, str]] = {}

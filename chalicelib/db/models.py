@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from chalicelib.db.types import MarksJSON, Money, Quantity, Units, UTCDateTime
 from chalicelib.ledger.vocabulary import KINDS, MAX_ACTOR_LENGTH, MAX_REASON_LENGTH, REFERENCE_LENGTH
 from chalicelib.states import BotStatus, Mode, PositionStatus, ScheduleStatus, SessionStatus, Side
+from chalicelib.trading.symbols import split_pairs
 from chalicelib.valuation import Mark
 
 NAMING_CONVENTION = {
@@ -111,6 +112,11 @@ class TradingSession(Base):
     resumed_from_id: Mapped[int | None] = mapped_column(ForeignKey("trading_sessions.id"))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The bot's pairs, in its fixed order (``symbol`` keeps them joined)."""
+        return split_pairs(self.symbol)
 
     def __repr__(self) -> str:
         return f"<TradingSession #{self.id} {self.strategy} {self.symbol} {self.timeframe} {self.status}>"

@@ -9,6 +9,7 @@ BTCT/USD). Sessions store :attr:`Symbol.plain` (``BTCUSDT``); ccxt is asked for 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: Quote assets recognised when splitting ``BTCUSDT``; the longest match wins.
@@ -70,3 +71,17 @@ def parse_symbol(text: str) -> Symbol:
     if base == quote:
         raise SymbolError(f"cannot read symbol {shown}: base and quote are the same asset")
     return Symbol(base, quote)
+
+
+#: How a bot's pairs are kept in one text column (``trading_sessions.symbol``, ``bots.symbol``): ``BTCUSDT,ETHUSDT``.
+_PAIRS_SEPARATOR = ","
+
+
+def join_pairs(symbols: Iterable[str]) -> str:
+    """A bot's pairs (plain, in its fixed order) as they are stored: ``BTCUSDT,ETHUSDT``."""
+    return _PAIRS_SEPARATOR.join(symbols)
+
+
+def split_pairs(stored: str) -> tuple[str, ...]:
+    """The pairs of a stored ``BTCUSDT,ETHUSDT``, in their order (the inverse of :func:`join_pairs`)."""
+    return tuple(stored.split(_PAIRS_SEPARATOR))
