@@ -80,3 +80,39 @@ def test_every_shape_of_the_lock_reads_the_version_it_started_with_from_its_own_
                   .compile(dialect=postgresql.dialect()))
         assert "(SELECT trading_sessions_1.version" in sql and "FROM trading_sessions AS trading_sessions_1" in sql
         assert ("FOR UPDATE OF trading_sessions" in sql) == locking and ("SKIP LOCKED" in sql) == (locking and skip)
+
+
+def test_a_session_read_before_the_lock_is_refreshed_by_it(pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switching a bot's strategy reads its account, then locks it. A deposit committed between the two must not be
+    lost: the lock's row replaces what the first read put in the ORM session (``populate_existing``), so the switch
+    posts its event on the balance with the deposit, and the account still checks out."""
+    from chalicelib.balances import change_balance
+    from chalicelib.bot import sessions
+    from chalicelib.ledger import Actor
+    from chalicelib.verify import verify
+
+    spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="binance")
+    sid = open_session(pg_engine, spec, initial_balance=Decimal(1000)).session_id
+    find_active = sessions._find_active
+    deposited: list[Decimal] = []
+
+    def found_then_another_writer_commits(db: object, bot: BotSpec) -> object:
+        account = find_active(db, bot)  # type: ignore[arg-type]
+        # Another writer (its own connection) deposits and commits after the read, before the lock.
+        other = threading.Thread(target=lambda: deposited.append(change_balance(
+            "deposit", Decimal(500), reason="Top-up during the switch", actor=Actor("owner"), session_id=sid,
+            engine=pg_engine).session.total_balance))
+        other.start()
+        other.join(10)
+        return account
+
+    monkeypatch.setattr(sessions, "_find_active", found_then_another_writer_commits)
+    opening = open_session(pg_engine, BotSpec(strategy="ml_basic", symbol="BTCUSDT", timeframe="1h", exchange="binance"))
+    assert deposited == [Decimal(1500)]
+    assert opening.switched_from == "ma_crossover"
+    assert opening.total_balance == Decimal(1500), "the switch posted on the balance read before the deposit"
+    with write_transaction(pg_engine) as db:
+        locked = ledger.lock(db, sid)
+        assert locked is not None and locked.session.total_balance == Decimal(1500)
+    report = verify(pg_engine)
+    assert report.ok, [s.problems for s in report.sessions]
