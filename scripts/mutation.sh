@@ -6,10 +6,25 @@
 #                                                       copy (.mutation/PROFILE), its modules against its tests only
 # Extra arguments go to `mutmut run` (e.g. `--max-children 1`, or globs of mutant names to run a sample). With
 # MUTATION_MIN_SCORE=PERCENT the exit status is 1 when a module scores below it (scripts/mutation_sample.sh).
+#   bash scripts/mutation.sh all [mutmut args]          the full run: every profile in turn (pure, store, wallet:
+#                                                       every money module once), then one report over them all
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 .venv/bin/python -m pip install -q --disable-pip-version-check 'mutmut==3.8.1'
+if [[ "${1:-}" == all ]]; then
+    shift
+    started=$(date +%s)
+    for profile in pure store wallet; do
+        echo "== profile $profile ($(date -u +%H:%M:%S) UTC)"
+        MUTATION_REPORT=no bash "$0" "$profile" "$@"
+    done
+    echo "the full run took $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s" \
+         "(load: $(cut -d' ' -f1-3 /proc/loadavg))"
+    exec "$root/.venv/bin/python" "$root/scripts/mutation_report.py" \
+        --unobservable "$root/scripts/mutation_unobservable.txt" ${MUTATION_MIN_SCORE:+--min-score "$MUTATION_MIN_SCORE"} \
+        --results "$root/.mutation/pure" --results "$root/.mutation/store" --results "$root/.mutation/wallet"
+fi
 if [[ $# -gt 0 && "$1" != -* && "$1" != *.* && "$1" != *'*'* ]]; then
     profile="$1"; shift
     work="$root/.mutation/$profile"
@@ -22,5 +37,6 @@ rm -rf mutants
 started=$(date +%s)
 "$root/.venv/bin/mutmut" run "$@" | tr '\r' '\n' | tail -n 2
 echo "mutmut run took $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+[[ "${MUTATION_REPORT:-yes}" == no ]] && exit 0
 "$root/.venv/bin/python" "$root/scripts/mutation_report.py" \
     --unobservable "$root/scripts/mutation_unobservable.txt" ${MUTATION_MIN_SCORE:+--min-score "$MUTATION_MIN_SCORE"}

@@ -29,10 +29,19 @@ def _read_unobservable(path: Path | None) -> set[str]:
     return names
 
 
-def _tally(unobservable: set[str]) -> tuple[dict[str, Counter[str]], dict[str, list[str]], list[str]]:
+def _results(directories: list[Path]) -> str:
+    """``mutmut results --all true`` of each directory a run was made in (the current one by default)."""
+    return "\n".join(
+        subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True, text=True,
+                       check=True, cwd=directory).stdout
+        for directory in directories or [Path.cwd()]
+    )
+
+
+def _tally(unobservable: set[str], directories: list[Path]) -> tuple[dict[str, Counter[str]], dict[str, list[str]],
+                                                                      list[str]]:
     """mutmut's results per module: status counts, the mutants not killed, and listed names that were killed."""
-    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True,
-                         text=True, check=True).stdout
+    out = _results(directories)
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
     stale: list[str] = []
@@ -57,8 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--min-score", type=float, default=None, help="fail when a module scores below PERCENT")
     parser.add_argument("--unobservable", type=Path, default=None, help="survivors no test can observe")
+    parser.add_argument("--results", type=Path, action="append", default=[], metavar="DIR",
+                        help="a directory a run was made in (repeatable; default: the current one)")
     args = parser.parse_args(argv)
-    counts, survivors, stale = _tally(_read_unobservable(args.unobservable))
+    counts, survivors, stale = _tally(_read_unobservable(args.unobservable), args.results)
     if not counts:
         print("no mutants in mutmut's results", file=sys.stderr)
         return 1
