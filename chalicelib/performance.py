@@ -185,7 +185,7 @@ def window(start: str | None, end: str | None) -> tuple[datetime | None, datetim
 # --- the report, read in one snapshot --------------------------------------------------------------------------
 
 
-def read_report(session_id: int | None, by: By = "strategy", start: datetime | None = None,
+def read_report(session_id: int | None, by: By, start: datetime | None = None,
                 end: datetime | None = None, *, engine: Engine) -> PerformanceReport:
     """The session's (or the only active one's) attribution over ``[start, end)`` in market time, read in one
     transaction: the session, the window's trades, and one equity per candle close in the window."""
@@ -206,11 +206,11 @@ def read_report(session_id: int | None, by: By = "strategy", start: datetime | N
         if end is not None:
             trades = trades.where(Trade.market_time < end)
             last_at_each_close = last_at_each_close.where(TickLog.market_time < end)
-        lines = [TradeLine(*row) for row in db.execute(trades.order_by(Trade.id)).all()]
-        equities = list(db.execute(
+        lines = [TradeLine(*row) for row in db.execute(trades).all()]  # any order: sums, counts, sorted keys
+        equities = cast(list[Decimal], list(db.execute(  # rows with an equity only (the subquery's filter)
             select(TickLog.equity).where(TickLog.id.in_(last_at_each_close.group_by(TickLog.market_time)))
-        ).scalars())
-    equity = average_equity([e for e in equities if e is not None])
+        ).scalars()))
+    equity = average_equity(equities)
     groups, total = attribute(lines, by, equity)
     return PerformanceReport(session_id=sid, by=by, start=start, end=end, average_equity=equity, groups=groups,
                              total=total)

@@ -13,7 +13,7 @@ from typing import Any
 from api_helpers import READ_TOKEN, auth, ledger_rows
 from chalice.test import Client
 from click.testing import CliRunner
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from chalicelib.api import schemas
 from chalicelib.bot.sessions import open_session, switch_strategy
@@ -159,6 +159,9 @@ def test_trades_opened_before_a_switch_stay_with_the_strategy_that_opened_them(c
     earlier = _report(client, f"?session_id={sid}&to=2024-01-01T05:00:00%2B00:00")
     assert earlier["groups"] == [] and earlier["total"]["trades"] == 0  # closed at 05:00: not before it
     assert earlier["total"]["win_rate"] is None and earlier["total"]["contribution"] == 0
+    assert earlier["from"] is None and earlier["to"] == "2024-01-01T05:00:00Z"
+    # the close at 05:00 is out of the window: Ē is over the closes at 01:00–04:00
+    assert earlier["average_equity"] == _average_equity(engine, end=T0 + HOUR * 5)
     upto = _report(client, "?from=2024-01-01&to=2024-01-01T05:00:01Z")
     assert [g["key"] for g in upto["groups"]] == ["ma_crossover"]
     assert _report(client, "?from=2024-01-01T05:00:00Z")["total"]["trades"] == 2  # from is included
@@ -226,6 +229,46 @@ def test_bad_input_is_a_400_with_the_error_shape_and_changes_nothing(client: Cli
     assert ledger_rows(engine) == before
 
 
+def test_bad_input_names_the_parameter_and_says_what_is_accepted(client: Client, start_session) -> None:
+    start_session("1000")
+    refusals = [
+        ("?by=asset", "by", "by must be one of strategy, symbol (got 'asset')"),
+        ("?from=yesterday", "from", "from must be an ISO date or date and time, e.g. 2024-01-31 or "
+                                    "2024-01-31T12:00:00Z (got 'yesterday')"),
+        ("?from=2024-02-01&to=2024-02-01", "to", "from must be before to (the window is [from, to))"),
+    ]
+    for query, name, message in refusals:
+        response = _get(client, query)
+        assert response.status_code == 400, (query, response.body)
+        assert loads_exact(response.body) == {"error": {"code": "invalid_parameter", "message": message,
+                                                        "details": [{"field": name, "message": message}]}}
+
+
+def test_another_accounts_candles_do_not_change_this_accounts_average_equity(client: Client, engine: Engine) -> None:
+    sid = _two_pair_account(engine)
+    before = _report(client, f"?session_id={sid}")
+    spec = BotSpec(strategy="ma_crossover", symbol="BTCUSDT", timeframe="1h", exchange="kraken")
+    other = open_session(engine, spec, initial_balance=Decimal(1000), start_cursor=T0).session_id
+    candles = [_candle(i, "50") for i in range(7)]  # the same closes in market time, ticked after: higher ids
+    result = tick_session(engine, other, PairsFeed({"BTCUSDT": candles}), clock=fixed_clock(T0 + HOUR * 7),
+                          strategy=Scripted("ma_crossover", "ma-v1"))
+    assert result.status == "applied", result
+    assert _report(client, f"?session_id={other}")["average_equity"] == 1000  # holds its cash at every close
+    assert _report(client, f"?session_id={sid}") == before
+
+
+def test_a_tick_row_from_before_equities_were_recorded_is_not_averaged(client: Client, engine: Engine) -> None:
+    """A tick row written before migration 0003 has a market time (the migration set it) but no equity."""
+    sid = _two_pair_account(engine)
+    before = _report(client)
+    assert before["average_equity"] is not None
+    with engine.begin() as conn:
+        conn.execute(insert(TickLog).values(
+            session_id=sid, symbol="BTCUSDT", candle_time=T0 - HOUR, close_price=Decimal(100), decision="hold",
+            processed_at=T0, market_time=T0))
+    assert _report(client) == before
+
+
 def test_the_route_needs_a_token_names_a_missing_session_and_is_documented(client: Client, start_session) -> None:
     start_session("1000")
     assert client.http.get("/api/performance").status_code == 401
@@ -260,6 +303,15 @@ def test_atb_report_prints_what_the_api_answers_and_refuses_bad_input_in_one_lin
         assert refused.exit_code == 2 and refused.stdout == "", (bad, refused.output)
         assert len(refused.stderr.splitlines()) == 1 and refused.stderr.startswith("error: --")
     assert ledger_rows(engine) == before
+
+
+def test_atb_report_of_a_window_without_trades_prints_a_total_of_zeros(start_session) -> None:
+    sid = start_session("1000")
+    result = CliRunner().invoke(main, ["report"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    header, _, total, *rest = result.stdout.splitlines()
+    assert header == f"Session #{sid}: closed trades by strategy, since the start; average equity n/a"
+    assert total.split() == ["total", "0", "0", "n/a", "$0.00", "$0.00", "$0.00", "n/a", "n/a", "n/a"] and not rest
 
 
 def test_a_report_is_read_in_one_transaction(engine: Engine) -> None:

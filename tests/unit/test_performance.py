@@ -13,6 +13,8 @@ Five trades, an account whose equity was 1,000, 1,100 and 1,200 at the window's 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
@@ -112,3 +114,38 @@ def test_grouping_is_by_strategy_unless_symbol_is_asked_and_nothing_else_is_acce
     for bad in ("", "Strategy", "asset", "symbol "):
         with pytest.raises(ReportError, match="by must be one of strategy, symbol"):
             parse_by(bad)
+
+
+def test_a_trade_netting_fifty_cents_is_a_win_not_a_loss() -> None:
+    small = TradeLine("ma_crossover", "v1", "BTCUSDT", D("1"), D("0.5"))  # 1 gross − 0.50 fees = +0.50 net
+    _, total = attribute([small], "strategy", None)
+    assert (total.trades, total.wins, total.losses, total.win_rate, total.average_win, total.average_loss) == (
+        1, 1, 0, D("1"), D("0.5"), None)
+
+
+def test_a_refused_value_is_echoed_cut_to_40_characters() -> None:
+    long = "a" * 41
+    with pytest.raises(ReportError) as by:
+        parse_by(long)
+    assert str(by.value) == f"by must be one of strategy, symbol (got '{'a' * 40}')"
+    with pytest.raises(ReportError) as start:
+        window(long, None)
+    assert str(start.value) == ("from must be an ISO date or date and time, e.g. 2024-01-31 or 2024-01-31T12:00:00Z "
+                                f"(got '{'a' * 40}')")
+
+
+@pytest.fixture
+def local_time_in_india(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+05:30 (a POSIX TZ string: no zone database needed)."""
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_window_is_read_in_utc_whatever_the_machines_local_time_zone(local_time_in_india: None) -> None:
+    assert time.localtime(0).tm_hour == 5  # the epoch, 00:00 UTC, is 05:30 here
+    since, until = window("2024-01-31T12:00:00+02:00", "2024-02-01T05:30")  # an offset; a naive time is UTC
+    assert (since.isoformat(), until.isoformat()) == ("2024-01-31T10:00:00+00:00", "2024-02-01T05:30:00+00:00")
+    assert window("2024-01-31", None)[0].isoformat() == "2024-01-31T00:00:00+00:00"
