@@ -8,6 +8,7 @@
 # MUTATION_MIN_SCORE=PERCENT the exit status is 1 when a module scores below it (scripts/mutation_sample.sh).
 #   bash scripts/mutation.sh all [mutmut args]          the full run: every profile in turn (pure, store, wallet:
 #                                                       every money module once), then one report over them all
+#   bash scripts/mutation_recheck.sh all|PROFILE        after new tests or code: re-check what a run cannot vouch for
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -15,6 +16,7 @@ cd "$root"
 if [[ "${1:-}" == all ]]; then
     shift
     started=$(date +%s)
+    rm -rf "$root"/.mutation/*-recheck  # re-checks of an earlier run
     for profile in pure store wallet; do
         echo "== profile $profile ($(date -u +%H:%M:%S) UTC)"
         MUTATION_REPORT=no bash "$0" "$profile" "$@"
@@ -27,7 +29,7 @@ if [[ "${1:-}" == all ]]; then
 fi
 if [[ $# -gt 0 && "$1" != -* && "$1" != *.* && "$1" != *'*'* ]]; then
     profile="$1"; shift
-    work="$root/.mutation/$profile"
+    work="$root/.mutation/${MUTATION_DIR:-$profile}"
     rm -rf "$work" && mkdir -p "$work"
     cp -r chalicelib tests app.py migrations bench infra .chalice lab sim README.md "$work/"
     .venv/bin/python scripts/mutation_profile.py "$profile" pyproject.toml "$work/pyproject.toml"

@@ -2,20 +2,33 @@
 
 ``--min-score PERCENT`` makes the exit status 1 when any module scores below it (scripts/mutation_sample.sh).
 Score = killed / (killed + survived − not observable); a timeout counts as killed (the mutant made a test hang, so it
-was noticed); mutants with no covering test are counted apart (``no tests``) and also fail the threshold.
+was noticed); mutants with no covering test are counted apart (``no tests``) and also fail the threshold, as does a
+mutant not checked.
 ``--unobservable FILE`` lists survivors that no test can tell from the original (one ``NAME  # why`` a line; the
 reasons are in docs/mutation.md); a listed mutant that a test now kills is reported as a stale entry.
+``--results DIR`` (repeatable) reads the run made in DIR (a profile's ``.mutation/PROFILE``); ``--recheck DIR`` reads a
+re-check of such a run against newer code and tests (``scripts/mutation_recheck.sh``): for the modules it mutated, its
+mutants are the ones counted (what the code is now), each with the re-check's verdict, or else the run's verdict when
+the run tested the same mutant of the same function source; a mutant of a function that changed since the run and
+was not re-checked is counted "not checked", so a stale verdict never passes for a current one.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import json
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 _KILLED = ("killed", "timeout")
+#: mutmut 3.8.1's verdict for each exit code a mutant's test run ended with (``mutmut.__main__.status_by_exit_code``;
+#: scripts/mutation.sh pins the version).
+_STATUS_BY_EXIT_CODE: dict[int | None, str] = {
+    None: "not checked", 0: "survived", 1: "killed", 3: "killed", 2: "check was interrupted by user",
+    5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout",
+    152: "timeout", 255: "timeout", 37: "caught by type check", -11: "segfault", -9: "segfault",
+}
 
 
 def _read_unobservable(path: Path | None) -> set[str]:
@@ -29,28 +42,46 @@ def _read_unobservable(path: Path | None) -> set[str]:
     return names
 
 
-def _results(directories: list[Path]) -> str:
-    """``mutmut results --all true`` of each directory a run was made in (the current one by default)."""
-    return "\n".join(
-        subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], capture_output=True, text=True,
-                       check=True, cwd=directory).stdout
-        for directory in directories or [Path.cwd()]
-    )
+def _run(directory: Path) -> dict[str, tuple[str, str | None]]:
+    """Each mutant of a run (mutmut's ``mutants/**/*.meta``): its status and the hash of its function's source."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for meta in sorted((directory / "mutants").rglob("*.meta")):
+        data = json.loads(meta.read_text("utf-8"))
+        hashes = data.get("hash_by_function_name", {})
+        for name, exit_code in data.get("exit_code_by_key", {}).items():
+            function = name.rpartition("__mutmut_")[0].rpartition(".")[2]
+            out[name] = (_STATUS_BY_EXIT_CODE.get(exit_code, f"exit code {exit_code}"), hashes.get(function))
+    return out
 
 
-def _tally(unobservable: set[str], directories: list[Path]) -> tuple[dict[str, Counter[str]], dict[str, list[str]],
-                                                                      list[str]]:
+def _module(name: str) -> str:
+    # chalicelib.trading.risk.x_size_position__mutmut_3 -> chalicelib.trading.risk
+    return ".".join(part for part in name.split(".") if not part.startswith(("x_", "xǁ")))
+
+
+def _results(runs: list[Path], rechecks: list[Path]) -> dict[str, str]:
+    """Each mutant's status: the runs' verdicts, replaced module by module by the re-checks' (see the docstring)."""
+    status_by_name = {name: status for run in runs or [Path.cwd()] for name, (status, _) in _run(run).items()}
+    earlier = {name: found for run in runs for name, found in _run(run).items()}
+    for recheck in rechecks:
+        now = _run(recheck)
+        modules = {_module(name) for name in now}
+        status_by_name = {name: status for name, status in status_by_name.items() if _module(name) not in modules}
+        for name, (verdict, function_hash) in now.items():
+            # Not re-run: the run's verdict stands if it tested this very mutant of this very source.
+            same = verdict == "not checked" and name in earlier and earlier[name][1] == function_hash
+            status_by_name[name] = earlier[name][0] if same else verdict
+    return status_by_name
+
+
+def _tally(unobservable: set[str], runs: list[Path],
+           rechecks: list[Path]) -> tuple[dict[str, Counter[str]], dict[str, list[str]], list[str]]:
     """mutmut's results per module: status counts, the mutants not killed, and listed names that were killed."""
-    out = _results(directories)
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
     stale: list[str] = []
-    for line in out.splitlines():
-        name, _, status = line.strip().rpartition(": ")
-        if "__mutmut_" not in name:
-            continue
-        # chalicelib.trading.risk.x_size_position__mutmut_3 -> chalicelib.trading.risk
-        module = ".".join(part for part in name.split(".") if not part.startswith(("x_", "xǁ")))
+    for name, verdict in sorted(_results(runs, rechecks).items()):
+        module, status = _module(name), verdict
         if name in unobservable:
             if status == "survived":
                 status = "not observable"
@@ -68,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unobservable", type=Path, default=None, help="survivors no test can observe")
     parser.add_argument("--results", type=Path, action="append", default=[], metavar="DIR",
                         help="a directory a run was made in (repeatable; default: the current one)")
+    parser.add_argument("--recheck", type=Path, action="append", default=[], metavar="DIR",
+                        help="a re-check of those runs against newer code and tests (repeatable)")
     args = parser.parse_args(argv)
-    counts, survivors, stale = _tally(_read_unobservable(args.unobservable), args.results)
+    counts, survivors, stale = _tally(_read_unobservable(args.unobservable), args.results, args.recheck)
     if not counts:
         print("no mutants in mutmut's results", file=sys.stderr)
         return 1
@@ -84,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         score = killed / (killed + survived) * 100 if killed + survived else 100.0
         print(f"{module:<32} {sum(c.values()):>8} {killed:>7} {survived:>9} {c['not observable']:>9} {untested:>9} "
               f"{other:>6} {score:>6.1f}%")
-        if args.min_score is not None and (score < args.min_score or untested):
+        if args.min_score is not None and (score < args.min_score or untested or c["not checked"]):
             low.append(module)
     killed, survived = sum(total[s] for s in _KILLED), total["survived"]
     print(f"{'all':<32} {sum(total.values()):>8} {killed:>7} {survived:>9} {total['not observable']:>9} "

@@ -107,7 +107,8 @@ def test_a_session_read_before_the_lock_is_refreshed_by_it(pg_engine: Engine, mo
         return account
 
     monkeypatch.setattr(sessions, "_find_active", found_then_another_writer_commits)
-    opening = open_session(pg_engine, BotSpec(strategy="ml_basic", symbol="BTCUSDT", timeframe="1h", exchange="binance"))
+    switched = BotSpec(strategy="ml_basic", symbol="BTCUSDT", timeframe="1h", exchange="binance")
+    opening = open_session(pg_engine, switched)
     assert deposited == [Decimal(1500)]
     assert opening.switched_from == "ma_crossover"
     assert opening.total_balance == Decimal(1500), "the switch posted on the balance read before the deposit"
