@@ -7,7 +7,8 @@
 # Extra arguments go to `mutmut run` (e.g. `--max-children 1`, or globs of mutant names to run a sample). With
 # MUTATION_MIN_SCORE=PERCENT the exit status is 1 when a module scores below it (scripts/mutation_sample.sh).
 #   bash scripts/mutation.sh all [mutmut args]          the full run: every profile in turn (pure, store, wallet:
-#                                                       every money module once), then one report over them all
+#                                                       every money module once; then locking: store's survivors
+#                                                       against PostgreSQL), then one report over them all
 #   bash scripts/mutation_recheck.sh all|PROFILE        after new tests or code: re-check what a run cannot vouch for
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,11 +22,20 @@ if [[ "${1:-}" == all ]]; then
         echo "== profile $profile ($(date -u +%H:%M:%S) UTC)"
         MUTATION_REPORT=no bash "$0" "$profile" "$@"
     done
+    # The lock's survivors on SQLite, against the PostgreSQL tests of concurrent writers (the locking profile).
+    mapfile -t names < <(.venv/bin/python scripts/mutation_recheck.py --survivors chalicelib/ledger/store.py \
+                             "$root/.mutation/store")
+    echo "== profile locking: ${#names[@]} survivors of ledger/store.py ($(date -u +%H:%M:%S) UTC)"
+    also=()
+    if [[ ${#names[@]} -gt 0 ]]; then
+        MUTATION_REPORT=no bash "$0" locking "$@" "${names[@]}"
+        also=(--also "$root/.mutation/locking")
+    fi
     echo "the full run took $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s" \
          "(load: $(cut -d' ' -f1-3 /proc/loadavg))"
     exec "$root/.venv/bin/python" "$root/scripts/mutation_report.py" \
         --unobservable "$root/scripts/mutation_unobservable.txt" ${MUTATION_MIN_SCORE:+--min-score "$MUTATION_MIN_SCORE"} \
-        --results "$root/.mutation/pure" --results "$root/.mutation/store" --results "$root/.mutation/wallet"
+        --results "$root/.mutation/pure" --results "$root/.mutation/store" --results "$root/.mutation/wallet" "${also[@]}"
 fi
 if [[ $# -gt 0 && "$1" != -* && "$1" != *.* && "$1" != *'*'* ]]; then
     profile="$1"; shift

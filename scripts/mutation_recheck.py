@@ -7,11 +7,16 @@ whose source differs between the copy the run was made on (``RUN_DIR/chalicelib`
 A mutant of an unchanged function that the run killed stays killed: tests were only added.
 
     python scripts/mutation_recheck.py RUN_DIR UNOBSERVABLE_FILE
+    python scripts/mutation_recheck.py --survivors SOURCE RUN_DIR [RECHECK_DIR]
+
+``--survivors`` prints instead the mutants of SOURCE (``chalicelib/ledger/store.py``) that survived the run (and its
+re-check, as ``mutation_report.py`` counts them): what the ``locking`` profile runs against PostgreSQL.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -33,7 +38,21 @@ def functions(path: Path) -> dict[str, str]:
     return out
 
 
+def survivors(source: str, run: Path, recheck: Path | None) -> list[str]:
+    spec = importlib.util.spec_from_file_location("mutation_report", Path(__file__).with_name("mutation_report.py"))
+    assert spec is not None and spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    module = ".".join(Path(source).with_suffix("").parts)
+    found = report._results([run], [recheck] if recheck is not None else [])
+    return sorted(name for name, status in found.items() if report._module(name) == module and status == "survived")
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--survivors"] and len(argv) in (3, 4):
+        names = survivors(argv[1], Path(argv[2]), Path(argv[3]) if len(argv) == 4 else None)
+        sys.stdout.write("".join(f"{name}\n" for name in names))
+        return 0
     if len(argv) != 2:
         sys.stderr.write("usage: mutation_recheck.py RUN_DIR UNOBSERVABLE_FILE\n")
         return 2

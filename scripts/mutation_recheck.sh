@@ -27,6 +27,17 @@ for profile in "${profiles[@]}"; do
         report+=(--recheck "$root/.mutation/$profile-recheck")
     fi
 done
+if [[ "$which" == all || "$which" == store ]]; then
+    # What survives of the lock on SQLite, against the PostgreSQL tests of concurrent writers (the locking profile).
+    recheck=(); [[ -d "$root/.mutation/store-recheck/mutants" ]] && recheck=("$root/.mutation/store-recheck")
+    mapfile -t names < <(.venv/bin/python scripts/mutation_recheck.py --survivors chalicelib/ledger/store.py \
+                             "$root/.mutation/store" "${recheck[@]}")
+    echo "== profile locking: ${#names[@]} survivors of ledger/store.py ($(date -u +%H:%M:%S) UTC)"
+    if [[ ${#names[@]} -gt 0 ]]; then
+        MUTATION_REPORT=no bash scripts/mutation.sh locking "$@" "${names[@]}"
+        report+=(--also "$root/.mutation/locking")
+    fi
+fi
 echo "the re-check took $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s" \
      "(load: $(cut -d' ' -f1-3 /proc/loadavg))"
 exec .venv/bin/python scripts/mutation_report.py --unobservable scripts/mutation_unobservable.txt \

@@ -10,7 +10,9 @@ reasons are in docs/mutation.md); a listed mutant that a test now kills is repor
 re-check of such a run against newer code and tests (``scripts/mutation_recheck.sh``): for the modules it mutated, its
 mutants are the ones counted (what the code is now), each with the re-check's verdict, or else the run's verdict when
 the run tested the same mutant of the same function source; a mutant of a function that changed since the run and
-was not re-checked is counted "not checked", so a stale verdict never passes for a current one.
+was not re-checked is counted "not checked", so a stale verdict never passes for a current one. ``--also DIR`` reads
+a run of the survivors against another selection (the ``locking`` profile: ledger/store.py against the PostgreSQL
+tests of concurrent writers): a survivor it killed, on the same function source, counts as killed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 _KILLED = ("killed", "timeout")
@@ -59,28 +62,34 @@ def _module(name: str) -> str:
     return ".".join(part for part in name.split(".") if not part.startswith(("x_", "xǁ")))
 
 
-def _results(runs: list[Path], rechecks: list[Path]) -> dict[str, str]:
-    """Each mutant's status: the runs' verdicts, replaced module by module by the re-checks' (see the docstring)."""
-    status_by_name = {name: status for run in runs or [Path.cwd()] for name, (status, _) in _run(run).items()}
-    earlier = {name: found for run in runs for name, found in _run(run).items()}
+def _results(runs: list[Path], rechecks: list[Path], also: Sequence[Path] = ()) -> dict[str, str]:
+    """Each mutant's status: the runs' verdicts, replaced module by module by the re-checks' (see the docstring); then
+    a survivor that another selection (``also``: the PostgreSQL locking tests) killed, on the same function source,
+    is killed."""
+    earlier = {name: found for run in runs or [Path.cwd()] for name, found in _run(run).items()}
+    found_by_name = dict(earlier)
     for recheck in rechecks:
         now = _run(recheck)
         modules = {_module(name) for name in now}
-        status_by_name = {name: status for name, status in status_by_name.items() if _module(name) not in modules}
+        found_by_name = {name: found for name, found in found_by_name.items() if _module(name) not in modules}
         for name, (verdict, function_hash) in now.items():
             # Not re-run: the run's verdict stands if it tested this very mutant of this very source.
             same = verdict == "not checked" and name in earlier and earlier[name][1] == function_hash
-            status_by_name[name] = earlier[name][0] if same else verdict
-    return status_by_name
+            found_by_name[name] = (earlier[name][0] if same else verdict, function_hash)
+    for other in also:
+        for name, (verdict, function_hash) in _run(other).items():
+            if verdict in _KILLED and found_by_name.get(name) == ("survived", function_hash):
+                found_by_name[name] = (verdict, function_hash)
+    return {name: verdict for name, (verdict, _) in found_by_name.items()}
 
 
-def _tally(unobservable: set[str], runs: list[Path],
-           rechecks: list[Path]) -> tuple[dict[str, Counter[str]], dict[str, list[str]], list[str]]:
+def _tally(unobservable: set[str], runs: list[Path], rechecks: list[Path],
+           also: Sequence[Path] = ()) -> tuple[dict[str, Counter[str]], dict[str, list[str]], list[str]]:
     """mutmut's results per module: status counts, the mutants not killed, and listed names that were killed."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
     stale: list[str] = []
-    for name, verdict in sorted(_results(runs, rechecks).items()):
+    for name, verdict in sorted(_results(runs, rechecks, also).items()):
         module, status = _module(name), verdict
         if name in unobservable:
             if status == "survived":
@@ -101,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="a directory a run was made in (repeatable; default: the current one)")
     parser.add_argument("--recheck", type=Path, action="append", default=[], metavar="DIR",
                         help="a re-check of those runs against newer code and tests (repeatable)")
+    parser.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
+                        help="a run of the survivors against another selection (the locking profile): its kills count")
     args = parser.parse_args(argv)
-    counts, survivors, stale = _tally(_read_unobservable(args.unobservable), args.results, args.recheck)
+    counts, survivors, stale = _tally(_read_unobservable(args.unobservable), args.results, args.recheck, args.also)
     if not counts:
         print("no mutants in mutmut's results", file=sys.stderr)
         return 1
