@@ -318,7 +318,8 @@ class _LedgerChecker:
                                                 base).performance_index:
             self.problem(row, f"performance index {row.performance_index} is not the series base {base} × the "
                               f"value per unit {row.unit_value}")
-        peak = accounting.ONE if starts else max(prev.peak_unit_value, self.peak_needed, row.unit_value)
+        # the state's peak already holds every tick's value (check_tick keeps it equal to peak_needed)
+        peak = accounting.ONE if starts else max(prev.peak_unit_value, row.unit_value)
         self.state = UnitState(row.units, row.unit_value, peak, base)
         self.peak_needed = peak
 
