@@ -124,3 +124,26 @@ def test_held_assets_are_written_in_plain_decimals_never_exponents() -> None:
     held = {"BTC": Decimal("1000.000"), "ETH": Decimal("0.00000010"), "SOL": Decimal(0)}
     posting = change(account(), Kind.DEPOSIT, "1", held=held)
     assert posting.row["asset_balances"] == {"USD": "1001.00", "BTC": "1000", "ETH": "0.0000001"}  # type: ignore[attr-defined]
+
+
+def test_a_change_without_a_market_time_is_dated_at_the_accounts_market_time_not_the_wall_clock() -> None:
+    """A deposit sent by hand belongs where the account is in the market (the close of its last candle), so a replay
+    and the chart put it between the same candles; the wall clock is used only for an account with no market time."""
+    later = datetime(2024, 1, 3, tzinfo=UTC)
+    assert change(account(), Kind.DEPOSIT, "10", when=later).row["market_time"] == NOW  # type: ignore[attr-defined]
+    given = datetime(2024, 1, 2, tzinfo=UTC)
+    assert change(account(), Kind.FEE, "-1", when=later,  # type: ignore[attr-defined]
+                  market_time=given).row["market_time"] == given
+    fresh = account()
+    fresh.market_time = None
+    assert change(fresh, Kind.DEPOSIT, "10", when=later).row["market_time"] == later  # type: ignore[attr-defined]
+
+
+def test_quantities_of_one_asset_held_in_several_positions_add_up() -> None:
+    """Two positions in BTC (two BTC pairs, or two entries on one pair) hold their sum, the row's BTC balance."""
+    from chalicelib.db.models import Position
+    from chalicelib.ledger import held_quantities
+
+    positions = [Position(symbol="BTCUSDT", quantity=Decimal("0.01")), Position(symbol="ETHUSDT", quantity=Decimal(2)),
+                 Position(symbol="BTCUSDC", quantity=Decimal("0.002"))]
+    assert held_quantities(positions) == {"BTC": Decimal("0.012"), "ETH": Decimal(2)}
