@@ -114,10 +114,11 @@ def lock(db: Session, session_id: int, *, skip_locked: bool = False, reference: 
     return Locked(rows[0][0], positions, rows[0][3] if shape else None)
 
 
-def lock_session(db: Session, session_id: int, *, skip_locked: bool = False) -> TradingSession | None:
-    """Lock and load a session row. With ``skip_locked`` returns None when another transaction holds it."""
-    locked = lock(db, session_id, skip_locked=skip_locked)
-    return locked.session if locked is not None else None
+def lock_session(db: Session, session_id: int) -> TradingSession:
+    """Lock and load a session row (waiting for the lock); a missing session raises ``SessionNotFound``."""
+    locked = lock(db, session_id)
+    assert locked is not None  # only skip_locked returns None
+    return locked.session
 
 
 def open_positions(db: Session, session_id: int) -> list[Position]:

@@ -13,6 +13,7 @@ from engine_testing import (
     HOUR,
     T0,
     FakeExchange,
+    PairsExchange,
     ScriptedStrategy,
     bundled_candles,
     candle,
@@ -26,7 +27,7 @@ from chalicelib.bot.sessions import open_session
 from chalicelib.bot.tick import TickSettings, fixed_clock, tick_session
 from chalicelib.bots import BotSpec
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
-from chalicelib.db.uow import read_transaction
+from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import Actor
 from chalicelib.trading.strategies import EnterLong, Exit, get_strategy
 from chalicelib.verify import verify
@@ -309,4 +310,67 @@ def test_after_a_manual_capital_increase_the_next_position_is_sized_from_the_new
                  strategy=strategy, settings=NO_SLIPPAGE)
     [position] = _rows(engine, Position)
     assert (position.quantity, position.cost) == (Decimal(5), Decimal(500))
+    assert verify(engine).ok
+
+
+def test_a_late_pairs_candle_caught_up_does_not_move_the_accounts_market_time_back(engine):
+    """The account's market time is the newest candle's close: BTC's 03:00 candle (closing 04:00) is applied while
+    ETH has published only its 01:00 one; ETH's 02:00 candle (closing 03:00) caught up on the next tick leaves the
+    account at 04:00, not 03:00."""
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT,ETHUSDT", timeframe="1h", exchange="binance")
+    sid = open_session(engine, spec, initial_balance=Decimal(1000), start_cursor=T0).session_id
+    feed = PairsExchange({"BTCUSDT": [candle(i, "100") for i in (1, 2, 3)], "ETHUSDT": [candle(1, "2000")]})
+    settings = replace(TickSettings(), symbol_wait_s=0)
+    first = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=ScriptedStrategy(),
+                         settings=settings)
+    assert [(o.symbol, o.candle_time) for o in first.outcomes] == [
+        ("BTCUSDT", T0 + HOUR), ("ETHUSDT", T0 + HOUR), ("BTCUSDT", T0 + HOUR * 2), ("BTCUSDT", T0 + HOUR * 3)]
+    with read_transaction(engine) as db:
+        assert db.get(TradingSession, sid).market_time == T0 + HOUR * 4
+
+    feed.candles["ETHUSDT"].append(candle(2, "2001"))  # ETH publishes its 02:00 candle; its 03:00 one not yet
+    late = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 4), strategy=ScriptedStrategy(),
+                        settings=settings)
+    assert [(o.symbol, o.candle_time) for o in late.outcomes] == [("ETHUSDT", T0 + HOUR * 2)]
+    with read_transaction(engine) as db:
+        assert db.get(TradingSession, sid).market_time == T0 + HOUR * 4
+    assert verify(engine).ok
+
+
+def test_an_exit_values_what_is_still_held_at_the_closes_of_its_own_tick(engine):
+    """A wallet of 0.01 BTC (bought at 58,000) and two ETH positions, 0.5 bought at 2,900 (stop 2,813) and 0.2 at
+    2,950 (stop 2,700), all marked at 60,000 / 3,000; no fee, no slippage. One tick: BTC's candle closes at 61,000
+    (marked first: same time, BTC before ETH), then ETH's falls to 2,800 and closes at 2,850, stopping the 0.5 ETH
+    out at 2,813 (P&L (2,813 − 2,900) × 0.5 = −43.50). The exit's rows value what is still held at this tick's
+    closes, 0.01 × 61,000 + 0.2 × 2,850 = 1,180, not ETH's close before the tick (0.2 × 3,000): cash 7,377.38 +
+    1,406.50 of proceeds = 8,783.88, equity 9,963.88."""
+    import ledger_testing
+
+    from chalicelib import ledger
+    from chalicelib.trading.broker import BrokerConfig
+
+    spec = BotSpec(strategy="scripted", symbol="BTCUSDT,ETHUSDT", timeframe="1h", exchange="binance")
+    sid = open_session(engine, spec, initial_balance=Decimal(10_000), start_cursor=T0).session_id
+    with write_transaction(engine) as db:
+        s = ledger.lock_session(db, sid)
+        more = Position(session_id=sid, symbol="ETHUSDT", side="long", status="open", entry_price=Decimal(2950),
+                        quantity=Decimal("0.2"), cost=Decimal(590), entry_time=T0, fees=Decimal("0.59"),
+                        stop_loss=Decimal(2700), take_profit=Decimal(3200), strategy="ml_basic")
+        db.add(more)
+        db.flush()
+        ledger_testing.record_position_opened(db, s, cost=Decimal(590), fee=Decimal("0.59"),
+                                              reference=f"position:{more.id}:open", now=T0)
+        ledger_testing.hold_btc_and_eth(db, s, opened_at=T0, marked_at=T0 + HOUR, market_time=T0 + HOUR * 2,
+                                        stops=True)
+        assert (s.total_balance, s.available_balance) == (Decimal("9997.38"), Decimal("7377.38"))
+    feed = PairsExchange({"BTCUSDT": [candle(2, "61000", open_="60000")],
+                          "ETHUSDT": [candle(2, "2850", open_="2900", low="2800")]})
+    settings = replace(TickSettings(), broker=BrokerConfig(fee_rate=Decimal(0), slippage_bps=Decimal(0)))
+    result = tick_session(engine, sid, feed, clock=fixed_clock(T0 + HOUR * 3), strategy=ScriptedStrategy(),
+                          settings=settings)
+    assert [(o.symbol, o.closed) for o in result.outcomes] == [("BTCUSDT", 0), ("ETHUSDT", 1)]
+    pnl_row = _rows(engine, AccountBalance)[-1]
+    assert (pnl_row.kind, pnl_row.delta) == ("trade_pnl", Decimal("-43.50"))
+    assert (pnl_row.total_balance, pnl_row.available_balance) == (Decimal("9953.88"), Decimal("8783.88"))
+    assert pnl_row.equity == Decimal("9963.88")
     assert verify(engine).ok

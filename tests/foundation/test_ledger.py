@@ -331,3 +331,37 @@ def test_an_idempotency_key_reused_on_another_account_makes_that_accounts_change
                        engine=engine)
     assert not a.replayed and not b.replayed and a.entry.id != b.entry.id
     assert [read_summary(s, engine=engine).session.total_balance for s in (first, second)] == [1050, 1050]
+
+
+def test_open_positions_come_in_the_order_they_were_opened_whatever_their_place_on_disk(engine: Engine) -> None:
+    """GET /api/positions, `atb live`'s summary and the bot's opening list show an account's open positions oldest
+    first. Three positions opened, the first closed, its old row version vacuumed away, a fourth opened: on
+    PostgreSQL the fourth's row takes the freed slot at the head of the table, before the second's and third's; the
+    list is still the second, third and fourth. (SQLite keeps rows in id order on disk: the ORDER BY is seen on
+    PostgreSQL.)"""
+    sid = start(engine, "2000")
+    first, second, third = (_open_position(engine, sid) for _ in range(3))
+    with write_transaction(engine) as db:
+        session = ledger.lock_session(db, sid)
+        position = db.get(Position, first)
+        assert position is not None
+        position.status = "closed"
+        ledger_testing.record_position_closed(db, session, position_id=first, pnl=Decimal(0), exit_fee=Decimal(0),
+                                              released_cost=Decimal(400))
+    if engine.dialect.name == "postgresql":
+        raw = engine.raw_connection()  # VACUUM runs outside a transaction
+        try:
+            raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+            raw.cursor().execute("VACUUM positions")
+        finally:
+            raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+            raw.close()
+    fourth = _open_position(engine, sid)
+    with read_transaction(engine) as db:
+        on_disk = list(db.execute(select(Position.id).where(Position.session_id == sid, Position.status == "open")
+                                  .order_by(None)).scalars())
+        assert sorted(on_disk) == [second, third, fourth]
+        if engine.dialect.name == "postgresql":  # the scenario is real: unordered, the fourth comes first
+            assert on_disk == [fourth, second, third]
+        assert [p.id for p in ledger.open_positions(db, sid)] == [second, third, fourth]
+    assert verify(engine).ok

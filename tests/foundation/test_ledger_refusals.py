@@ -121,3 +121,18 @@ def test_an_account_cannot_start_with_negative_capital_or_an_unknown_mode(engine
                              mode=mode, initial_balance=capital)
     with read_transaction(engine) as db:
         assert db.execute(select(func.count()).select_from(TradingSession)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("op", ["set", "deposit", "withdraw"])
+def test_a_balance_change_on_an_account_that_does_not_exist_names_it_and_writes_nothing(engine: Engine,
+                                                                                        op: str) -> None:
+    # the use case behind POST /api/balance?session_id=… (a 404) and `atb balance … --session`: the message
+    # the user reads is the lock's, word for word
+    from chalicelib.balances import change_balance
+
+    sid = _account(engine)
+    before = _state(engine, sid)
+    with pytest.raises(ledger.SessionNotFound) as refused:
+        change_balance(op, Decimal(5), reason="r", actor=OWNER, session_id=sid + 1, engine=engine)  # type: ignore[arg-type]
+    assert str(refused.value) == f"no trading session #{sid + 1}"
+    assert _state(engine, sid) == before
