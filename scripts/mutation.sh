@@ -7,8 +7,8 @@
 # Extra arguments go to `mutmut run` (e.g. `--max-children 1`, or globs of mutant names to run a sample). With
 # MUTATION_MIN_SCORE=PERCENT the exit status is 1 when a module scores below it (scripts/mutation_sample.sh).
 #   bash scripts/mutation.sh all [mutmut args]          the full run: every profile in turn (pure, store, wallet:
-#                                                       every money module once; then locking: store's survivors
-#                                                       against PostgreSQL), then one report over them all
+#                                                       every money module once; then postgres: store's survivors
+#                                                       against the PostgreSQL-only tests), then one report
 #   bash scripts/mutation_recheck.sh all|PROFILE        after new tests or code: re-check what a run cannot vouch for
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,14 +22,14 @@ if [[ "${1:-}" == all ]]; then
         echo "== profile $profile ($(date -u +%H:%M:%S) UTC)"
         MUTATION_REPORT=no bash "$0" "$profile" "$@"
     done
-    # The lock's survivors on SQLite, against the PostgreSQL tests of concurrent writers (the locking profile).
-    mapfile -t names < <(.venv/bin/python scripts/mutation_recheck.py --survivors chalicelib/ledger/store.py \
+    # What survives of the store profile on SQLite, against the PostgreSQL-only tests (the postgres profile).
+    mapfile -t names < <(.venv/bin/python scripts/mutation_recheck.py --survivors chalicelib/ledger/store.py,chalicelib/verify.py \
                              "$root/.mutation/store")
-    echo "== profile locking: ${#names[@]} survivors of ledger/store.py ($(date -u +%H:%M:%S) UTC)"
+    echo "== profile postgres: ${#names[@]} survivors of ledger/store.py and verify.py ($(date -u +%H:%M:%S) UTC)"
     also=()
     if [[ ${#names[@]} -gt 0 ]]; then
-        MUTATION_REPORT=no bash "$0" locking "$@" "${names[@]}"
-        also=(--also "$root/.mutation/locking")
+        MUTATION_REPORT=no bash "$0" postgres "$@" "${names[@]}"
+        also=(--also "$root/.mutation/postgres")
     fi
     echo "the full run took $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s" \
          "(load: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -7,10 +7,10 @@ whose source differs between the copy the run was made on (``RUN_DIR/chalicelib`
 A mutant of an unchanged function that the run killed stays killed: tests were only added.
 
     python scripts/mutation_recheck.py RUN_DIR UNOBSERVABLE_FILE
-    python scripts/mutation_recheck.py --survivors SOURCE RUN_DIR [RECHECK_DIR]
+    python scripts/mutation_recheck.py --survivors SOURCE[,SOURCE…] RUN_DIR [RECHECK_DIR]
 
-``--survivors`` prints instead the mutants of SOURCE (``chalicelib/ledger/store.py``) that survived the run (and its
-re-check, as ``mutation_report.py`` counts them): what the ``locking`` profile runs against PostgreSQL.
+``--survivors`` prints instead the mutants of the SOURCEs (``chalicelib/ledger/store.py,chalicelib/verify.py``) that
+survived the run (and its re-check, as ``mutation_report.py`` counts them): what the ``postgres`` profile runs.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ def functions(path: Path) -> dict[str, str]:
     return out
 
 
-def survivors(source: str, run: Path, recheck: Path | None) -> list[str]:
+def survivors(sources: str, run: Path, recheck: Path | None) -> list[str]:
     spec = importlib.util.spec_from_file_location("mutation_report", Path(__file__).with_name("mutation_report.py"))
     assert spec is not None and spec.loader is not None
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    module = ".".join(Path(source).with_suffix("").parts)
+    modules = {".".join(Path(source).with_suffix("").parts) for source in sources.split(",")}
     found = report._results([run], [recheck] if recheck is not None else [])
-    return sorted(name for name, status in found.items() if report._module(name) == module and status == "survived")
+    return sorted(name for name, status in found.items() if report._module(name) in modules and status == "survived")
 
 
 def main(argv: list[str]) -> int:

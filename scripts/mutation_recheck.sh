@@ -28,14 +28,14 @@ for profile in "${profiles[@]}"; do
     fi
 done
 if [[ "$which" == all || "$which" == store ]]; then
-    # What survives of the lock on SQLite, against the PostgreSQL tests of concurrent writers (the locking profile).
+    # What survives of the store profile on SQLite, against the PostgreSQL-only tests (the postgres profile).
     recheck=(); [[ -d "$root/.mutation/store-recheck/mutants" ]] && recheck=("$root/.mutation/store-recheck")
-    mapfile -t names < <(.venv/bin/python scripts/mutation_recheck.py --survivors chalicelib/ledger/store.py \
-                             "$root/.mutation/store" "${recheck[@]}")
-    echo "== profile locking: ${#names[@]} survivors of ledger/store.py ($(date -u +%H:%M:%S) UTC)"
+    mapfile -t names < <(.venv/bin/python scripts/mutation_recheck.py \
+                             --survivors chalicelib/ledger/store.py,chalicelib/verify.py "$root/.mutation/store" "${recheck[@]}")
+    echo "== profile postgres: ${#names[@]} survivors of ledger/store.py and verify.py ($(date -u +%H:%M:%S) UTC)"
     if [[ ${#names[@]} -gt 0 ]]; then
-        MUTATION_REPORT=no bash scripts/mutation.sh locking "$@" "${names[@]}"
-        report+=(--also "$root/.mutation/locking")
+        MUTATION_REPORT=no bash scripts/mutation.sh postgres "$@" "${names[@]}"
+        report+=(--also "$root/.mutation/postgres")
     fi
 fi
 echo "the re-check took $(( ($(date +%s) - started) / 60 )) min $(( ($(date +%s) - started) % 60 )) s" \

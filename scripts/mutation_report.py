@@ -11,8 +11,8 @@ re-check of such a run against newer code and tests (``scripts/mutation_recheck.
 mutants are the ones counted (what the code is now), each with the re-check's verdict, or else the run's verdict when
 the run tested the same mutant of the same function source; a mutant of a function that changed since the run and
 was not re-checked is counted "not checked", so a stale verdict never passes for a current one. ``--also DIR`` reads
-a run of the survivors against another selection (the ``locking`` profile: ledger/store.py against the PostgreSQL
-tests of concurrent writers): a survivor it killed, on the same function source, counts as killed.
+a run of the survivors against another selection (the ``postgres`` profile: ledger/store.py and verify.py against the
+PostgreSQL-only tests): a survivor it killed, on the same function source, counts as killed.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _module(name: str) -> str:
 
 def _results(runs: list[Path], rechecks: list[Path], also: Sequence[Path] = ()) -> dict[str, str]:
     """Each mutant's status: the runs' verdicts, replaced module by module by the re-checks' (see the docstring); then
-    a survivor that another selection (``also``: the PostgreSQL locking tests) killed, on the same function source,
+    a survivor that another selection (``also``: the PostgreSQL-only tests) killed, on the same function source,
     is killed."""
     earlier = {name: found for run in runs or [Path.cwd()] for name, found in _run(run).items()}
     found_by_name = dict(earlier)
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recheck", type=Path, action="append", default=[], metavar="DIR",
                         help="a re-check of those runs against newer code and tests (repeatable)")
     parser.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
-                        help="a run of the survivors against another selection (the locking profile): its kills count")
+                        help="a run of the survivors against another selection (the postgres profile): its kills count")
     args = parser.parse_args(argv)
     counts, survivors, stale = _tally(_read_unobservable(args.unobservable), args.results, args.recheck, args.also)
     if not counts:
