@@ -10,7 +10,8 @@ A mutant of an unchanged function that the run killed stays killed: tests were o
     python scripts/mutation_recheck.py --survivors SOURCE[,SOURCE…] RUN_DIR [RECHECK_DIR]
 
 ``--survivors`` prints instead the mutants of the SOURCEs (``chalicelib/ledger/store.py,chalicelib/verify.py``) that
-survived the run (and its re-check, as ``mutation_report.py`` counts them): what the ``postgres`` profile runs.
+survived the run (and its re-check, as ``mutation_report.py`` counts them), except those listed as not observable:
+what the ``postgres`` profile runs.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def survivors(sources: str, run: Path, recheck: Path | None) -> list[str]:
     spec.loader.exec_module(report)
     modules = {".".join(Path(source).with_suffix("").parts) for source in sources.split(",")}
     found = report._results([run], [recheck] if recheck is not None else [])
-    return sorted(name for name, status in found.items() if report._module(name) in modules and status == "survived")
+    listed = report._read_unobservable(Path(__file__).with_name("mutation_unobservable.txt"))
+    return sorted(name for name, status in found.items()
+                  if report._module(name) in modules and status == "survived" and name not in listed)
 
 
 def main(argv: list[str]) -> int:
