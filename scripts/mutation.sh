@@ -41,7 +41,7 @@ if [[ $# -gt 0 && "$1" != -* && "$1" != *.* && "$1" != *'*'* ]]; then
     profile="$1"; shift
     work="$root/.mutation/${MUTATION_DIR:-$profile}"
     rm -rf "$work" && mkdir -p "$work"
-    cp -r chalicelib tests app.py migrations bench infra .chalice lab sim README.md "$work/"
+    cp -r chalicelib tests scripts app.py migrations bench infra .chalice lab sim README.md "$work/"
     .venv/bin/python scripts/mutation_profile.py "$profile" pyproject.toml "$work/pyproject.toml"
     cd "$work"
 fi
