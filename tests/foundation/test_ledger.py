@@ -50,6 +50,20 @@ def test_starting_a_session_records_the_initial_capital_as_the_first_ledger_row(
     assert verify(engine).ok
 
 
+def test_a_new_accounts_first_row_carries_who_opened_it_when_and_where_in_the_market(engine: Engine) -> None:
+    """A bot started by its owner from a chosen candle: the first row says so — the owner (not "system"), the moment
+    given (not the wall clock), and the market time the account begins at (not that moment)."""
+    when = datetime(2024, 3, 1, 12, 30, tzinfo=UTC)
+    begins = datetime(2024, 1, 1, 5, tzinfo=UTC)
+    with write_transaction(engine) as db:
+        sid = ledger.start_session(db, strategy="ml_basic", symbol="BTCUSDT", timeframe="1h", exchange="binance",
+                                   mode="paper", initial_balance=Decimal("1250.50"), actor=Actor("owner", "Olivia"),
+                                   reason="Seed capital", now=when, market_time=begins).id
+    [row] = ledger_rows(engine, sid)
+    assert (row.updated_by, row.updated_by_label, row.update_reason) == ("owner", "Olivia", "Seed capital")
+    assert (row.last_updated, row.market_time) == (when, begins)
+
+
 def test_set_deposit_and_withdraw_each_write_one_row_with_the_exact_delta(engine: Engine) -> None:
     sid = start(engine, "1000")
     change_balance("deposit", Decimal("0.10"), reason="dime", actor=OWNER, engine=engine)
