@@ -73,3 +73,59 @@ def hold_btc_and_eth(db, session, *, opened_at, marked_at, market_time, stops=Fa
     book.mark(marks=marks, equity=ledger.equity_of(session, held, marks), market_time=market_time)
     book.write()
     return held
+
+
+def buy(db, session, *, quantity, price, fee, when, symbol="BTCUSDT", cost=None, strategy=None):
+    """A long booked as the tick books it: the position (``cost`` default quantity × price), its cost reserved and
+    its entry fee charged (one ``fee`` row). Returns the position."""
+    from chalicelib.db.models import Position
+
+    qty, entry = Decimal(quantity), Decimal(price)
+    position = Position(session_id=session.id, symbol=symbol, side="long", status="open", entry_price=entry,
+                        quantity=qty, cost=Decimal(cost) if cost is not None else qty * entry, entry_time=when,
+                        fees=Decimal(fee), strategy=strategy)
+    db.add(position)
+    db.flush()
+    record_position_opened(db, session, cost=position.cost, fee=Decimal(fee),
+                           reference=ledger.position_reference(position.id), now=when)
+    return position
+
+
+def sell(db, session, position, *, price, fee, when, reason="stop_loss"):
+    """``position`` sold at ``price`` with an exit fee, as the tick sells: the position closed, its trade, and its
+    ``fee`` and ``trade_pnl`` rows. Returns the trade."""
+    from chalicelib.db.models import Trade
+
+    exit_price, exit_fee = Decimal(price), Decimal(fee)
+    pnl = (exit_price - position.entry_price) * position.quantity
+    position.status, position.exit_price, position.exit_time = "closed", exit_price, when
+    position.exit_reason, position.realized_pnl, position.fees = reason, pnl, position.fees + exit_fee
+    trade = Trade(session_id=session.id, position_id=position.id, symbol=position.symbol, side="long",
+                  entry_price=position.entry_price, exit_price=exit_price, quantity=position.quantity,
+                  entry_time=when, exit_time=when, realized_pnl=pnl, fees=position.fees, exit_reason=reason,
+                  market_time=when, recorded_at=when)
+    db.add(trade)
+    db.flush()
+    record_position_closed(db, session, position_id=position.id, pnl=pnl, exit_fee=exit_fee,
+                           released_cost=position.cost, exit_reason=reason, now=when)
+    return trade
+
+
+def apply_candle(db, session, symbol, close, *, candle_time):
+    """Apply ``symbol``'s candle opened at ``candle_time`` (an hour long) as the tick does: the wallet marked at its
+    close, and its tick row."""
+    from datetime import timedelta
+
+    from chalicelib.valuation import Mark
+
+    closes_at = candle_time + timedelta(hours=1)
+    positions = ledger.open_positions(db, session.id)
+    marks = dict(session.marks) | {symbol: Mark(Decimal(close), candle_time)}
+    equity = ledger.equity_of(session, positions, marks)
+    book = ledger.Batch(db, session, positions)
+    book.mark(marks=marks, equity=equity, market_time=closes_at)
+    book.write(tick_rows=[{
+        "session_id": session.id, "symbol": symbol, "candle_time": candle_time, "close_price": Decimal(close),
+        "decision": "hold", "detail": None, "processed_at": closes_at, "market_time": closes_at, "equity": equity,
+        "units": session.units, "unit_value": session.unit_value, "ledger_version": session.version,
+        "performance_index": ledger.unit_state(session).performance_index, "exposure": None}])

@@ -48,31 +48,12 @@ def _recovered(db: Session, amount: str) -> TradingSession:
 
 def _buy(db: Session, session: TradingSession, quantity: str, price: str, fee: str) -> Position:
     """A long booked through the ledger: its cost reserved and its entry fee charged (one fee row)."""
-    qty, entry = Decimal(quantity), Decimal(price)
-    position = Position(session_id=session.id, symbol="BTCUSDT", side="long", status="open", entry_price=entry,
-                        quantity=qty, cost=qty * entry, entry_time=T0, fees=Decimal(fee), strategy="a")
-    db.add(position)
-    db.flush()
-    ledger_testing.record_position_opened(db, session, cost=position.cost, fee=Decimal(fee),
-                                          reference=ledger.position_reference(position.id), now=T0)
-    return position
+    return ledger_testing.buy(db, session, quantity=quantity, price=price, fee=fee, when=T0, strategy="a")
 
 
 def _sell(db: Session, session: TradingSession, position: Position, price: str, fee: str) -> Trade:
     """``position`` sold at ``price``: its trade, and its fee and trade_pnl rows."""
-    exit_price, exit_fee = Decimal(price), Decimal(fee)
-    pnl = (exit_price - position.entry_price) * position.quantity
-    position.status, position.exit_price, position.exit_time = "closed", exit_price, T0
-    position.exit_reason, position.realized_pnl, position.fees = "strategy_exit", pnl, position.fees + exit_fee
-    trade = Trade(session_id=session.id, position_id=position.id, symbol="BTCUSDT", side="long",
-                  entry_price=position.entry_price, exit_price=exit_price, quantity=position.quantity,
-                  entry_time=T0, exit_time=T0, realized_pnl=pnl, fees=position.fees, exit_reason="strategy_exit",
-                  market_time=T0, recorded_at=T0)
-    db.add(trade)
-    db.flush()
-    ledger_testing.record_position_closed(db, session, position_id=position.id, pnl=pnl, exit_fee=exit_fee,
-                                          released_cost=position.cost, now=T0)
-    return trade
+    return ledger_testing.sell(db, session, position, price=price, fee=fee, when=T0, reason="strategy_exit")
 
 
 def _old_trade(db: Session, session: TradingSession) -> tuple[int, int]:

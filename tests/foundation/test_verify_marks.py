@@ -28,11 +28,9 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from chalicelib import ledger
-from chalicelib.db.models import AccountBalance, Position, TickLog, TradingSession
+from chalicelib.db.models import AccountBalance, TickLog, TradingSession
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import Actor
-from chalicelib.ledger.store import open_positions
-from chalicelib.valuation import Mark
 from chalicelib.verify import verify
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -41,26 +39,13 @@ OWNER = Actor("owner")
 
 
 def _buy(db: Session, session: TradingSession, symbol: str, quantity: str, price: str, cost: str, fee: str) -> None:
-    p = Position(session_id=session.id, symbol=symbol, side="long", status="open", entry_price=Decimal(price),
-                 quantity=Decimal(quantity), cost=Decimal(cost), entry_time=T0, fees=Decimal(fee), strategy="a")
-    db.add(p)
-    db.flush()
-    ledger_testing.record_position_opened(db, session, cost=Decimal(cost), fee=Decimal(fee),
-                                          reference=f"position:{p.id}:open", now=T0)
+    ledger_testing.buy(db, session, symbol=symbol, quantity=quantity, price=price, cost=cost, fee=fee, when=T0,
+                       strategy="a")
 
 
 def _candle(db: Session, session: TradingSession, symbol: str, close: str) -> None:
     """Apply ``symbol``'s 00:00 candle as the tick does: mark the wallet at its close and write its tick row."""
-    positions = open_positions(db, session.id)
-    marks = dict(session.marks) | {symbol: Mark(Decimal(close), T0)}
-    equity = ledger.equity_of(session, positions, marks)
-    book = ledger.Batch(db, session, positions)
-    book.mark(marks=marks, equity=equity, market_time=T0 + HOUR)
-    book.write(tick_rows=[{
-        "session_id": session.id, "symbol": symbol, "candle_time": T0, "close_price": Decimal(close),
-        "decision": "hold", "detail": None, "processed_at": T0 + HOUR, "market_time": T0 + HOUR, "equity": equity,
-        "units": session.units, "unit_value": session.unit_value, "ledger_version": session.version,
-        "performance_index": ledger.unit_state(session).performance_index, "exposure": None}])
+    ledger_testing.apply_candle(db, session, symbol, close, candle_time=T0)
 
 
 def _flow(db: Session, session: TradingSession, kind: str, amount: str) -> None:

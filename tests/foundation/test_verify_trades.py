@@ -26,8 +26,6 @@ from chalicelib.balances import change_balance
 from chalicelib.db.models import AccountBalance, Position, TickLog, Trade, TradingSession
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import Actor
-from chalicelib.ledger.store import open_positions
-from chalicelib.valuation import Mark
 from chalicelib.verify import verify
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -43,38 +41,18 @@ def _start(engine: Engine, amount: str, symbol: str = "BTCUSDT", exchange: str =
 
 def _buy(engine: Engine, sid: int, price: str, fee: str, quantity: str = "0.01") -> int:
     """A long of ``quantity`` BTC at ``price``: its cost reserved and its entry fee charged (one fee row)."""
-    qty, entry = Decimal(quantity), Decimal(price)
     with write_transaction(engine) as db:
         session = ledger.lock_session(db, sid)
-        assert session is not None
-        position = Position(session_id=sid, symbol="BTCUSDT", side="long", status="open", entry_price=entry,
-                            quantity=qty, cost=qty * entry, entry_time=T0, fees=Decimal(fee), strategy="a")
-        db.add(position)
-        db.flush()
-        ledger_testing.record_position_opened(db, session, cost=position.cost, fee=Decimal(fee),
-                                              reference=ledger.position_reference(position.id), now=T0)
-        return position.id
+        return ledger_testing.buy(db, session, quantity=quantity, price=price, fee=fee, when=T0, strategy="a").id
 
 
 def _sell(engine: Engine, sid: int, position_id: int, price: str, fee: str) -> int:
     """The position sold at ``price`` with an exit fee: its fee and trade_pnl rows, and its trade."""
-    exit_price, exit_fee = Decimal(price), Decimal(fee)
     with write_transaction(engine) as db:
         session = ledger.lock_session(db, sid)
         position = db.get(Position, position_id)
-        assert session is not None and position is not None
-        pnl = (exit_price - position.entry_price) * position.quantity
-        position.status, position.exit_price, position.exit_time = "closed", exit_price, T0
-        position.exit_reason, position.realized_pnl, position.fees = "stop_loss", pnl, position.fees + exit_fee
-        trade = Trade(session_id=sid, position_id=position_id, symbol="BTCUSDT", side="long",
-                      entry_price=position.entry_price, exit_price=exit_price, quantity=position.quantity,
-                      entry_time=T0, exit_time=T0, realized_pnl=pnl, fees=position.fees, exit_reason="stop_loss",
-                      market_time=T0, recorded_at=T0)
-        db.add(trade)
-        db.flush()
-        ledger_testing.record_position_closed(db, session, position_id=position_id, pnl=pnl, exit_fee=exit_fee,
-                                              released_cost=position.cost, exit_reason="stop_loss", now=T0)
-        return trade.id
+        assert position is not None
+        return ledger_testing.sell(db, session, position, price=price, fee=fee, when=T0).id
 
 
 def _one_round_trip(engine: Engine) -> tuple[int, int, int]:
@@ -171,29 +149,13 @@ def test_a_legacy_tick_row_without_a_ledger_version_is_not_read(engine: Engine) 
 def _candle(engine: Engine, sid: int, symbol: str, close: str) -> None:
     """Apply ``symbol``'s 00:00 candle as the tick does: mark the wallet at its close and write its tick row."""
     with write_transaction(engine) as db:
-        session = ledger.lock_session(db, sid)
-        assert session is not None
-        positions = open_positions(db, session.id)
-        marks = dict(session.marks) | {symbol: Mark(Decimal(close), T0)}
-        equity = ledger.equity_of(session, positions, marks)
-        book = ledger.Batch(db, session, positions)
-        book.mark(marks=marks, equity=equity, market_time=T0 + HOUR)
-        book.write(tick_rows=[{
-            "session_id": session.id, "symbol": symbol, "candle_time": T0, "close_price": Decimal(close),
-            "decision": "hold", "detail": None, "processed_at": T0 + HOUR, "market_time": T0 + HOUR,
-            "equity": equity, "units": session.units, "unit_value": session.unit_value,
-            "ledger_version": session.version, "performance_index": ledger.unit_state(session).performance_index,
-            "exposure": None}])
+        ledger_testing.apply_candle(db, ledger.lock_session(db, sid), symbol, close, candle_time=T0)
 
 
 def _buy_pair(db: Session, session: TradingSession, symbol: str, quantity: str, price: str, cost: str,
               fee: str) -> None:
-    p = Position(session_id=session.id, symbol=symbol, side="long", status="open", entry_price=Decimal(price),
-                 quantity=Decimal(quantity), cost=Decimal(cost), entry_time=T0, fees=Decimal(fee), strategy="a")
-    db.add(p)
-    db.flush()
-    ledger_testing.record_position_opened(db, session, cost=Decimal(cost), fee=Decimal(fee),
-                                          reference=f"position:{p.id}:open", now=T0)
+    ledger_testing.buy(db, session, symbol=symbol, quantity=quantity, price=price, cost=cost, fee=fee, when=T0,
+                       strategy="a")
 
 
 def test_tick_rows_are_walked_in_the_order_they_were_applied_not_by_pair(engine: Engine) -> None:

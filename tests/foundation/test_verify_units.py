@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select, update
 
 from chalicelib import ledger
 from chalicelib.balances import change_balance
-from chalicelib.db.models import AccountBalance, Position, Trade
+from chalicelib.db.models import AccountBalance, Position
 from chalicelib.db.uow import read_transaction, write_transaction
 from chalicelib.ledger import Actor
 from chalicelib.verify import verify
@@ -29,36 +29,18 @@ def _start(engine: Engine, amount: str) -> int:
 
 def _buy(engine: Engine, sid: int, quantity: str, price: str, fee: str) -> int:
     """A long of ``quantity`` BTC at ``price`` (its cost reserved) and its entry fee: one fee row."""
-    qty, entry = Decimal(quantity), Decimal(price)
     with write_transaction(engine) as db:
         session = ledger.lock_session(db, sid)
-        assert session is not None
-        position = Position(session_id=sid, symbol="BTCUSDT", side="long", status="open", entry_price=entry,
-                            quantity=qty, cost=qty * entry, entry_time=WHEN, fees=Decimal(fee))
-        db.add(position)
-        db.flush()
-        ledger_testing.record_position_opened(db, session, cost=position.cost, fee=Decimal(fee),
-                                              reference=ledger.position_reference(position.id), now=WHEN)
-        return position.id
+        return ledger_testing.buy(db, session, quantity=quantity, price=price, fee=fee, when=WHEN).id
 
 
 def _sell(engine: Engine, sid: int, position_id: int, price: str, fee: str) -> None:
     """The position sold at ``price`` with an exit fee: its fee and trade_pnl rows, and its trade."""
-    exit_price, exit_fee = Decimal(price), Decimal(fee)
     with write_transaction(engine) as db:
         session = ledger.lock_session(db, sid)
         position = db.get(Position, position_id)
-        assert session is not None and position is not None
-        pnl = (exit_price - position.entry_price) * position.quantity
-        position.status, position.exit_price, position.exit_time = "closed", exit_price, WHEN
-        position.exit_reason, position.realized_pnl, position.fees = "stop_loss", pnl, position.fees + exit_fee
-        db.add(Trade(session_id=sid, position_id=position_id, symbol="BTCUSDT", side="long",
-                     entry_price=position.entry_price, exit_price=exit_price, quantity=position.quantity,
-                     entry_time=WHEN, exit_time=WHEN, realized_pnl=pnl, fees=position.fees,
-                     exit_reason="stop_loss", market_time=WHEN, recorded_at=WHEN))
-        db.flush()
-        ledger_testing.record_position_closed(db, session, position_id=position_id, pnl=pnl, exit_fee=exit_fee,
-                                              released_cost=position.cost, exit_reason="stop_loss", now=WHEN)
+        assert position is not None
+        ledger_testing.sell(db, session, position, price=price, fee=fee, when=WHEN)
 
 
 def _change(engine: Engine, sid: int, op: str, amount: str) -> None:
