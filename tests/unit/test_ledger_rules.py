@@ -147,3 +147,17 @@ def test_quantities_of_one_asset_held_in_several_positions_add_up() -> None:
     positions = [Position(symbol="BTCUSDT", quantity=Decimal("0.01")), Position(symbol="ETHUSDT", quantity=Decimal(2)),
                  Position(symbol="BTCUSDC", quantity=Decimal("0.002"))]
     assert held_quantities(positions) == {"BTC": Decimal("0.012"), "ETH": Decimal(2)}
+
+
+def test_equity_is_cash_plus_positions_at_the_closes_given_not_the_accounts_last_marks() -> None:
+    """A tick values the account at the candle it is applying, before the account's cached marks move: 0.01 BTC
+    bought for $500 on a $1,000 account, marked by the account at 50,000 but valued here at 60,000: 500 + 600."""
+    from chalicelib.db.models import Position
+    from chalicelib.ledger import equity_of
+    from chalicelib.valuation import Mark
+
+    session = account("1000", reserved="500")
+    session.marks = {"BTCUSDT": Mark(Decimal(50000), NOW)}
+    held = [Position(symbol="BTCUSDT", side="long", quantity=Decimal("0.01"), cost=Decimal(500))]
+    assert equity_of(session, held) == Decimal("1000.00")
+    assert equity_of(session, held, {"BTCUSDT": Mark(Decimal(60000), NOW)}) == Decimal("1100.00")
